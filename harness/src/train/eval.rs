@@ -1,0 +1,27 @@
+//! Evaluation on a held-out split, in inference mode.
+
+use anyhow::Result;
+use candle_core::Device;
+use candle_nn::loss::cross_entropy;
+use models::{Ctx, Network};
+
+use super::step::count_correct;
+use crate::data::{loader::make_batch, BatchPlan, ImageSet, Normalisation};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+pub fn evaluate(net: &Network, set: &ImageSet, norm: &Normalisation, batch_size: usize, device: &Device) -> Result<Evaluation> {
+    let plan = BatchPlan::eval(set.len(), batch_size);
+    let (mut loss, mut correct) = (0.0, 0usize);
+    for b in 0..plan.len() {
+        let batch = make_batch(set, plan.indices(b), norm, None, device)?;
+        let logits = net.forward(&batch.x, &Ctx::EVAL)?;
+        loss += cross_entropy(&logits, &batch.y)?.to_scalar::<f32>()? as f64 * batch.labels.len() as f64;
+        correct += count_correct(&logits, &batch.y)?;
+    }
+    Ok(Evaluation { loss: loss / set.len() as f64, accuracy: correct as f64 / set.len() as f64 })
+}

@@ -1,0 +1,47 @@
+//! Labels sampled from the model's predictive distribution, for the true Fisher (paper eq. 3).
+
+use candle_core::{Result, Tensor, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// One label per row of `logits`, drawn from `softmax(logits)` by inverse-CDF sampling.
+pub fn sample_labels(logits: &Tensor, seed: u64) -> Result<Tensor> {
+    let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F64)?, D::Minus1)?.to_vec2::<f64>()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let labels: Vec<u32> = probs
+        .iter()
+        .map(|p| {
+            let u: f64 = rng.random();
+            let mut acc = 0.0;
+            for (k, pk) in p.iter().enumerate() {
+                acc += pk;
+                if u < acc {
+                    return k as u32;
+                }
+            }
+            (p.len() - 1) as u32
+        })
+        .collect();
+    Tensor::from_vec(labels, probs.len(), logits.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn sampled_frequencies_follow_the_softmax() -> Result<()> {
+        // Row probabilities 0.7 / 0.2 / 0.1 (logits are their logs), 20,000 draws.
+        let row = [0.7f64.ln(), 0.2f64.ln(), 0.1f64.ln()];
+        let logits = Tensor::from_vec(row.repeat(20_000), (20_000, 3), &Device::Cpu)?;
+        let s = sample_labels(&logits, 11)?.to_vec1::<u32>()?;
+        for (k, p) in [0.7, 0.2, 0.1].iter().enumerate() {
+            let f = s.iter().filter(|&&l| l == k as u32).count() as f64 / 20_000.0;
+            // Four standard deviations of a binomial proportion.
+            assert!((f - p).abs() < 4.0 * (p * (1.0 - p) / 20_000.0f64).sqrt(), "class {k}: {f}");
+        }
+        assert_eq!(s, sample_labels(&logits, 11)?.to_vec1::<u32>()?, "seeded");
+        Ok(())
+    }
+}

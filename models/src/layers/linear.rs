@@ -1,0 +1,32 @@
+use std::sync::Arc;
+
+use candle_core::{Result, Tensor, Var};
+
+use crate::capture::Capture;
+use crate::network::{Ctx, Module};
+
+/// `y = x Wᵀ + b` on `[M, in]` rows.
+pub struct Linear {
+    weight: Var,
+    bias: Option<Var>,
+    capture: Arc<Capture>,
+}
+
+impl Linear {
+    pub(crate) fn new(weight: Var, bias: Option<Var>, capture: Arc<Capture>) -> Self {
+        Linear { weight, bias, capture }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        let mut s = x.matmul(&self.weight.as_tensor().t()?)?;
+        if let Some(b) = &self.bias {
+            s = s.broadcast_add(b.as_tensor())?;
+        }
+        if ctx.capture {
+            s = self.capture.attach(&s, x, x.dim(0)?, 1)?;
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,186 @@
+//! im2col for NHWC input: `[N, H, W, C]` → `[N, Ho, Wo, kh*kw*C]`, columns ordered
+//! (kernel row, kernel column, channel), zeros where the window covers padding. Its backward is
+//! col2im, which sums each patch entry back onto the input pixel it came from.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use super::geometry::Window;
+
+/// Extracts convolution patches; differentiable (backward = col2im).
+pub fn im2col(x: &Tensor, win: Window) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Im2Col(win))
+}
+
+/// Sums patch gradients `[N, Ho, Wo, kh*kw*C]` back onto an `[N, H, W, C]` input.
+pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> {
+    cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, h, w })
+}
+
+fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
+    match layout.shape().dims() {
+        &[a, b, c, d] => Ok((a, b, c, d)),
+        d => candle_core::bail!("{op}: expected a 4-d NHWC tensor, got shape {d:?}"),
+    }
+}
+
+fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+struct Im2Col(Window);
+
+impl Im2Col {
+    fn run<T: WithDType>(&self, x: &[T], (n, h, w, c): (usize, usize, usize, usize)) -> Result<(Vec<T>, Shape)> {
+        let win = self.0;
+        let Some((ho, wo)) = win.output(h, w) else {
+            candle_core::bail!("im2col: window {win:?} does not fit a {h}x{w} input");
+        };
+        let k = win.kh * win.kw * c;
+        let mut out = vec![T::zero(); n * ho * wo * k];
+        // One output row (n, oy) per task: each writes its own slice, so no synchronisation.
+        out.par_chunks_mut(wo * k).enumerate().for_each(|(row, dst)| {
+            let (b, oy) = (row / ho, row % ho);
+            let img = &x[b * h * w * c..(b + 1) * h * w * c];
+            for ox in 0..wo {
+                let patch = &mut dst[ox * k..(ox + 1) * k];
+                for ki in 0..win.kh {
+                    let Some(iy) = win.source(oy, ki, h) else { continue };
+                    for kj in 0..win.kw {
+                        let Some(ix) = win.source(ox, kj, w) else { continue };
+                        let at = (ki * win.kw + kj) * c;
+                        let src = (iy * w + ix) * c;
+                        patch[at..at + c].copy_from_slice(&img[src..src + c]);
+                    }
+                }
+            }
+        });
+        Ok((out, Shape::from((n, ho, wo, k))))
+    }
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col-nhwc"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = dims4(l, "im2col")?;
+        match s {
+            CpuStorage::F32(_) => {
+                let (v, sh) = self.run(contiguous_slice::<f32>(s, l, "im2col")?, d)?;
+                Ok((CpuStorage::F32(v), sh))
+            }
+            CpuStorage::F64(_) => {
+                let (v, sh) = self.run(contiguous_slice::<f64>(s, l, "im2col")?, d)?;
+                Ok((CpuStorage::F64(v), sh))
+            }
+            _ => candle_core::bail!("im2col: only f32 and f64 are supported"),
+        }
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, h, w, _) = arg.dims4()?;
+        Ok(Some(col2im(grad, self.0, h, w)?))
+    }
+}
+
+struct Col2Im {
+    win: Window,
+    h: usize,
+    w: usize,
+}
+
+impl Col2Im {
+    fn run<T: WithDType>(&self, cols: &[T], (n, ho, wo, k): (usize, usize, usize, usize)) -> Result<(Vec<T>, Shape)> {
+        let (win, h, w) = (self.win, self.h, self.w);
+        if win.output(h, w) != Some((ho, wo)) || k % (win.kh * win.kw) != 0 {
+            candle_core::bail!("col2im: [{n}, {ho}, {wo}, {k}] is not the im2col of a {h}x{w} input with {win:?}");
+        }
+        let c = k / (win.kh * win.kw);
+        let mut out = vec![T::zero(); n * h * w * c];
+        // One image per task: overlapping windows only ever add into the same image.
+        out.par_chunks_mut(h * w * c).enumerate().for_each(|(b, img)| {
+            let src = &cols[b * ho * wo * k..(b + 1) * ho * wo * k];
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let patch = &src[(oy * wo + ox) * k..(oy * wo + ox + 1) * k];
+                    for ki in 0..win.kh {
+                        let Some(iy) = win.source(oy, ki, h) else { continue };
+                        for kj in 0..win.kw {
+                            let Some(ix) = win.source(ox, kj, w) else { continue };
+                            let at = (ki * win.kw + kj) * c;
+                            let dst = &mut img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
+                            for (d, s) in dst.iter_mut().zip(&patch[at..at + c]) {
+                                *d += *s;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok((out, Shape::from((n, h, w, c))))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im-nhwc"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = dims4(l, "col2im")?;
+        match s {
+            CpuStorage::F32(_) => {
+                let (v, sh) = self.run(contiguous_slice::<f32>(s, l, "col2im")?, d)?;
+                Ok((CpuStorage::F32(v), sh))
+            }
+            CpuStorage::F64(_) => {
+                let (v, sh) = self.run(contiguous_slice::<f64>(s, l, "col2im")?, d)?;
+                Ok((CpuStorage::F64(v), sh))
+            }
+            _ => candle_core::bail!("col2im: only f32 and f64 are supported"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// col2im is the adjoint of im2col: <im2col(x), y> = <x, col2im(y)> for all x, y.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() -> Result<()> {
+        let dev = Device::Cpu;
+        for win in [
+            Window { kh: 3, kw: 3, stride: 1, padding: 1 },
+            Window { kh: 3, kw: 3, stride: 2, padding: 1 },
+            Window { kh: 1, kw: 1, stride: 2, padding: 0 },
+            Window { kh: 2, kw: 3, stride: 2, padding: 0 },
+        ] {
+            let x = Tensor::randn(0f64, 1., (2, 7, 6, 3), &dev)?;
+            let cols = im2col(&x, win)?;
+            let y = Tensor::randn(0f64, 1., cols.shape(), &dev)?;
+            let lhs = (&cols * &y)?.sum_all()?.to_scalar::<f64>()?;
+            let rhs = (&x * col2im(&y, win, 7, 6)?)?.sum_all()?.to_scalar::<f64>()?;
+            assert!((lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0), "{win:?}: {lhs} vs {rhs}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn backward_routes_through_col2im() -> Result<()> {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 4, 4, 2), &Device::Cpu)?)?;
+        let win = Window { kh: 3, kw: 3, stride: 1, padding: 1 };
+        let grads = im2col(x.as_tensor(), win)?.sum_all()?.backward()?;
+        // Each pixel is counted once per window covering it: 4 at a corner, 9 inside.
+        let gx = grads.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(gx[0], 4.0);
+        assert_eq!(gx[(4 + 1) * 2], 9.0);
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Max pooling over NHWC input. The backward routes each output gradient to the first input
+//! position holding the window's maximum (PyTorch's tie rule), recomputed from the input.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+use super::geometry::Window;
+
+/// `[N, H, W, C]` → `[N, Ho, Wo, C]`; padding never wins the maximum.
+pub fn max_pool2d(x: &Tensor, win: Window) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool(win))
+}
+
+fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    match l.shape().dims() {
+        &[a, b, c, d] => Ok((a, b, c, d)),
+        d => candle_core::bail!("max_pool2d: expected a 4-d NHWC tensor, got shape {d:?}"),
+    }
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
+        None => candle_core::bail!("max_pool2d: input must be contiguous"),
+    }
+}
+
+/// For output (b, oy, ox, ch): the flat input index of the window's first maximum.
+fn argmax<T: WithDType>(x: &[T], win: Window, (h, w, c): (usize, usize, usize), b: usize, oy: usize, ox: usize, ch: usize) -> Option<usize> {
+    let mut best: Option<(usize, T)> = None;
+    for ki in 0..win.kh {
+        let Some(iy) = win.source(oy, ki, h) else { continue };
+        for kj in 0..win.kw {
+            let Some(ix) = win.source(ox, kj, w) else { continue };
+            let at = ((b * h + iy) * w + ix) * c + ch;
+            if best.is_none_or(|(_, v)| x[at] > v) {
+                best = Some((at, x[at]));
+            }
+        }
+    }
+    best.map(|(at, _)| at)
+}
+
+struct MaxPool(Window);
+
+impl MaxPool {
+    fn run<T: WithDType>(&self, x: &[T], (n, h, w, c): (usize, usize, usize, usize)) -> Result<(Vec<T>, Shape)> {
+        let win = self.0;
+        let Some((ho, wo)) = win.output(h, w).filter(|_| win.padding < win.kh.min(win.kw)) else {
+            candle_core::bail!("max_pool2d: window {win:?} does not fit a {h}x{w} input");
+        };
+        let mut out = vec![T::zero(); n * ho * wo * c];
+        out.par_chunks_mut(wo * c).enumerate().for_each(|(row, dst)| {
+            let (b, oy) = (row / ho, row % ho);
+            for ox in 0..wo {
+                for ch in 0..c {
+                    // Padding is smaller than the window, so every window holds an input pixel.
+                    let at = argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
+                    dst[ox * c + ch] = x[at];
+                }
+            }
+        });
+        Ok((out, Shape::from((n, ho, wo, c))))
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "max-pool-nhwc"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = dims4(l)?;
+        match s {
+            CpuStorage::F32(_) => self.run(slice::<f32>(s, l)?, d).map(|(v, sh)| (CpuStorage::F32(v), sh)),
+            CpuStorage::F64(_) => self.run(slice::<f64>(s, l)?, d).map(|(v, sh)| (CpuStorage::F64(v), sh)),
+            _ => candle_core::bail!("max_pool2d: only f32 and f64 are supported"),
+        }
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(self.0))?))
+    }
+}
+
+/// (input, output gradient) → input gradient.
+struct MaxPoolBackward(Window);
+
+impl MaxPoolBackward {
+    fn run<T: WithDType>(&self, x: &[T], (n, h, w, c): (usize, usize, usize, usize), g: &[T]) -> Result<(Vec<T>, Shape)> {
+        let win = self.0;
+        let (ho, wo) = win.output(h, w).expect("checked in the forward pass");
+        if g.len() != n * ho * wo * c {
+            candle_core::bail!("max_pool2d backward: gradient has {} elements, expected {}", g.len(), n * ho * wo * c);
+        }
+        let mut dx = vec![T::zero(); n * h * w * c];
+        dx.par_chunks_mut(h * w * c).enumerate().for_each(|(b, img)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for ch in 0..c {
+                        let at = argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
+                        img[at - b * h * w * c] += g[((b * ho + oy) * wo + ox) * c + ch];
+                    }
+                }
+            }
+        });
+        Ok((dx, Shape::from((n, h, w, c))))
+    }
+}
+
+impl CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "max-pool-nhwc-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = dims4(l1)?;
+        match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                self.run(slice::<f32>(s1, l1)?, d, slice::<f32>(s2, l2)?).map(|(v, sh)| (CpuStorage::F32(v), sh))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                self.run(slice::<f64>(s1, l1)?, d, slice::<f64>(s2, l2)?).map(|(v, sh)| (CpuStorage::F64(v), sh))
+            }
+            _ => candle_core::bail!("max_pool2d backward: only f32 and f64 are supported"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Forward against candle's own NCHW max_pool2d; gradient against central finite
+    /// differences. (Candle 0.11's max_pool2d backward is not an oracle: it scales the
+    /// gradient by the fraction of maxima in the window, 1/4 for a 2x2 window.)
+    #[test]
+    fn forward_matches_candle_and_gradient_matches_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let x0 = Tensor::randn(0f64, 1., (2, 6, 8, 3), &dev)?;
+        let x = Var::from_tensor(&x0)?;
+        let w = Tensor::randn(0f64, 1., (2, 3, 4, 3), &dev)?;
+        let win = Window { kh: 2, kw: 2, stride: 2, padding: 0 };
+        let ours = max_pool2d(x.as_tensor(), win)?;
+        let theirs = x0.permute((0, 3, 1, 2))?.max_pool2d(2)?.permute((0, 2, 3, 1))?;
+        assert!((&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
+        let g = (ours * &w)?.sum_all()?.backward()?;
+        let g = g.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f64>()?;
+        let v0 = x0.flatten_all()?.to_vec1::<f64>()?;
+        let f = |v: &[f64]| -> Result<f64> {
+            let t = Tensor::from_slice(v, (2, 6, 8, 3), &dev)?;
+            (max_pool2d(&t, win)? * &w)?.sum_all()?.to_scalar::<f64>()
+        };
+        for i in (0..v0.len()).step_by(7) {
+            let (mut up, mut down) = (v0.clone(), v0.clone());
+            up[i] += 1e-6;
+            down[i] -= 1e-6;
+            let fd = (f(&up)? - f(&down)?) / 2e-6;
+            assert!((fd - g[i]).abs() < 1e-6, "element {i}: fd {fd} vs {}", g[i]);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn padded_windows_ignore_padding() -> Result<()> {
+        // All-negative input: padding (never a candidate) must not produce a 0 maximum.
+        let x = (Tensor::ones((1, 4, 4, 1), candle_core::DType::F32, &Device::Cpu)? * -1.0)?;
+        let y = max_pool2d(&x, Window { kh: 3, kw: 3, stride: 2, padding: 1 })?;
+        assert_eq!(y.dims(), &[1, 2, 2, 1]);
+        assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![-1.0; 4]);
+        Ok(())
+    }
+}
