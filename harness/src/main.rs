@@ -11,7 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
 
 #[derive(Parser)]
-#[command(name = "skfac", version, about = "SKFAC and its baselines on candle: data, training, sweeps")]
+#[command(
+    name = "skfac",
+    version,
+    about = "SKFAC and its baselines on candle: data, training, sweeps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -97,10 +101,18 @@ impl TrainArgs {
             c.dataset = d.clone();
         }
         c.optimizer_kind()?;
-        anyhow::ensure!(models::MODEL_NAMES.contains(&self.model.as_str()), "unknown --model `{}`; valid choices: {}", self.model, models::MODEL_NAMES.join(", "));
+        anyhow::ensure!(
+            models::MODEL_NAMES.contains(&self.model.as_str()),
+            "unknown --model `{}`; valid choices: {}",
+            self.model,
+            models::MODEL_NAMES.join(", ")
+        );
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
-        anyhow::ensure!(self.train_subset != Some(0), "--train-subset must be at least 1");
+        anyhow::ensure!(
+            self.train_subset != Some(0),
+            "--train-subset must be at least 1"
+        );
         c.epochs = self.epochs;
         c.batch_size = self.batch_size;
         c.lr = self.lr.unwrap_or(c.lr);
@@ -126,9 +138,11 @@ impl Observer for Console {
     fn epoch_started(&mut self, epoch: usize, steps: usize) {
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, self.epochs));
         self.bar = Some(bar);
@@ -166,12 +180,20 @@ fn print_stage_times(t: &StageTimes) {
         .zip(t.values())
         .map(|(n, v)| format!("{n} {:.2} ms", v * 1e3))
         .collect();
-    println!("mean per step: {} (total {:.2} ms)", parts.join(", "), t.total() * 1e3);
+    println!(
+        "mean per step: {} (total {:.2} ms)",
+        parts.join(", "),
+        t.total() * 1e3
+    );
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Data { dataset, dir, source } => {
+        Command::Data {
+            dataset,
+            dir,
+            source,
+        } => {
             let (outcome_dir, already) = match dataset {
                 DatasetArg::Cifar10 => match cifar10::obtain(&dir, source.as_deref())? {
                     cifar10::Outcome::AlreadyPresent(d) => (d, true),
@@ -183,21 +205,32 @@ fn run(cli: Cli) -> Result<()> {
                 },
             };
             if already {
-                println!("{} already holds the verified files; nothing to do", outcome_dir.display());
+                println!(
+                    "{} already holds the verified files; nothing to do",
+                    outcome_dir.display()
+                );
             } else {
-                println!("wrote and verified {} (checksums in SHA256SUMS)", outcome_dir.display());
+                println!(
+                    "wrote and verified {} (checksums in SHA256SUMS)",
+                    outcome_dir.display()
+                );
             }
         }
         Command::Train(args) => {
             let threads = harness::threads::configure(args.threads)?;
             let cfg = args.config()?;
             let splits = data::load(&cfg.dataset, &args.data_dir)?;
-            let n = cfg.train_subset.map_or(splits.train.len(), |s| s.min(splits.train.len()));
+            let n = cfg
+                .train_subset
+                .map_or(splits.train.len(), |s| s.min(splits.train.len()));
             println!(
                 "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s)",
                 cfg.model, cfg.optimizer, cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads
             );
-            let mut console = Console { bar: None, epochs: cfg.epochs };
+            let mut console = Console {
+                bar: None,
+                epochs: cfg.epochs,
+            };
             let summary = train::run(&cfg, &splits, &mut console)?;
             print_stage_times(&summary.mean_stage_times);
             match summary.outcome {
@@ -213,8 +246,12 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

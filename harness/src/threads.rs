@@ -10,6 +10,8 @@ pub fn configure(threads: Option<usize>) -> anyhow::Result<usize> {
     // SAFETY (edition 2021: safe fn): called at start-up before any other thread exists.
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     // A second call (tests) finds the pool built already; the variable above still applies.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(n)
 }

@@ -76,10 +76,20 @@ impl Builder {
     }
 
     /// PyTorch's default Linear initialisation: U(±1/√in) for weight and bias.
-    pub fn linear(&mut self, name: &str, inputs: usize, outputs: usize, bias: bool) -> Result<Linear> {
+    pub fn linear(
+        &mut self,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let bound = 1.0 / (inputs as f64).sqrt();
         let weight = self.uniform(&[outputs, inputs], bound)?;
-        let bias = if bias { Some(self.uniform(&[outputs], bound)?) } else { None };
+        let bias = if bias {
+            Some(self.uniform(&[outputs], bound)?)
+        } else {
+            None
+        };
         let kind = LayerKind::Linear { inputs, outputs };
         let capture = self.register(name, kind, &weight, &bias);
         Ok(Linear::new(weight, bias, capture))
@@ -105,9 +115,21 @@ impl Builder {
         } else {
             None
         };
-        let kind = LayerKind::Conv2d { c_in, c_out, kh: k, kw: k, stride, padding };
+        let kind = LayerKind::Conv2d {
+            c_in,
+            c_out,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+        };
         let capture = self.register(name, kind, &weight, &bias);
-        let win = Window { kh: k, kw: k, stride, padding };
+        let win = Window {
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+        };
         Ok(Conv2d::new(weight, bias, win, capture))
     }
 
@@ -122,7 +144,10 @@ impl Builder {
             ("running_mean", &mean, 1),
             ("running_var", &var, 1),
         ] {
-            let nv = NamedVar { name: format!("{name}.{suffix}"), var: v.clone() };
+            let nv = NamedVar {
+                name: format!("{name}.{suffix}"),
+                var: v.clone(),
+            };
             if list == 0 {
                 self.reg.others.push(nv);
             } else {
@@ -132,9 +157,20 @@ impl Builder {
         Ok(BatchNorm::new(gamma, beta, mean, var))
     }
 
-    fn register(&mut self, name: &str, kind: LayerKind, weight: &Var, bias: &Option<Var>) -> Arc<Capture> {
+    fn register(
+        &mut self,
+        name: &str,
+        kind: LayerKind,
+        weight: &Var,
+        bias: &Option<Var>,
+    ) -> Arc<Capture> {
         let capture = Arc::new(Capture::default());
-        let spec = LayerSpec { name: name.to_string(), kind, weight: weight.clone(), bias: bias.clone() };
+        let spec = LayerSpec {
+            name: name.to_string(),
+            kind,
+            weight: weight.clone(),
+            bias: bias.clone(),
+        };
         self.reg.layers.push((spec, capture.clone()));
         capture
     }

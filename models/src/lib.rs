@@ -10,8 +10,8 @@
 pub mod builder;
 pub mod capture;
 pub mod layers;
-pub mod network;
 pub mod nets;
+pub mod network;
 pub mod ops;
 
 pub use builder::Builder;

@@ -18,9 +18,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub const EVAL: Ctx = Ctx { train: false, capture: false };
-    pub const TRAIN: Ctx = Ctx { train: true, capture: false };
-    pub const CAPTURE: Ctx = Ctx { train: true, capture: true };
+    pub const EVAL: Ctx = Ctx {
+        train: false,
+        capture: false,
+    };
+    pub const TRAIN: Ctx = Ctx {
+        train: true,
+        capture: false,
+    };
+    pub const CAPTURE: Ctx = Ctx {
+        train: true,
+        capture: true,
+    };
 }
 
 pub trait Module: Send + Sync {
@@ -28,14 +37,22 @@ pub trait Module: Send + Sync {
 }
 
 /// The models buildable by name.
-pub const MODEL_NAMES: [&str; 6] = ["mlp", "resnet8", "resnet20", "resnet34", "vgg11", "resnet50"];
+pub const MODEL_NAMES: [&str; 6] = [
+    "mlp", "resnet8", "resnet20", "resnet34", "vgg11", "resnet50",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("unknown model `{0}`; valid choices: {valid}", valid = MODEL_NAMES.join(", "))]
     Unknown(String),
     #[error("model `{model}` needs {need}, but the data is {h}x{w}x{c}")]
-    BadInput { model: String, need: &'static str, h: usize, w: usize, c: usize },
+    BadInput {
+        model: String,
+        need: &'static str,
+        h: usize,
+        w: usize,
+        c: usize,
+    },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -56,7 +73,11 @@ pub struct Network {
 }
 
 /// Builds the model `name` (one of [`MODEL_NAMES`]) in f32 on `device`.
-pub fn build(name: &str, cfg: &ModelConfig, device: &Device) -> std::result::Result<Network, ModelError> {
+pub fn build(
+    name: &str,
+    cfg: &ModelConfig,
+    device: &Device,
+) -> std::result::Result<Network, ModelError> {
     let mut b = Builder::new(cfg.seed, device);
     let (h, w, c) = cfg.input;
     let body: Box<dyn Module> = match name {
@@ -69,19 +90,38 @@ pub fn build(name: &str, cfg: &ModelConfig, device: &Device) -> std::result::Res
         "resnet50" => Box::new(nets::ResNet::resnet50(&mut b, c, cfg.classes)?),
         "vgg11" => {
             if h % 32 != 0 || w % 32 != 0 {
-                return Err(ModelError::BadInput { model: name.into(), need: "a height and width divisible by 32", h, w, c });
+                return Err(ModelError::BadInput {
+                    model: name.into(),
+                    need: "a height and width divisible by 32",
+                    h,
+                    w,
+                    c,
+                });
             }
-            Box::new(nets::Vgg::vgg11(&mut b, c, (h / 32) * (w / 32), cfg.classes)?)
+            Box::new(nets::Vgg::vgg11(
+                &mut b,
+                c,
+                (h / 32) * (w / 32),
+                cfg.classes,
+            )?)
         }
         other => return Err(ModelError::Unknown(other.to_string())),
     };
-    Ok(Network { name: name.to_string(), body, registry: b.finish() })
+    Ok(Network {
+        name: name.to_string(),
+        body,
+        registry: b.finish(),
+    })
 }
 
 impl Network {
     /// Wraps a hand-built module; `builder` must be the one its layers were made with.
     pub fn from_parts(name: &str, body: Box<dyn Module>, builder: Builder) -> Self {
-        Network { name: name.to_string(), body, registry: builder.finish() }
+        Network {
+            name: name.to_string(),
+            body,
+            registry: builder.finish(),
+        }
     }
 
     pub fn name(&self) -> &str {

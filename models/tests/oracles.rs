@@ -8,11 +8,31 @@ use models::ops::{max_pool2d, Window};
 use models::{Builder, Ctx, Module, Network};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 fn max_abs(a: &Tensor) -> f64 {
-    a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 /// A single-layer network so the layer's statistics can be taken through `Network`.
@@ -23,7 +43,15 @@ impl<M: Module> Module for One<M> {
     }
 }
 
-fn conv_net(dtype: DType, c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, bias: bool) -> Result<Network> {
+fn conv_net(
+    dtype: DType,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    bias: bool,
+) -> Result<Network> {
     let mut b = Builder::with_dtype(3, &Device::Cpu, dtype);
     let conv = b.conv("conv", c_in, c_out, k, stride, pad, bias)?;
     Ok(Network::from_parts("conv", Box::new(One(conv)), b))
@@ -52,14 +80,23 @@ fn conv_matches_candle_conv2d_forward_and_gradients() -> Result<()> {
         let ours = net.forward(x.as_tensor(), &Ctx::TRAIN)?;
         // Candle's reference on NCHW with an OIHW kernel.
         let w_oihw = layer.weight.as_tensor().permute((0, 3, 1, 2))?;
-        let mut theirs = x.as_tensor().permute((0, 3, 1, 2))?.contiguous()?.conv2d(&w_oihw.contiguous()?, pad, stride, 1, 1)?;
+        let mut theirs = x.as_tensor().permute((0, 3, 1, 2))?.contiguous()?.conv2d(
+            &w_oihw.contiguous()?,
+            pad,
+            stride,
+            1,
+            1,
+        )?;
         if let Some(b) = &layer.bias {
             theirs = theirs.broadcast_add(&b.as_tensor().reshape((1, c_out, 1, 1))?)?;
         }
         let theirs = theirs.permute((0, 2, 3, 1))?;
         assert_eq!(ours.dims(), theirs.dims());
         let d = max_abs_diff(&ours, &theirs);
-        assert!(d < 1e-4, "forward {c_in}->{c_out} k{k} s{stride} p{pad}: {d}");
+        assert!(
+            d < 1e-4,
+            "forward {c_in}->{c_out} k{k} s{stride} p{pad}: {d}"
+        );
 
         // Same upstream gradient through both; compare dX, dW and db.
         let up = Tensor::randn(0f32, 1., ours.shape(), &dev)?;
@@ -70,9 +107,15 @@ fn conv_matches_candle_conv2d_forward_and_gradients() -> Result<()> {
             pairs.push((b.as_tensor(), "db"));
         }
         for (t, what) in pairs {
-            let (a, b) = (g1.get(t).expect("our grad"), g2.get(t).expect("candle grad"));
+            let (a, b) = (
+                g1.get(t).expect("our grad"),
+                g2.get(t).expect("candle grad"),
+            );
             let d = max_abs_diff(a, b) / max_abs(b).max(1.0);
-            assert!(d < 1e-4, "{what} {c_in}->{c_out} k{k} s{stride} p{pad}: {d}");
+            assert!(
+                d < 1e-4,
+                "{what} {c_in}->{c_out} k{k} s{stride} p{pad}: {d}"
+            );
         }
     }
     Ok(())
@@ -99,7 +142,10 @@ fn captured_a_and_g_reproduce_the_conv_weight_gradient() -> Result<()> {
         // [∇W | ∇b] = Gᵀ A_aug / M, summed over positions by the row product.
         let gw = (s.g.t()?.matmul(&s.a_augmented()?)? / m as f64)?;
         let layer = &net.param_set().layers[0];
-        let dw = grads.get(layer.weight.as_tensor()).unwrap().reshape((c_out, k * k * c_in))?;
+        let dw = grads
+            .get(layer.weight.as_tensor())
+            .unwrap()
+            .reshape((c_out, k * k * c_in))?;
         let expected = match &layer.bias {
             Some(b) => Tensor::cat(&[&dw, &grads.get(b.as_tensor()).unwrap().unsqueeze(1)?], 1)?,
             None => dw,
@@ -151,7 +197,10 @@ fn statistics_are_only_captured_when_asked() -> Result<()> {
     let net = conv_net(DType::F32, 2, 3, 3, 1, 1, false)?;
     let x = Tensor::randn(0f32, 1., (2, 5, 5, 2), &Device::Cpu)?;
     let grads = net.forward(&x, &Ctx::TRAIN)?.sum_all()?.backward()?;
-    assert!(net.take_stats(&grads).is_err(), "no capture without Ctx::CAPTURE");
+    assert!(
+        net.take_stats(&grads).is_err(),
+        "no capture without Ctx::CAPTURE"
+    );
     // Capturing does not change the output.
     let a = net.forward(&x, &Ctx::TRAIN)?;
     let b = net.forward(&x, &Ctx::CAPTURE)?;
@@ -171,7 +220,15 @@ struct Tiny {
 impl Module for Tiny {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let h = self.bn.forward(&self.conv.forward(x, ctx)?, ctx)?.tanh()?;
-        let h = max_pool2d(&h, Window { kh: 2, kw: 2, stride: 2, padding: 0 })?;
+        let h = max_pool2d(
+            &h,
+            Window {
+                kh: 2,
+                kw: 2,
+                stride: 2,
+                padding: 0,
+            },
+        )?;
         self.fc.forward(&h.flatten_from(1)?, ctx)
     }
 }
@@ -192,19 +249,30 @@ fn network_gradients_match_finite_differences() -> Result<()> {
     let grads = candle_nn::loss::cross_entropy(&net.forward(&x, &Ctx::TRAIN)?, &y)?.backward()?;
     let eps = 1e-6;
     for p in net.param_set().all() {
-        let g = grads.get(p.var.as_tensor()).expect("gradient").flatten_all()?.to_vec1::<f64>()?;
+        let g = grads
+            .get(p.var.as_tensor())
+            .expect("gradient")
+            .flatten_all()?
+            .to_vec1::<f64>()?;
         let w0 = p.var.as_tensor().flatten_all()?.to_vec1::<f64>()?;
         for i in (0..w0.len()).step_by((w0.len() / 5).max(1)) {
             let mut w = w0.clone();
             w[i] += eps;
-            p.var.set(&Tensor::from_vec(w.clone(), p.var.shape(), &dev)?)?;
+            p.var
+                .set(&Tensor::from_vec(w.clone(), p.var.shape(), &dev)?)?;
             let up = loss_of(&net)?;
             w[i] -= 2.0 * eps;
             p.var.set(&Tensor::from_vec(w, p.var.shape(), &dev)?)?;
             let down = loss_of(&net)?;
-            p.var.set(&Tensor::from_vec(w0.clone(), p.var.shape(), &dev)?)?;
+            p.var
+                .set(&Tensor::from_vec(w0.clone(), p.var.shape(), &dev)?)?;
             let fd = (up - down) / (2.0 * eps);
-            assert!((fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()), "{}[{i}]: fd {fd} vs {}", p.name, g[i]);
+            assert!(
+                (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "{}[{i}]: fd {fd} vs {}",
+                p.name,
+                g[i]
+            );
         }
     }
     Ok(())
@@ -248,29 +316,59 @@ fn every_model_builds_and_trains_one_step_shape() -> Result<()> {
         ("vgg11", (32, 32, 3), 10, 2),
         ("resnet34", (32, 32, 3), 10, 2),
     ] {
-        let net = models::build(name, &models::ModelConfig { input, classes, seed: 0 }, &dev).unwrap();
+        let net = models::build(
+            name,
+            &models::ModelConfig {
+                input,
+                classes,
+                seed: 0,
+            },
+            &dev,
+        )
+        .unwrap();
         let x = Tensor::randn(0f32, 1., (batch, input.0, input.1, input.2), &dev)?;
         let logits = net.forward(&x, &Ctx::CAPTURE)?;
         assert_eq!(logits.dims(), &[batch, classes], "{name}");
         let grads = logits.log_sum_exp(D::Minus1)?.mean_all()?.backward()?;
         for p in net.param_set().all() {
-            assert!(grads.get(p.var.as_tensor()).is_some(), "{name}: no gradient for {}", p.name);
+            assert!(
+                grads.get(p.var.as_tensor()).is_some(),
+                "{name}: no gradient for {}",
+                p.name
+            );
         }
         let stats = net.take_stats(&grads)?;
         assert_eq!(stats.len(), net.param_set().layers.len());
     }
-    assert!(models::build("resnet9", &models::ModelConfig { input: (32, 32, 3), classes: 10, seed: 0 }, &dev)
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("valid choices"));
+    assert!(models::build(
+        "resnet9",
+        &models::ModelConfig {
+            input: (32, 32, 3),
+            classes: 10,
+            seed: 0
+        },
+        &dev
+    )
+    .err()
+    .unwrap()
+    .to_string()
+    .contains("valid choices"));
     Ok(())
 }
 
 #[test]
 fn resnet50_runs_forward_and_backward_at_imagenet_shape() -> Result<()> {
     let dev = Device::Cpu;
-    let net = models::build("resnet50", &models::ModelConfig { input: (224, 224, 3), classes: 1000, seed: 0 }, &dev).unwrap();
+    let net = models::build(
+        "resnet50",
+        &models::ModelConfig {
+            input: (224, 224, 3),
+            classes: 1000,
+            seed: 0,
+        },
+        &dev,
+    )
+    .unwrap();
     let ps = net.param_set();
     // torchvision's ResNet-50 has 25,557,032 parameters (BatchNorm included, running stats not).
     assert_eq!(ps.num_parameters(), 25_557_032);
@@ -288,10 +386,18 @@ fn resnet50_runs_forward_and_backward_at_imagenet_shape() -> Result<()> {
 fn parameter_counts_match_the_reference_architectures() {
     let dev = Device::Cpu;
     let count = |name: &str| {
-        models::build(name, &models::ModelConfig { input: (32, 32, 3), classes: 10, seed: 0 }, &dev)
-            .unwrap()
-            .param_set()
-            .num_parameters()
+        models::build(
+            name,
+            &models::ModelConfig {
+                input: (32, 32, 3),
+                classes: 10,
+                seed: 0,
+            },
+            &dev,
+        )
+        .unwrap()
+        .param_set()
+        .num_parameters()
     };
     // He et al. 2016, Table 6: ResNet-20 has 0.27M parameters. By hand, with option A:
     // stem 432 + 32, stage 1 6x2304 + 6x32, stage 2 4608 + 5x9216 + 6x64,

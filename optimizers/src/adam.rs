@@ -29,10 +29,25 @@ pub struct Adam {
 impl Adam {
     pub fn new(params: Vec<NamedVar>, cfg: AdamConfig) -> Result<Self> {
         check("lr", cfg.lr, cfg.lr > 0.0, "must be positive")?;
-        check("beta1", cfg.beta1, (0.0..1.0).contains(&cfg.beta1), "must be in [0, 1)")?;
-        check("beta2", cfg.beta2, (0.0..1.0).contains(&cfg.beta2), "must be in [0, 1)")?;
+        check(
+            "beta1",
+            cfg.beta1,
+            (0.0..1.0).contains(&cfg.beta1),
+            "must be in [0, 1)",
+        )?;
+        check(
+            "beta2",
+            cfg.beta2,
+            (0.0..1.0).contains(&cfg.beta2),
+            "must be in [0, 1)",
+        )?;
         check("eps", cfg.eps, cfg.eps > 0.0, "must be positive")?;
-        check("weight_decay", cfg.weight_decay, cfg.weight_decay >= 0.0, "must be >= 0")?;
+        check(
+            "weight_decay",
+            cfg.weight_decay,
+            cfg.weight_decay >= 0.0,
+            "must be >= 0",
+        )?;
         let moments = vec![None; params.len()];
         Ok(Adam {
             params,

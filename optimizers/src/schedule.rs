@@ -18,7 +18,11 @@ pub enum LrSchedule {
     /// Inverse-polynomial decay that halves the rate after `half_life` steps (ImageNet
     /// protocol: 0.025 with a half-life of 5 epochs):
     /// `lr(t) = lr · (1 + (2^{1/p} − 1)·t/h)^{−p}`, so `lr(h) = lr/2` for every power `p`.
-    PolyHalfLife { lr: f64, half_life: f64, power: f64 },
+    PolyHalfLife {
+        lr: f64,
+        half_life: f64,
+        power: f64,
+    },
 }
 
 impl LrSchedule {
@@ -32,7 +36,12 @@ impl LrSchedule {
                 min_lr,
             } => {
                 check("lr", lr, lr > 0.0, "must be positive")?;
-                check("min_lr", min_lr, (0.0..=lr).contains(&min_lr), "must be in [0, lr]")?;
+                check(
+                    "min_lr",
+                    min_lr,
+                    (0.0..=lr).contains(&min_lr),
+                    "must be in [0, lr]",
+                )?;
                 check(
                     "warmup",
                     warmup as f64,

@@ -27,8 +27,18 @@ pub struct Sgd {
 impl Sgd {
     pub fn new(params: Vec<NamedVar>, cfg: SgdConfig) -> Result<Self> {
         check("lr", cfg.lr, cfg.lr > 0.0, "must be positive")?;
-        check("momentum", cfg.momentum, (0.0..1.0).contains(&cfg.momentum), "must be in [0, 1)")?;
-        check("weight_decay", cfg.weight_decay, cfg.weight_decay >= 0.0, "must be >= 0")?;
+        check(
+            "momentum",
+            cfg.momentum,
+            (0.0..1.0).contains(&cfg.momentum),
+            "must be in [0, 1)",
+        )?;
+        check(
+            "weight_decay",
+            cfg.weight_decay,
+            cfg.weight_decay >= 0.0,
+            "must be >= 0",
+        )?;
         let buffers = vec![None; params.len()];
         Ok(Sgd {
             params,

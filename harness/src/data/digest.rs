@@ -13,5 +13,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The `sha256sum`-compatible listing of `files` (name, contents).
 pub fn sha256_listing(files: &[(&str, &[u8])]) -> String {
-    files.iter().map(|(name, b)| format!("{}  {name}\n", sha256_hex(b))).collect()
+    files
+        .iter()
+        .map(|(name, b)| format!("{}  {name}\n", sha256_hex(b)))
+        .collect()
 }

@@ -13,8 +13,14 @@ const FIX: &str = "skfac data fashion-mnist";
 
 /// The four IDX files and the MD5 of each once gunzipped.
 pub const FILES: [(&str, &str); 4] = [
-    ("train-images-idx3-ubyte", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-    ("train-labels-idx1-ubyte", "9018921c3c673c538a1fc5bad174d6f9"),
+    (
+        "train-images-idx3-ubyte",
+        "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    ),
+    (
+        "train-labels-idx1-ubyte",
+        "9018921c3c673c538a1fc5bad174d6f9",
+    ),
     ("t10k-images-idx3-ubyte", "8181f5470baa50b63fa0f6fddb340f0a"),
     ("t10k-labels-idx1-ubyte", "15d484375f8d13e6eb1aabb0c3f46965"),
 ];
@@ -47,7 +53,11 @@ pub fn obtain(dir: &Path, source: Option<&Path>) -> Result<Outcome, DataError> {
         let mut bytes = Vec::new();
         flate2::read::GzDecoder::new(read(&gz)?.as_slice())
             .read_to_end(&mut bytes)
-            .map_err(|e| DataError::Corrupt { file: gz.clone(), why: e.to_string(), fix: "apt-get install --reinstall dataset-fashion-mnist".into() })?;
+            .map_err(|e| DataError::Corrupt {
+                file: gz.clone(),
+                why: e.to_string(),
+                fix: "apt-get install --reinstall dataset-fashion-mnist".into(),
+            })?;
         let got = md5_hex(&bytes);
         if got != md5 {
             return Err(DataError::Corrupt {
@@ -74,22 +84,42 @@ pub fn verify_dir(out: &Path) -> Result<(), DataError> {
         let path = out.join(name);
         let got = md5_hex(&read(&path)?);
         if got != md5 {
-            return Err(DataError::Corrupt { file: path, why: format!("MD5 {got}, expected {md5}"), fix: FIX.into() });
+            return Err(DataError::Corrupt {
+                file: path,
+                why: format!("MD5 {got}, expected {md5}"),
+                fix: FIX.into(),
+            });
         }
     }
     let s = load(out.parent().unwrap_or(Path::new(".")))?;
     for (set, per_class) in [(&s.train, 6000), (&s.test, 1000)] {
         if set.class_counts() != vec![per_class; 10] {
-            return Err(DataError::Corrupt { file: out.to_path_buf(), why: format!("class counts {:?}", set.class_counts()), fix: FIX.into() });
+            return Err(DataError::Corrupt {
+                file: out.to_path_buf(),
+                why: format!("class counts {:?}", set.class_counts()),
+                fix: FIX.into(),
+            });
         }
     }
     Ok(())
 }
 
 /// Parses an IDX file with the given magic, returning its dimensions and payload.
-pub fn parse_idx<'a>(path: &Path, bytes: &'a [u8], magic: u32) -> Result<(Vec<usize>, &'a [u8]), DataError> {
-    let corrupt = |why: String| DataError::Corrupt { file: path.to_path_buf(), why, fix: FIX.into() };
-    let be = |i: usize| bytes.get(i..i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+pub fn parse_idx<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    magic: u32,
+) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+    let corrupt = |why: String| DataError::Corrupt {
+        file: path.to_path_buf(),
+        why,
+        fix: FIX.into(),
+    };
+    let be = |i: usize| {
+        bytes
+            .get(i..i + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let got = be(0).ok_or_else(|| corrupt("shorter than an IDX header".into()))?;
     if got != magic {
         return Err(corrupt(format!("IDX magic {got:#x}, expected {magic:#x}")));
@@ -102,7 +132,10 @@ pub fn parse_idx<'a>(path: &Path, bytes: &'a [u8], magic: u32) -> Result<(Vec<us
     let payload = &bytes[4 + 4 * ndim..];
     let n: usize = dims.iter().product();
     if payload.len() != n {
-        return Err(corrupt(format!("{} data bytes, header says {n}", payload.len())));
+        return Err(corrupt(format!(
+            "{} data bytes, header says {n}",
+            payload.len()
+        )));
     }
     Ok((dims, payload))
 }
@@ -121,20 +154,34 @@ fn load_split(out: &Path, images: &str, labels: &str) -> Result<ImageSet, DataEr
             fix: FIX.into(),
         });
     }
-    Ok(ImageSet { images: ipix.to_vec(), labels: lab.to_vec(), height: idims[1], width: idims[2], channels: 1, classes: 10 })
+    Ok(ImageSet {
+        images: ipix.to_vec(),
+        labels: lab.to_vec(),
+        height: idims[1],
+        width: idims[2],
+        channels: 1,
+        classes: 10,
+    })
 }
 
 /// Reads `dir/fashion-mnist/` (any number of images, so tests can write small files).
 pub fn load(dir: &Path) -> Result<Splits, DataError> {
     let out = dir.join(SUBDIR);
     if !out.join(FILES[0].0).exists() {
-        return Err(DataError::Missing { what: "Fashion-MNIST", dir: out, fix: format!("{FIX} --dir {}", dir.display()) });
+        return Err(DataError::Missing {
+            what: "Fashion-MNIST",
+            dir: out,
+            fix: format!("{FIX} --dir {}", dir.display()),
+        });
     }
     Ok(Splits {
         name: "fashion-mnist",
         train: load_split(&out, FILES[0].0, FILES[1].0)?,
         test: load_split(&out, FILES[2].0, FILES[3].0)?,
-        norm: Normalisation { mean: MEAN.to_vec(), std: STD.to_vec() },
+        norm: Normalisation {
+            mean: MEAN.to_vec(),
+            std: STD.to_vec(),
+        },
         augment: false,
     })
 }
@@ -163,11 +210,23 @@ mod tests {
             std::fs::write(out.join(lab), idx(0x0801, &[2], &[3, 7])).unwrap();
         }
         let s = load(dir.path()).unwrap();
-        assert_eq!((s.train.len(), s.train.height, s.train.width, s.train.channels), (2, 28, 28, 1));
+        assert_eq!(
+            (
+                s.train.len(),
+                s.train.height,
+                s.train.width,
+                s.train.channels
+            ),
+            (2, 28, 28, 1)
+        );
         assert_eq!(s.train.labels, vec![3, 7]);
         assert_eq!(s.train.image(1)[0], (784 % 256) as u8);
         // A truncated file is reported as corrupt, naming the fix.
-        std::fs::write(out.join(FILES[0].0), idx(0x0803, &[2, 28, 28], &pixels[..100])).unwrap();
+        std::fs::write(
+            out.join(FILES[0].0),
+            idx(0x0803, &[2, 28, 28], &pixels[..100]),
+        )
+        .unwrap();
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("corrupt") && err.contains(FIX), "{err}");
     }
@@ -175,7 +234,12 @@ mod tests {
     #[test]
     fn a_missing_system_package_names_the_apt_package() {
         let dir = tempfile::tempdir().unwrap();
-        let err = obtain(dir.path(), Some(&dir.path().join("nowhere"))).unwrap_err().to_string();
-        assert!(err.contains("apt-get install dataset-fashion-mnist"), "{err}");
+        let err = obtain(dir.path(), Some(&dir.path().join("nowhere")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("apt-get install dataset-fashion-mnist"),
+            "{err}"
+        );
     }
 }

@@ -49,12 +49,20 @@ impl BatchPlan {
     pub fn train(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Self {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng_for(seed, epoch, usize::MAX));
-        BatchPlan { order, batch_size, drop_last: true }
+        BatchPlan {
+            order,
+            batch_size,
+            drop_last: true,
+        }
     }
 
     /// Every example once, in order, the last batch possibly smaller.
     pub fn eval(n: usize, batch_size: usize) -> Self {
-        BatchPlan { order: (0..n).collect(), batch_size, drop_last: false }
+        BatchPlan {
+            order: (0..n).collect(),
+            batch_size,
+            drop_last: false,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -87,23 +95,39 @@ pub fn make_batch(
 ) -> Result<Batch> {
     let (h, w, c) = (set.height, set.width, set.channels);
     let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-    let shift: Vec<f32> = norm.mean.iter().zip(&norm.std).map(|(m, s)| -m / s).collect();
+    let shift: Vec<f32> = norm
+        .mean
+        .iter()
+        .zip(&norm.std)
+        .map(|(m, s)| -m / s)
+        .collect();
     let mut rng = augment.map(|(s, e, b)| rng_for(s, e, b));
     let mut x = vec![0f32; indices.len() * h * w * c];
     for (dst, &i) in x.chunks_mut(h * w * c).zip(indices) {
         let src = set.image(i);
         // Offsets into the zero-padded image, and whether to mirror.
         let (oy, ox, flip) = match rng.as_mut() {
-            Some(r) => (r.random_range(0..=2 * CROP_PAD), r.random_range(0..=2 * CROP_PAD), r.random_bool(0.5)),
+            Some(r) => (
+                r.random_range(0..=2 * CROP_PAD),
+                r.random_range(0..=2 * CROP_PAD),
+                r.random_bool(0.5),
+            ),
             None => (CROP_PAD, CROP_PAD, false),
         };
         for y in 0..h {
             for xx in 0..w {
                 let sx = if flip { w - 1 - xx } else { xx };
-                let (py, px) = ((y + oy) as isize - CROP_PAD as isize, (sx + ox) as isize - CROP_PAD as isize);
+                let (py, px) = (
+                    (y + oy) as isize - CROP_PAD as isize,
+                    (sx + ox) as isize - CROP_PAD as isize,
+                );
                 let inside = py >= 0 && px >= 0 && (py as usize) < h && (px as usize) < w;
                 for ch in 0..c {
-                    let v = if inside { src[(py as usize * w + px as usize) * c + ch] } else { 0 };
+                    let v = if inside {
+                        src[(py as usize * w + px as usize) * c + ch]
+                    } else {
+                        0
+                    };
                     dst[(y * w + xx) * c + ch] = v as f32 * scale[ch] + shift[ch];
                 }
             }
@@ -142,7 +166,11 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 9);
         assert_eq!(a.indices(1), BatchPlan::train(10, 3, 7, 0).indices(1));
-        assert_ne!(a.order, BatchPlan::train(10, 3, 7, 1).order, "each epoch reshuffles");
+        assert_ne!(
+            a.order,
+            BatchPlan::train(10, 3, 7, 1).order,
+            "each epoch reshuffles"
+        );
         let e = BatchPlan::eval(10, 3);
         assert_eq!((e.len(), e.indices(3)), (4, &[9][..]));
     }
@@ -150,7 +178,10 @@ mod tests {
     #[test]
     fn normalisation_and_identity_crop() -> Result<()> {
         let s = set(2);
-        let norm = Normalisation { mean: vec![0.5; 3], std: vec![0.25; 3] };
+        let norm = Normalisation {
+            mean: vec![0.5; 3],
+            std: vec![0.25; 3],
+        };
         let b = make_batch(&s, &[1], &norm, None, &Device::Cpu)?;
         let x = b.x.flatten_all()?.to_vec1::<f32>()?;
         for (v, p) in x.iter().zip(s.image(1)) {
@@ -163,16 +194,25 @@ mod tests {
     #[test]
     fn augmentation_is_a_shifted_possibly_mirrored_copy_and_reproducible() -> Result<()> {
         let s = set(8);
-        let norm = Normalisation { mean: vec![0.0; 3], std: vec![1.0 / 255.0; 3] };
+        let norm = Normalisation {
+            mean: vec![0.0; 3],
+            std: vec![1.0 / 255.0; 3],
+        };
         let idx: Vec<usize> = (0..8).collect();
         let a = make_batch(&s, &idx, &norm, Some((3, 1, 2)), &Device::Cpu)?.x;
         let b = make_batch(&s, &idx, &norm, Some((3, 1, 2)), &Device::Cpu)?.x;
-        assert_eq!(a.flatten_all()?.to_vec1::<f32>()?, b.flatten_all()?.to_vec1::<f32>()?);
+        assert_eq!(
+            a.flatten_all()?.to_vec1::<f32>()?,
+            b.flatten_all()?.to_vec1::<f32>()?
+        );
         // With unit scaling every value is either a source pixel value or the zero padding.
         let a = a.flatten_all()?.to_vec1::<f32>()?;
         for (k, v) in a.iter().enumerate() {
             let img = s.image(k / 48);
-            assert!(*v == 0.0 || img.contains(&(*v as u8)), "value {v} not from image");
+            assert!(
+                *v == 0.0 || img.contains(&(*v as u8)),
+                "value {v} not from image"
+            );
         }
         Ok(())
     }

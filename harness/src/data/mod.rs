@@ -69,18 +69,32 @@ pub struct Splits {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{what} not found in {dir}: run `{fix}` to obtain it")]
-    Missing { what: &'static str, dir: PathBuf, fix: String },
+    Missing {
+        what: &'static str,
+        dir: PathBuf,
+        fix: String,
+    },
     #[error("{file} is corrupt ({why}): delete it and run `{fix}` again")]
-    Corrupt { file: PathBuf, why: String, fix: String },
+    Corrupt {
+        file: PathBuf,
+        why: String,
+        fix: String,
+    },
     #[error("{0}")]
     Obtain(String),
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        DataError::Io { path: path.to_path_buf(), source }
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 

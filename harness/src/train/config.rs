@@ -3,7 +3,9 @@
 use anyhow::Result;
 use optimizers::{Hyper, LrSchedule, OptimizerKind};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScheduleKind {
     /// Linear warm-up, then cosine annealing to `min_lr` (paper's CIFAR-10 protocol).
@@ -81,7 +83,11 @@ impl TrainConfig {
                 total: self.epochs * steps_per_epoch,
                 min_lr: self.min_lr,
             },
-            ScheduleKind::Poly => LrSchedule::PolyHalfLife { lr: self.lr, half_life: self.half_life_epochs * per, power: 1.0 },
+            ScheduleKind::Poly => LrSchedule::PolyHalfLife {
+                lr: self.lr,
+                half_life: self.half_life_epochs * per,
+                power: 1.0,
+            },
         }
     }
 }

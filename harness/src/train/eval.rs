@@ -14,14 +14,24 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
-pub fn evaluate(net: &Network, set: &ImageSet, norm: &Normalisation, batch_size: usize, device: &Device) -> Result<Evaluation> {
+pub fn evaluate(
+    net: &Network,
+    set: &ImageSet,
+    norm: &Normalisation,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Evaluation> {
     let plan = BatchPlan::eval(set.len(), batch_size);
     let (mut loss, mut correct) = (0.0, 0usize);
     for b in 0..plan.len() {
         let batch = make_batch(set, plan.indices(b), norm, None, device)?;
         let logits = net.forward(&batch.x, &Ctx::EVAL)?;
-        loss += cross_entropy(&logits, &batch.y)?.to_scalar::<f32>()? as f64 * batch.labels.len() as f64;
+        loss += cross_entropy(&logits, &batch.y)?.to_scalar::<f32>()? as f64
+            * batch.labels.len() as f64;
         correct += count_correct(&logits, &batch.y)?;
     }
-    Ok(Evaluation { loss: loss / set.len() as f64, accuracy: correct as f64 / set.len() as f64 })
+    Ok(Evaluation {
+        loss: loss / set.len() as f64,
+        accuracy: correct as f64 / set.len() as f64,
+    })
 }

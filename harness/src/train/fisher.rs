@@ -6,7 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// One label per row of `logits`, drawn from `softmax(logits)` by inverse-CDF sampling.
 pub fn sample_labels(logits: &Tensor, seed: u64) -> Result<Tensor> {
-    let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F64)?, D::Minus1)?.to_vec2::<f64>()?;
+    let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F64)?, D::Minus1)?
+        .to_vec2::<f64>()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let labels: Vec<u32> = probs
         .iter()
@@ -39,7 +40,10 @@ mod tests {
         for (k, p) in [0.7, 0.2, 0.1].iter().enumerate() {
             let f = s.iter().filter(|&&l| l == k as u32).count() as f64 / 20_000.0;
             // Four standard deviations of a binomial proportion.
-            assert!((f - p).abs() < 4.0 * (p * (1.0 - p) / 20_000.0f64).sqrt(), "class {k}: {f}");
+            assert!(
+                (f - p).abs() < 4.0 * (p * (1.0 - p) / 20_000.0f64).sqrt(),
+                "class {k}: {f}"
+            );
         }
         assert_eq!(s, sample_labels(&logits, 11)?.to_vec1::<u32>()?, "seeded");
         Ok(())

@@ -39,7 +39,10 @@ pub struct EpochMetrics {
 pub enum Outcome {
     Finished,
     /// The loss became NaN or infinite at this (0-based, global) step.
-    Diverged { step: usize, loss: f64 },
+    Diverged {
+        step: usize,
+        loss: f64,
+    },
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -66,7 +69,11 @@ impl Observer for Silent {}
 pub fn run(cfg: &TrainConfig, data: &Splits, obs: &mut dyn Observer) -> Result<RunSummary> {
     let device = Device::Cpu;
     let t = &data.train;
-    let model_cfg = ModelConfig { input: (t.height, t.width, t.channels), classes: t.classes, seed: cfg.seed };
+    let model_cfg = ModelConfig {
+        input: (t.height, t.width, t.channels),
+        classes: t.classes,
+        seed: cfg.seed,
+    };
     let net = models::build(&cfg.model, &model_cfg, &device)?;
     let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
     train(cfg, data, &net, opt.as_mut(), &device, obs)
@@ -81,7 +88,9 @@ pub fn train(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<RunSummary> {
-    let n_train = cfg.train_subset.map_or(data.train.len(), |s| s.min(data.train.len()));
+    let n_train = cfg
+        .train_subset
+        .map_or(data.train.len(), |s| s.min(data.train.len()));
     let steps_per_epoch = n_train / cfg.batch_size;
     anyhow::ensure!(
         steps_per_epoch > 0,
@@ -113,7 +122,11 @@ pub fn train(
                         mean_stage_times: totals.scaled(1.0 / step.max(1) as f64),
                     });
                 }
-                StepOutcome::Done { loss, correct: c, times } => {
+                StepOutcome::Done {
+                    loss,
+                    correct: c,
+                    times,
+                } => {
                     totals.add(&times);
                     loss_sum += loss * batch.labels.len() as f64;
                     correct += c;

@@ -10,7 +10,11 @@ use super::fisher::sample_labels;
 use crate::data::Batch;
 
 pub enum StepOutcome {
-    Done { loss: f64, correct: usize, times: StageTimes },
+    Done {
+        loss: f64,
+        correct: usize,
+        times: StageTimes,
+    },
     /// The loss was NaN or infinite; no update was applied.
     Diverged { loss: f64 },
 }
@@ -18,14 +22,27 @@ pub enum StepOutcome {
 /// Number of rows whose arg-max equals the label.
 pub fn count_correct(logits: &Tensor, labels: &Tensor) -> candle_core::Result<usize> {
     let pred = logits.argmax(D::Minus1)?;
-    pred.eq(labels)?.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>().map(|c| c as usize)
+    pred.eq(labels)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()
+        .map(|c| c as usize)
 }
 
 /// Forward, backward, statistics (when the optimizer asks) and the optimizer's update.
 /// `fisher_seed` seeds the labels sampled for the true Fisher.
-pub fn train_step(net: &Network, opt: &mut dyn Optimizer, batch: &Batch, fisher_seed: u64) -> Result<StepOutcome> {
+pub fn train_step(
+    net: &Network,
+    opt: &mut dyn Optimizer,
+    batch: &Batch,
+    fisher_seed: u64,
+) -> Result<StepOutcome> {
     let req = opt.stats_request();
-    let ctx = if req == StatsRequest::None { Ctx::TRAIN } else { Ctx::CAPTURE };
+    let ctx = if req == StatsRequest::None {
+        Ctx::TRAIN
+    } else {
+        Ctx::CAPTURE
+    };
     let mut sw = Stopwatch::start();
     let logits = net.forward(&batch.x, &ctx)?;
     let loss = cross_entropy(&logits, &batch.y)?;
@@ -53,5 +70,9 @@ pub fn train_step(net: &Network, opt: &mut dyn Optimizer, batch: &Batch, fisher_
     times.forward = forward;
     times.backward = backward;
     times.statistics += statistics;
-    Ok(StepOutcome::Done { loss: loss_value, correct, times })
+    Ok(StepOutcome::Done {
+        loss: loss_value,
+        correct,
+        times,
+    })
 }

@@ -16,7 +16,14 @@ pub struct BatchNorm {
 
 impl BatchNorm {
     pub(crate) fn new(gamma: Var, beta: Var, running_mean: Var, running_var: Var) -> Self {
-        BatchNorm { gamma, beta, running_mean, running_var, eps: 1e-5, momentum: 0.1 }
+        BatchNorm {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            eps: 1e-5,
+            momentum: 0.1,
+        }
     }
 }
 
@@ -32,9 +39,11 @@ impl Module for BatchNorm {
             let r = rows.dim(0)? as f64;
             let unbiased = (var.detach() * (r / (r - 1.0).max(1.0)))?.squeeze(0)?;
             let m = self.momentum;
-            self.running_mean
-                .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach().squeeze(0)? * m)?)?)?;
-            self.running_var.set(&((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
+            self.running_mean.set(
+                &((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach().squeeze(0)? * m)?)?,
+            )?;
+            self.running_var
+                .set(&((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?)?;
             (centred, var)
         } else {
             (
@@ -44,7 +53,9 @@ impl Module for BatchNorm {
         };
         let inv_std = (var + self.eps)?.sqrt()?.recip()?;
         let scale = inv_std.broadcast_mul(&self.gamma.as_tensor().unsqueeze(0)?)?;
-        let y = centred.broadcast_mul(&scale)?.broadcast_add(&self.beta.as_tensor().unsqueeze(0)?)?;
+        let y = centred
+            .broadcast_mul(&scale)?
+            .broadcast_add(&self.beta.as_tensor().unsqueeze(0)?)?;
         y.reshape(shape)
     }
 }

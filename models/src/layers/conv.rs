@@ -18,7 +18,12 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub(crate) fn new(weight: Var, bias: Option<Var>, win: Window, capture: Arc<Capture>) -> Self {
-        Conv2d { weight, bias, win, capture }
+        Conv2d {
+            weight,
+            bias,
+            win,
+            capture,
+        }
     }
 }
 

@@ -14,7 +14,11 @@ pub struct Linear {
 
 impl Linear {
     pub(crate) fn new(weight: Var, bias: Option<Var>, capture: Arc<Capture>) -> Self {
-        Linear { weight, bias, capture }
+        Linear {
+            weight,
+            bias,
+            capture,
+        }
     }
 }
 

@@ -11,7 +11,10 @@ pub enum Shortcut {
     Identity,
     /// Option A of He et al. §4.2 (their CIFAR ResNets): subsample by `stride` and zero-pad the
     /// new channels, `pad` on each side. No parameters.
-    PadA { stride: usize, pad: usize },
+    PadA {
+        stride: usize,
+        pad: usize,
+    },
     /// Option B: 1x1 convolution with stride, then BatchNorm.
     Projection(Conv2d, BatchNorm),
 }
@@ -54,24 +57,55 @@ pub struct BasicBlock {
 
 impl BasicBlock {
     /// `option_a` chooses the parameter-free shortcut when the shape changes.
-    pub fn new(b: &mut Builder, name: &str, c_in: usize, c_out: usize, stride: usize, option_a: bool) -> Result<Self> {
+    pub fn new(
+        b: &mut Builder,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        stride: usize,
+        option_a: bool,
+    ) -> Result<Self> {
         let conv1 = b.conv(&format!("{name}.conv1"), c_in, c_out, 3, stride, 1, false)?;
         let bn1 = b.batchnorm(&format!("{name}.bn1"), c_out)?;
         let conv2 = b.conv(&format!("{name}.conv2"), c_out, c_out, 3, 1, 1, false)?;
         let bn2 = b.batchnorm(&format!("{name}.bn2"), c_out)?;
         let shortcut = shortcut(b, name, c_in, c_out, stride, option_a)?;
-        Ok(BasicBlock { conv1, bn1, conv2, bn2, shortcut })
+        Ok(BasicBlock {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            shortcut,
+        })
     }
 }
 
-fn shortcut(b: &mut Builder, name: &str, c_in: usize, c_out: usize, stride: usize, option_a: bool) -> Result<Shortcut> {
+fn shortcut(
+    b: &mut Builder,
+    name: &str,
+    c_in: usize,
+    c_out: usize,
+    stride: usize,
+    option_a: bool,
+) -> Result<Shortcut> {
     Ok(if stride == 1 && c_in == c_out {
         Shortcut::Identity
     } else if option_a {
-        Shortcut::PadA { stride, pad: (c_out - c_in) / 2 }
+        Shortcut::PadA {
+            stride,
+            pad: (c_out - c_in) / 2,
+        }
     } else {
         Shortcut::Projection(
-            b.conv(&format!("{name}.downsample.conv"), c_in, c_out, 1, stride, 0, false)?,
+            b.conv(
+                &format!("{name}.downsample.conv"),
+                c_in,
+                c_out,
+                1,
+                stride,
+                0,
+                false,
+            )?,
             b.batchnorm(&format!("{name}.downsample.bn"), c_out)?,
         )
     })
@@ -79,7 +113,10 @@ fn shortcut(b: &mut Builder, name: &str, c_in: usize, c_out: usize, stride: usiz
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let h = self.bn1.forward(&self.conv1.forward(x, ctx)?, ctx)?.relu()?;
+        let h = self
+            .bn1
+            .forward(&self.conv1.forward(x, ctx)?, ctx)?
+            .relu()?;
         let h = self.bn2.forward(&self.conv2.forward(&h, ctx)?, ctx)?;
         (h + self.shortcut.forward(x, ctx)?)?.relu()
     }
@@ -95,7 +132,13 @@ pub struct Bottleneck {
 impl Bottleneck {
     pub const EXPANSION: usize = 4;
 
-    pub fn new(b: &mut Builder, name: &str, c_in: usize, width: usize, stride: usize) -> Result<Self> {
+    pub fn new(
+        b: &mut Builder,
+        name: &str,
+        c_in: usize,
+        width: usize,
+        stride: usize,
+    ) -> Result<Self> {
         let c_out = width * Self::EXPANSION;
         let convs = [
             b.conv(&format!("{name}.conv1"), c_in, width, 1, 1, 0, false)?,
@@ -108,7 +151,11 @@ impl Bottleneck {
             b.batchnorm(&format!("{name}.bn3"), c_out)?,
         ];
         let shortcut = shortcut(b, name, c_in, c_out, stride, false)?;
-        Ok(Bottleneck { convs, bns, shortcut })
+        Ok(Bottleneck {
+            convs,
+            bns,
+            shortcut,
+        })
     }
 }
 

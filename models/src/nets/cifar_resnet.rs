@@ -23,18 +23,33 @@ impl CifarResNet {
         for (stage, width) in [16, 32, 64].into_iter().enumerate() {
             for i in 0..n {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(b, &format!("layer{}.{i}", stage + 1), c, width, stride, true)?);
+                blocks.push(BasicBlock::new(
+                    b,
+                    &format!("layer{}.{i}", stage + 1),
+                    c,
+                    width,
+                    stride,
+                    true,
+                )?);
                 c = width;
             }
         }
         let fc = b.linear("fc", 64, classes, true)?;
-        Ok(CifarResNet { stem, stem_bn, blocks, fc })
+        Ok(CifarResNet {
+            stem,
+            stem_bn,
+            blocks,
+            fc,
+        })
     }
 }
 
 impl Module for CifarResNet {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let mut h = self.stem_bn.forward(&self.stem.forward(x, ctx)?, ctx)?.relu()?;
+        let mut h = self
+            .stem_bn
+            .forward(&self.stem.forward(x, ctx)?, ctx)?
+            .relu()?;
         for blk in &self.blocks {
             h = blk.forward(&h, ctx)?;
         }

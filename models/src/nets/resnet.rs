@@ -36,12 +36,25 @@ impl ResNet {
         for (stage, (&n, &width)) in STAGES.iter().zip(&WIDTHS).enumerate() {
             for i in 0..n {
                 let name = format!("layer{}.{i}", stage + 1);
-                blocks.push(Box::new(BasicBlock::new(b, &name, c, width, stride_of(stage, i), false)?));
+                blocks.push(Box::new(BasicBlock::new(
+                    b,
+                    &name,
+                    c,
+                    width,
+                    stride_of(stage, i),
+                    false,
+                )?));
                 c = width;
             }
         }
         let fc = b.linear("fc", c, classes, true)?;
-        Ok(ResNet { stem, stem_bn, stem_pool: false, blocks, fc })
+        Ok(ResNet {
+            stem,
+            stem_bn,
+            stem_pool: false,
+            blocks,
+            fc,
+        })
     }
 
     pub fn resnet50(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
@@ -52,20 +65,43 @@ impl ResNet {
         for (stage, (&n, &width)) in STAGES.iter().zip(&WIDTHS).enumerate() {
             for i in 0..n {
                 let name = format!("layer{}.{i}", stage + 1);
-                blocks.push(Box::new(Bottleneck::new(b, &name, c, width, stride_of(stage, i))?));
+                blocks.push(Box::new(Bottleneck::new(
+                    b,
+                    &name,
+                    c,
+                    width,
+                    stride_of(stage, i),
+                )?));
                 c = width * Bottleneck::EXPANSION;
             }
         }
         let fc = b.linear("fc", c, classes, true)?;
-        Ok(ResNet { stem, stem_bn, stem_pool: true, blocks, fc })
+        Ok(ResNet {
+            stem,
+            stem_bn,
+            stem_pool: true,
+            blocks,
+            fc,
+        })
     }
 }
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let mut h = self.stem_bn.forward(&self.stem.forward(x, ctx)?, ctx)?.relu()?;
+        let mut h = self
+            .stem_bn
+            .forward(&self.stem.forward(x, ctx)?, ctx)?
+            .relu()?;
         if self.stem_pool {
-            h = max_pool2d(&h, Window { kh: 3, kw: 3, stride: 2, padding: 1 })?;
+            h = max_pool2d(
+                &h,
+                Window {
+                    kh: 3,
+                    kw: 3,
+                    stride: 2,
+                    padding: 1,
+                },
+            )?;
         }
         for blk in &self.blocks {
             h = blk.forward(&h, ctx)?;

@@ -16,7 +16,10 @@ impl Window {
         if self.stride == 0 || hp < self.kh || wp < self.kw {
             return None;
         }
-        Some(((hp - self.kh) / self.stride + 1, (wp - self.kw) / self.stride + 1))
+        Some((
+            (hp - self.kh) / self.stride + 1,
+            (wp - self.kw) / self.stride + 1,
+        ))
     }
 
     /// The input coordinate of window offset `k` at output coordinate `o`, if inside the input.

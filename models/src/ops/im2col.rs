@@ -34,7 +34,11 @@ fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -
 struct Im2Col(Window);
 
 impl Im2Col {
-    fn run<T: WithDType>(&self, x: &[T], (n, h, w, c): (usize, usize, usize, usize)) -> Result<(Vec<T>, Shape)> {
+    fn run<T: WithDType>(
+        &self,
+        x: &[T],
+        (n, h, w, c): (usize, usize, usize, usize),
+    ) -> Result<(Vec<T>, Shape)> {
         let win = self.0;
         let Some((ho, wo)) = win.output(h, w) else {
             candle_core::bail!("im2col: window {win:?} does not fit a {h}x{w} input");
@@ -42,22 +46,28 @@ impl Im2Col {
         let k = win.kh * win.kw * c;
         let mut out = vec![T::zero(); n * ho * wo * k];
         // One output row (n, oy) per task: each writes its own slice, so no synchronisation.
-        out.par_chunks_mut(wo * k).enumerate().for_each(|(row, dst)| {
-            let (b, oy) = (row / ho, row % ho);
-            let img = &x[b * h * w * c..(b + 1) * h * w * c];
-            for ox in 0..wo {
-                let patch = &mut dst[ox * k..(ox + 1) * k];
-                for ki in 0..win.kh {
-                    let Some(iy) = win.source(oy, ki, h) else { continue };
-                    for kj in 0..win.kw {
-                        let Some(ix) = win.source(ox, kj, w) else { continue };
-                        let at = (ki * win.kw + kj) * c;
-                        let src = (iy * w + ix) * c;
-                        patch[at..at + c].copy_from_slice(&img[src..src + c]);
+        out.par_chunks_mut(wo * k)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (b, oy) = (row / ho, row % ho);
+                let img = &x[b * h * w * c..(b + 1) * h * w * c];
+                for ox in 0..wo {
+                    let patch = &mut dst[ox * k..(ox + 1) * k];
+                    for ki in 0..win.kh {
+                        let Some(iy) = win.source(oy, ki, h) else {
+                            continue;
+                        };
+                        for kj in 0..win.kw {
+                            let Some(ix) = win.source(ox, kj, w) else {
+                                continue;
+                            };
+                            let at = (ki * win.kw + kj) * c;
+                            let src = (iy * w + ix) * c;
+                            patch[at..at + c].copy_from_slice(&img[src..src + c]);
+                        }
                     }
                 }
-            }
-        });
+            });
         Ok((out, Shape::from((n, ho, wo, k))))
     }
 }
@@ -95,33 +105,45 @@ struct Col2Im {
 }
 
 impl Col2Im {
-    fn run<T: WithDType>(&self, cols: &[T], (n, ho, wo, k): (usize, usize, usize, usize)) -> Result<(Vec<T>, Shape)> {
+    fn run<T: WithDType>(
+        &self,
+        cols: &[T],
+        (n, ho, wo, k): (usize, usize, usize, usize),
+    ) -> Result<(Vec<T>, Shape)> {
         let (win, h, w) = (self.win, self.h, self.w);
         if win.output(h, w) != Some((ho, wo)) || k % (win.kh * win.kw) != 0 {
-            candle_core::bail!("col2im: [{n}, {ho}, {wo}, {k}] is not the im2col of a {h}x{w} input with {win:?}");
+            candle_core::bail!(
+                "col2im: [{n}, {ho}, {wo}, {k}] is not the im2col of a {h}x{w} input with {win:?}"
+            );
         }
         let c = k / (win.kh * win.kw);
         let mut out = vec![T::zero(); n * h * w * c];
         // One image per task: overlapping windows only ever add into the same image.
-        out.par_chunks_mut(h * w * c).enumerate().for_each(|(b, img)| {
-            let src = &cols[b * ho * wo * k..(b + 1) * ho * wo * k];
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let patch = &src[(oy * wo + ox) * k..(oy * wo + ox + 1) * k];
-                    for ki in 0..win.kh {
-                        let Some(iy) = win.source(oy, ki, h) else { continue };
-                        for kj in 0..win.kw {
-                            let Some(ix) = win.source(ox, kj, w) else { continue };
-                            let at = (ki * win.kw + kj) * c;
-                            let dst = &mut img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
-                            for (d, s) in dst.iter_mut().zip(&patch[at..at + c]) {
-                                *d += *s;
+        out.par_chunks_mut(h * w * c)
+            .enumerate()
+            .for_each(|(b, img)| {
+                let src = &cols[b * ho * wo * k..(b + 1) * ho * wo * k];
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let patch = &src[(oy * wo + ox) * k..(oy * wo + ox + 1) * k];
+                        for ki in 0..win.kh {
+                            let Some(iy) = win.source(oy, ki, h) else {
+                                continue;
+                            };
+                            for kj in 0..win.kw {
+                                let Some(ix) = win.source(ox, kj, w) else {
+                                    continue;
+                                };
+                                let at = (ki * win.kw + kj) * c;
+                                let dst = &mut img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
+                                for (d, s) in dst.iter_mut().zip(&patch[at..at + c]) {
+                                    *d += *s;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((out, Shape::from((n, h, w, c))))
     }
 }
@@ -157,17 +179,42 @@ mod tests {
     fn col2im_is_the_adjoint_of_im2col() -> Result<()> {
         let dev = Device::Cpu;
         for win in [
-            Window { kh: 3, kw: 3, stride: 1, padding: 1 },
-            Window { kh: 3, kw: 3, stride: 2, padding: 1 },
-            Window { kh: 1, kw: 1, stride: 2, padding: 0 },
-            Window { kh: 2, kw: 3, stride: 2, padding: 0 },
+            Window {
+                kh: 3,
+                kw: 3,
+                stride: 1,
+                padding: 1,
+            },
+            Window {
+                kh: 3,
+                kw: 3,
+                stride: 2,
+                padding: 1,
+            },
+            Window {
+                kh: 1,
+                kw: 1,
+                stride: 2,
+                padding: 0,
+            },
+            Window {
+                kh: 2,
+                kw: 3,
+                stride: 2,
+                padding: 0,
+            },
         ] {
             let x = Tensor::randn(0f64, 1., (2, 7, 6, 3), &dev)?;
             let cols = im2col(&x, win)?;
             let y = Tensor::randn(0f64, 1., cols.shape(), &dev)?;
             let lhs = (&cols * &y)?.sum_all()?.to_scalar::<f64>()?;
-            let rhs = (&x * col2im(&y, win, 7, 6)?)?.sum_all()?.to_scalar::<f64>()?;
-            assert!((lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0), "{win:?}: {lhs} vs {rhs}");
+            let rhs = (&x * col2im(&y, win, 7, 6)?)?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+            assert!(
+                (lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{win:?}: {lhs} vs {rhs}"
+            );
         }
         Ok(())
     }
@@ -175,10 +222,19 @@ mod tests {
     #[test]
     fn backward_routes_through_col2im() -> Result<()> {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1., (1, 4, 4, 2), &Device::Cpu)?)?;
-        let win = Window { kh: 3, kw: 3, stride: 1, padding: 1 };
+        let win = Window {
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            padding: 1,
+        };
         let grads = im2col(x.as_tensor(), win)?.sum_all()?.backward()?;
         // Each pixel is counted once per window covering it: 4 at a corner, 9 inside.
-        let gx = grads.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f32>()?;
+        let gx = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         assert_eq!(gx[0], 4.0);
         assert_eq!(gx[(4 + 1) * 2], 9.0);
         Ok(())

@@ -26,12 +26,24 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
 }
 
 /// For output (b, oy, ox, ch): the flat input index of the window's first maximum.
-fn argmax<T: WithDType>(x: &[T], win: Window, (h, w, c): (usize, usize, usize), b: usize, oy: usize, ox: usize, ch: usize) -> Option<usize> {
+fn argmax<T: WithDType>(
+    x: &[T],
+    win: Window,
+    (h, w, c): (usize, usize, usize),
+    b: usize,
+    oy: usize,
+    ox: usize,
+    ch: usize,
+) -> Option<usize> {
     let mut best: Option<(usize, T)> = None;
     for ki in 0..win.kh {
-        let Some(iy) = win.source(oy, ki, h) else { continue };
+        let Some(iy) = win.source(oy, ki, h) else {
+            continue;
+        };
         for kj in 0..win.kw {
-            let Some(ix) = win.source(ox, kj, w) else { continue };
+            let Some(ix) = win.source(ox, kj, w) else {
+                continue;
+            };
             let at = ((b * h + iy) * w + ix) * c + ch;
             if best.is_none_or(|(_, v)| x[at] > v) {
                 best = Some((at, x[at]));
@@ -44,22 +56,32 @@ fn argmax<T: WithDType>(x: &[T], win: Window, (h, w, c): (usize, usize, usize), 
 struct MaxPool(Window);
 
 impl MaxPool {
-    fn run<T: WithDType>(&self, x: &[T], (n, h, w, c): (usize, usize, usize, usize)) -> Result<(Vec<T>, Shape)> {
+    fn run<T: WithDType>(
+        &self,
+        x: &[T],
+        (n, h, w, c): (usize, usize, usize, usize),
+    ) -> Result<(Vec<T>, Shape)> {
         let win = self.0;
-        let Some((ho, wo)) = win.output(h, w).filter(|_| win.padding < win.kh.min(win.kw)) else {
+        let Some((ho, wo)) = win
+            .output(h, w)
+            .filter(|_| win.padding < win.kh.min(win.kw))
+        else {
             candle_core::bail!("max_pool2d: window {win:?} does not fit a {h}x{w} input");
         };
         let mut out = vec![T::zero(); n * ho * wo * c];
-        out.par_chunks_mut(wo * c).enumerate().for_each(|(row, dst)| {
-            let (b, oy) = (row / ho, row % ho);
-            for ox in 0..wo {
-                for ch in 0..c {
-                    // Padding is smaller than the window, so every window holds an input pixel.
-                    let at = argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
-                    dst[ox * c + ch] = x[at];
+        out.par_chunks_mut(wo * c)
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (b, oy) = (row / ho, row % ho);
+                for ox in 0..wo {
+                    for ch in 0..c {
+                        // Padding is smaller than the window, so every window holds an input pixel.
+                        let at =
+                            argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
+                        dst[ox * c + ch] = x[at];
+                    }
                 }
-            }
-        });
+            });
         Ok((out, Shape::from((n, ho, wo, c))))
     }
 }
@@ -72,14 +94,21 @@ impl CustomOp1 for MaxPool {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = dims4(l)?;
         match s {
-            CpuStorage::F32(_) => self.run(slice::<f32>(s, l)?, d).map(|(v, sh)| (CpuStorage::F32(v), sh)),
-            CpuStorage::F64(_) => self.run(slice::<f64>(s, l)?, d).map(|(v, sh)| (CpuStorage::F64(v), sh)),
+            CpuStorage::F32(_) => self
+                .run(slice::<f32>(s, l)?, d)
+                .map(|(v, sh)| (CpuStorage::F32(v), sh)),
+            CpuStorage::F64(_) => self
+                .run(slice::<f64>(s, l)?, d)
+                .map(|(v, sh)| (CpuStorage::F64(v), sh)),
             _ => candle_core::bail!("max_pool2d: only f32 and f64 are supported"),
         }
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(self.0))?))
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &MaxPoolBackward(self.0),
+        )?))
     }
 }
 
@@ -87,23 +116,35 @@ impl CustomOp1 for MaxPool {
 struct MaxPoolBackward(Window);
 
 impl MaxPoolBackward {
-    fn run<T: WithDType>(&self, x: &[T], (n, h, w, c): (usize, usize, usize, usize), g: &[T]) -> Result<(Vec<T>, Shape)> {
+    fn run<T: WithDType>(
+        &self,
+        x: &[T],
+        (n, h, w, c): (usize, usize, usize, usize),
+        g: &[T],
+    ) -> Result<(Vec<T>, Shape)> {
         let win = self.0;
         let (ho, wo) = win.output(h, w).expect("checked in the forward pass");
         if g.len() != n * ho * wo * c {
-            candle_core::bail!("max_pool2d backward: gradient has {} elements, expected {}", g.len(), n * ho * wo * c);
+            candle_core::bail!(
+                "max_pool2d backward: gradient has {} elements, expected {}",
+                g.len(),
+                n * ho * wo * c
+            );
         }
         let mut dx = vec![T::zero(); n * h * w * c];
-        dx.par_chunks_mut(h * w * c).enumerate().for_each(|(b, img)| {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    for ch in 0..c {
-                        let at = argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
-                        img[at - b * h * w * c] += g[((b * ho + oy) * wo + ox) * c + ch];
+        dx.par_chunks_mut(h * w * c)
+            .enumerate()
+            .for_each(|(b, img)| {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        for ch in 0..c {
+                            let at = argmax(x, win, (h, w, c), b, oy, ox, ch)
+                                .expect("window inside input");
+                            img[at - b * h * w * c] += g[((b * ho + oy) * wo + ox) * c + ch];
+                        }
                     }
                 }
-            }
-        });
+            });
         Ok((dx, Shape::from((n, h, w, c))))
     }
 }
@@ -113,15 +154,21 @@ impl CustomOp2 for MaxPoolBackward {
         "max-pool-nhwc-backward"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let d = dims4(l1)?;
         match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                self.run(slice::<f32>(s1, l1)?, d, slice::<f32>(s2, l2)?).map(|(v, sh)| (CpuStorage::F32(v), sh))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                self.run(slice::<f64>(s1, l1)?, d, slice::<f64>(s2, l2)?).map(|(v, sh)| (CpuStorage::F64(v), sh))
-            }
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => self
+                .run(slice::<f32>(s1, l1)?, d, slice::<f32>(s2, l2)?)
+                .map(|(v, sh)| (CpuStorage::F32(v), sh)),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => self
+                .run(slice::<f64>(s1, l1)?, d, slice::<f64>(s2, l2)?)
+                .map(|(v, sh)| (CpuStorage::F64(v), sh)),
             _ => candle_core::bail!("max_pool2d backward: only f32 and f64 are supported"),
         }
     }
@@ -141,12 +188,24 @@ mod tests {
         let x0 = Tensor::randn(0f64, 1., (2, 6, 8, 3), &dev)?;
         let x = Var::from_tensor(&x0)?;
         let w = Tensor::randn(0f64, 1., (2, 3, 4, 3), &dev)?;
-        let win = Window { kh: 2, kw: 2, stride: 2, padding: 0 };
+        let win = Window {
+            kh: 2,
+            kw: 2,
+            stride: 2,
+            padding: 0,
+        };
         let ours = max_pool2d(x.as_tensor(), win)?;
-        let theirs = x0.permute((0, 3, 1, 2))?.max_pool2d(2)?.permute((0, 2, 3, 1))?;
+        let theirs = x0
+            .permute((0, 3, 1, 2))?
+            .max_pool2d(2)?
+            .permute((0, 2, 3, 1))?;
         assert!((&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
         let g = (ours * &w)?.sum_all()?.backward()?;
-        let g = g.get(x.as_tensor()).unwrap().flatten_all()?.to_vec1::<f64>()?;
+        let g = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f64>()?;
         let v0 = x0.flatten_all()?.to_vec1::<f64>()?;
         let f = |v: &[f64]| -> Result<f64> {
             let t = Tensor::from_slice(v, (2, 6, 8, 3), &dev)?;
@@ -166,7 +225,15 @@ mod tests {
     fn padded_windows_ignore_padding() -> Result<()> {
         // All-negative input: padding (never a candidate) must not produce a 0 maximum.
         let x = (Tensor::ones((1, 4, 4, 1), candle_core::DType::F32, &Device::Cpu)? * -1.0)?;
-        let y = max_pool2d(&x, Window { kh: 3, kw: 3, stride: 2, padding: 1 })?;
+        let y = max_pool2d(
+            &x,
+            Window {
+                kh: 3,
+                kw: 3,
+                stride: 2,
+                padding: 1,
+            },
+        )?;
         assert_eq!(y.dims(), &[1, 2, 2, 1]);
         assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, vec![-1.0; 4]);
         Ok(())

@@ -1,0 +1,133 @@
+//! The training loop on synthetic data sets the tests make themselves: it learns, it is
+//! deterministic given the seed, and a diverging run ends as "diverged", not a panic.
+
+use harness::data::{ImageSet, Normalisation, Splits};
+use harness::train::{run, Outcome, ScheduleKind, Silent, TrainConfig};
+use rand::{Rng, SeedableRng};
+
+/// 10 classes of `h`x`w`x`c` images: class k lights a 2x2 block at a class-specific place,
+/// on uniform noise. Linearly separable, so any working optimizer learns it.
+fn synthetic(n: usize, h: usize, w: usize, c: usize, seed: u64) -> ImageSet {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut images = Vec::with_capacity(n * h * w * c);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let k = i % 10;
+        let (by, bx) = (2 * (k / 4) + 1, 2 * (k % 4) + 1);
+        for y in 0..h {
+            for x in 0..w {
+                for _ in 0..c {
+                    let lit = (by..by + 2).contains(&y) && (bx..bx + 2).contains(&x);
+                    images.push(if lit {
+                        200 + rng.random_range(0..55)
+                    } else {
+                        rng.random_range(0..100)
+                    });
+                }
+            }
+        }
+        labels.push(k as u8);
+    }
+    ImageSet {
+        images,
+        labels,
+        height: h,
+        width: w,
+        channels: c,
+        classes: 10,
+    }
+}
+
+fn splits(h: usize, w: usize, c: usize, augment: bool) -> Splits {
+    Splits {
+        name: "synthetic",
+        train: synthetic(640, h, w, c, 1),
+        test: synthetic(200, h, w, c, 2),
+        norm: Normalisation {
+            mean: vec![0.3; c],
+            std: vec![0.3; c],
+        },
+        augment,
+    }
+}
+
+fn config(model: &str, optimizer: &str, epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::new(model, optimizer);
+    c.epochs = epochs;
+    c.eval_batch_size = 100;
+    c
+}
+
+#[test]
+fn sgd_and_adam_learn_the_synthetic_task() {
+    harness::threads::configure(Some(2)).unwrap();
+    let data = splits(8, 8, 1, false);
+    for opt in ["sgd", "adam"] {
+        let s = run(&config("mlp", opt, 3), &data, &mut Silent).unwrap();
+        assert_eq!(s.outcome, Outcome::Finished);
+        assert_eq!(s.steps, 3 * (640 / 32));
+        let first = &s.epochs[0];
+        let last = s.epochs.last().unwrap();
+        assert!(
+            last.train_loss < 0.5 * first.train_loss || last.train_loss < 0.1,
+            "{opt}: {:?}",
+            s.epochs
+        );
+        assert!(
+            last.test_accuracy > 0.9,
+            "{opt}: test accuracy {}",
+            last.test_accuracy
+        );
+        assert!(s.mean_stage_times.forward > 0.0 && s.mean_stage_times.update > 0.0);
+        assert!(last.train_seconds >= first.train_seconds);
+    }
+}
+
+#[test]
+fn runs_are_deterministic_given_the_seed() {
+    harness::threads::configure(Some(2)).unwrap();
+    let data = splits(32, 32, 3, true);
+    let mut cfg = config("resnet8", "sgd", 1);
+    cfg.train_subset = Some(128);
+    let a = run(&cfg, &data, &mut Silent).unwrap();
+    let b = run(&cfg, &data, &mut Silent).unwrap();
+    assert_eq!(a.epochs[0].train_loss, b.epochs[0].train_loss);
+    assert_eq!(a.epochs[0].test_loss, b.epochs[0].test_loss);
+    assert!(a.epochs[0].train_loss.is_finite());
+    cfg.seed = 1;
+    let c = run(&cfg, &data, &mut Silent).unwrap();
+    assert_ne!(
+        a.epochs[0].train_loss, c.epochs[0].train_loss,
+        "the seed changes init and data order"
+    );
+}
+
+#[test]
+fn a_diverging_run_is_reported_with_its_step() {
+    harness::threads::configure(Some(2)).unwrap();
+    let data = splits(8, 8, 1, false);
+    let mut cfg = config("mlp", "sgd", 2);
+    cfg.lr = 1e12;
+    cfg.schedule = ScheduleKind::Constant;
+    let s = run(&cfg, &data, &mut Silent).unwrap();
+    match s.outcome {
+        Outcome::Diverged { step, loss } => {
+            assert!(step >= 1 && step < 40, "step {step}");
+            assert!(!loss.is_finite());
+            assert_eq!(s.steps, step);
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_training_set_smaller_than_a_batch_is_a_clear_error() {
+    let data = splits(8, 8, 1, false);
+    let mut cfg = config("mlp", "sgd", 1);
+    cfg.train_subset = Some(10);
+    let e = run(&cfg, &data, &mut Silent).unwrap_err().to_string();
+    assert!(
+        e.contains("--batch-size") && e.contains("--train-subset"),
+        "{e}"
+    );
+}

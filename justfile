@@ -1,0 +1,30 @@
+# Entry points of the SKFAC harness. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Threads for training and benchmarks; results are reproducible for a fixed count.
+threads := env("SKFAC_THREADS", "2")
+skfac := "target/release/skfac"
+
+# Run the test suite (release build: tests that train are fast, and it shares the binary's build).
+test:
+    cargo test --release --workspace
+
+# Build the `skfac` binary.
+build:
+    cargo build --release -p harness
+
+# Obtain and verify a data set (cifar10 or fashion-mnist) into data/; does nothing if present.
+data name="cifar10": build
+    {{skfac}} data {{name}} --dir data
+
+# The default quick job: ResNet-8 with SGD for one epoch on 5,000 real CIFAR-10 images.
+train *args="--model resnet8 --optimizer sgd --epochs 1 --train-subset 5000": build
+    dataset=cifar10; if [[ "{{args}}" == *"--model mlp"* || "{{args}}" == *"fashion-mnist"* ]]; then dataset=fashion-mnist; fi; \
+    {{skfac}} data "$dataset" --dir data
+    {{skfac}} train --data-dir data --threads {{threads}} {{args}}
+
+# Lints as CI would like them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --release --workspace --all-targets -- -D warnings
