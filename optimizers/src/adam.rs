@@ -5,6 +5,7 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
 use crate::error::{check, Result};
+use crate::fused;
 use crate::layer::{LayerStats, NamedVar};
 use crate::optimizer::Optimizer;
 use crate::timing::{StageTimes, Stopwatch};
@@ -73,26 +74,28 @@ impl Optimizer for Adam {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let mut w = p.var.as_tensor().clone();
-            let g = if c.weight_decay > 0.0 && !c.decoupled {
-                (g + (&w * c.weight_decay)?)?
+            let w = p.var.as_tensor();
+            let (m, v) = match mom {
+                Some(mv) => mv,
+                None => mom.insert((w.zeros_like()?, w.zeros_like()?)),
+            };
+            let (b1, b2, eps, lr) = (c.beta1, c.beta2, c.eps, c.lr);
+            // L2 decay enters the gradient; decoupled decay shrinks the weight directly.
+            let (l2, dwd) = if c.decoupled {
+                (0.0, c.weight_decay)
             } else {
-                g.clone()
+                (c.weight_decay, 0.0)
             };
-            let (m, v) = match mom.take() {
-                Some((m, v)) => (
-                    ((m * c.beta1)? + (&g * (1.0 - c.beta1))?)?,
-                    ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?,
-                ),
-                None => ((&g * (1.0 - c.beta1))?, (g.sqr()? * (1.0 - c.beta2))?),
-            };
-            let denom = ((&v / bc2)?.sqrt()? + c.eps)?;
-            let upd = ((&m / bc1)? / denom)?;
-            if c.weight_decay > 0.0 && c.decoupled {
-                w = (&w * (1.0 - c.lr * c.weight_decay))?;
-            }
-            p.var.set(&(w - (upd * c.lr)?)?)?;
-            *mom = Some((m, v));
+            fused::update("adam-m", m, g, w, |m, g, w| {
+                b1 * m + (1.0 - b1) * (g + l2 * w)
+            })?;
+            fused::update("adam-v", v, g, w, |v, g, w| {
+                let g = g + l2 * w;
+                b2 * v + (1.0 - b2) * g * g
+            })?;
+            fused::update("adam-apply", w, m, v, |w, m, v| {
+                w * (1.0 - lr * dwd) - lr * (m / bc1) / ((v / bc2).sqrt() + eps)
+            })?;
         }
         self.steps += 1;
         Ok(StageTimes {

@@ -13,6 +13,7 @@ pub mod schedule;
 pub mod timing;
 
 mod adam;
+mod fused;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};

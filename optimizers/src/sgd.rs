@@ -5,6 +5,7 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
 use crate::error::{check, Result};
+use crate::fused;
 use crate::layer::{LayerStats, NamedVar};
 use crate::optimizer::Optimizer;
 use crate::timing::{StageTimes, Stopwatch};
@@ -48,33 +49,32 @@ impl Sgd {
         })
     }
 
-    /// The update direction for one parameter (before the learning rate), advancing its
-    /// momentum buffer. Shared with the K-FAC family, which feeds it preconditioned gradients.
-    pub(crate) fn direction(
+    /// One momentum step on `w` with the (possibly preconditioned) gradient `g`, in place:
+    /// `b ← μ b + g + wd·w`, then `w ← w − lr·b` (Nesterov: `w ← w − lr·(g + wd·w + μ b)`).
+    /// Shared with the K-FAC family, which feeds it preconditioned gradients.
+    pub(crate) fn momentum_step(
         cfg: &SgdConfig,
         buf: &mut Option<Tensor>,
         w: &Tensor,
         g: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        let d = if cfg.weight_decay > 0.0 {
-            (g + (w * cfg.weight_decay)?)?
-        } else {
-            g.clone()
-        };
-        if cfg.momentum == 0.0 {
-            return Ok(d);
+    ) -> candle_core::Result<()> {
+        let (lr, mu, wd) = (cfg.lr, cfg.momentum, cfg.weight_decay);
+        if mu == 0.0 {
+            return fused::update("sgd", w, g, g, |w, g, _| w - lr * (g + wd * w));
         }
-        let b = match buf.take() {
-            Some(b) => ((b * cfg.momentum)? + &d)?,
-            None => d.clone(),
+        // A zero buffer makes the first step b = g + wd·w, as PyTorch does.
+        let b = match buf {
+            Some(b) => b,
+            None => buf.insert(w.zeros_like()?),
         };
-        let out = if cfg.nesterov {
-            (&d + (&b * cfg.momentum)?)?
+        fused::update("sgd-momentum", b, g, w, |b, g, w| mu * b + g + wd * w)?;
+        if cfg.nesterov {
+            fused::update("sgd-nesterov", w, g, b, |w, g, b| {
+                w - lr * (g + wd * w + mu * b)
+            })
         } else {
-            b.clone()
-        };
-        *buf = Some(b);
-        Ok(out)
+            fused::update("sgd-apply", w, b, b, |w, b, _| w - lr * b)
+        }
     }
 }
 
@@ -89,9 +89,7 @@ impl Optimizer for Sgd {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let w = p.var.as_tensor();
-            let d = Sgd::direction(&self.cfg, buf, w, g)?;
-            p.var.set(&(w - (d * self.cfg.lr)?)?)?;
+            Sgd::momentum_step(&self.cfg, buf, p.var.as_tensor(), g)?;
         }
         self.steps += 1;
         Ok(StageTimes {
