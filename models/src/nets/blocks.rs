@@ -24,21 +24,21 @@ impl Shortcut {
         match self {
             Shortcut::Identity => Ok(x.clone()),
             Shortcut::PadA { stride, pad } => {
-                let (n, h, w, c) = x.dims4()?;
-                let s = *stride;
-                let sub = if s == 1 {
+                let (n, h, w, _) = x.dims4()?;
+                // x[:, ::s, ::s, :]; for odd sizes this keeps ceil(h/s) rows, like the
+                // strided 3x3 convolution on the other branch.
+                let pick =
+                    |len: usize| Tensor::arange_step(0u32, len as u32, *stride as u32, x.device());
+                let sub = if *stride == 1 {
                     x.clone()
                 } else {
-                    // x[:, ::s, ::s, :] through a reshape that puts the stride in its own axes.
-                    x.reshape((n, h / s, s, w / s, s, c))?
-                        .narrow(2, 0, 1)?
-                        .narrow(4, 0, 1)?
-                        .reshape((n, h / s, w / s, c))?
+                    x.index_select(&pick(h)?, 1)?.index_select(&pick(w)?, 2)?
                 };
+                let (_, ho, wo, _) = sub.dims4()?;
                 if *pad == 0 {
                     return Ok(sub);
                 }
-                let z = Tensor::zeros((n, h / s, w / s, *pad), x.dtype(), x.device())?;
+                let z = Tensor::zeros((n, ho, wo, *pad), x.dtype(), x.device())?;
                 Tensor::cat(&[&z, &sub, &z], 3)
             }
             Shortcut::Projection(conv, bn) => bn.forward(&conv.forward(x, ctx)?, ctx),

@@ -1,0 +1,189 @@
+//! The training loop hands an optimizer the curvature statistics it asks for: `A`/`G` from
+//! the real labels (empirical Fisher) or from labels sampled from the model (true Fisher).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Tensor, D};
+use harness::data::{ImageSet, Normalisation, Splits};
+use harness::train::{train, Silent, TrainConfig};
+use models::ModelConfig;
+use optimizers::{
+    build, Hyper, LayerStats, Optimizer, OptimizerKind, ParamSet, StageTimes, StatsRequest,
+};
+
+/// Checks what each step receives, then steps with SGD.
+struct Checker {
+    request: StatsRequest,
+    params: ParamSet,
+    sgd: Box<dyn Optimizer>,
+    /// Per step: the label each row of the last layer's G points at.
+    labels: Arc<Mutex<Vec<Vec<u32>>>>,
+}
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    d / b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1e-6)
+}
+
+impl Optimizer for Checker {
+    fn name(&self) -> String {
+        "checker".into()
+    }
+    fn stats_request(&self) -> StatsRequest {
+        self.request
+    }
+    fn step(
+        &mut self,
+        grads: &GradStore,
+        stats: Option<&[LayerStats]>,
+    ) -> optimizers::Result<StageTimes> {
+        let stats = stats.expect("statistics were requested");
+        assert_eq!(stats.len(), self.params.layers.len());
+        for (spec, s) in self.params.layers.iter().zip(stats) {
+            assert_eq!(s.a.dim(0).unwrap(), s.batch * s.positions);
+            assert_eq!(s.g.dims(), &[s.batch * s.positions, spec.kind.outputs()]);
+            if self.request == StatsRequest::Empirical {
+                // The loss that defines G is the training loss: GᵀA/M is the weight gradient.
+                let gw = (s.g.t().unwrap().matmul(&s.a.contiguous().unwrap()).unwrap()
+                    / s.batch as f64)
+                    .unwrap();
+                let dw = grads
+                    .get(spec.weight.as_tensor())
+                    .unwrap()
+                    .reshape(gw.shape())
+                    .unwrap();
+                assert!(max_rel_diff(&gw, &dw) < 1e-4, "{}", spec.name);
+            }
+        }
+        // Last layer: G rows are softmax(logits) − onehot(label), so each row sums to zero and
+        // its only negative entry sits at the label that defined the loss.
+        let g = &stats.last().unwrap().g;
+        let row_sums = g
+            .sum(D::Minus1)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(row_sums < 1e-5, "rows of p − e_y sum to zero: {row_sums}");
+        let picked = g.argmin(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+        self.labels.lock().unwrap().push(picked);
+        self.sgd.step(grads, None)
+    }
+    fn learning_rate(&self) -> f64 {
+        self.sgd.learning_rate()
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.sgd.set_learning_rate(lr)
+    }
+    fn steps(&self) -> usize {
+        self.sgd.steps()
+    }
+}
+
+fn data() -> Splits {
+    let n = 64;
+    let images: Vec<u8> = (0..n * 6 * 6 * 2).map(|i| ((i * 37) % 251) as u8).collect();
+    let set = ImageSet {
+        images,
+        labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        height: 6,
+        width: 6,
+        channels: 2,
+        classes: 10,
+    };
+    Splits {
+        name: "synthetic",
+        train: set.clone(),
+        test: set,
+        norm: Normalisation {
+            mean: vec![0.5; 2],
+            std: vec![0.3; 2],
+        },
+        augment: false,
+    }
+}
+
+/// Labels the last layer's G points at, for each step, with the given request.
+fn picked_labels(request: StatsRequest, model: &str) -> Vec<Vec<u32>> {
+    harness::threads::configure(Some(2)).unwrap();
+    let data = data();
+    let mut cfg = TrainConfig::new(model, "sgd");
+    cfg.batch_size = 16;
+    let net = models::build(
+        model,
+        &ModelConfig {
+            input: (6, 6, 2),
+            classes: 10,
+            seed: 4,
+        },
+        &Device::Cpu,
+    )
+    .unwrap();
+    let labels = Arc::new(Mutex::new(Vec::new()));
+    let mut opt = Checker {
+        request,
+        params: net.param_set(),
+        sgd: build(
+            OptimizerKind::Sgd,
+            &net.param_set(),
+            &Hyper {
+                lr: 0.01,
+                ..Hyper::default()
+            },
+        )
+        .unwrap(),
+        labels: labels.clone(),
+    };
+    train(&cfg, &data, &net, &mut opt, &Device::Cpu, &mut Silent).unwrap();
+    let picked = labels.lock().unwrap().clone();
+    assert_eq!(picked.len(), 64 / 16);
+    picked
+}
+
+#[test]
+fn empirical_statistics_come_from_the_true_labels_and_reproduce_the_gradient() {
+    for model in ["mlp", "resnet8"] {
+        let picked = picked_labels(StatsRequest::Empirical, model);
+        // Each epoch visits every image once in shuffled batches of 16: if every row of G points
+        // at its image's true label, the labels picked over the epoch are the data's labels.
+        assert!(picked.iter().all(|p| p.len() == 16));
+        let mut counts = [0usize; 10];
+        picked
+            .iter()
+            .flatten()
+            .for_each(|&l| counts[l as usize] += 1);
+        // The data set has labels i % 10 over 64 images: 7 of classes 0-3, 6 of the others.
+        assert_eq!(counts, [7, 7, 7, 7, 6, 6, 6, 6, 6, 6], "{model}");
+    }
+}
+
+#[test]
+fn sampled_statistics_come_from_labels_drawn_from_the_model() {
+    let picked = picked_labels(StatsRequest::Sampled, "mlp");
+    let mut counts = [0usize; 10];
+    picked
+        .iter()
+        .flatten()
+        .for_each(|&l| counts[l as usize] += 1);
+    // Drawn from the model's near-uniform initial predictions, not the data's label counts.
+    assert_ne!(counts, [7, 7, 7, 7, 6, 6, 6, 6, 6, 6]);
+    assert_eq!(counts.iter().sum::<usize>(), 64);
+}
