@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use harness::data::{self, cifar10, fashion_mnist};
+use harness::data::{self, cifar10, fashion_mnist, Obtained};
 use harness::train::{self, EpochMetrics, Observer, Outcome, ScheduleKind, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
@@ -194,26 +194,23 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             source,
         } => {
-            let (outcome_dir, already) = match dataset {
-                DatasetArg::Cifar10 => match cifar10::obtain(&dir, source.as_deref())? {
-                    cifar10::Outcome::AlreadyPresent(d) => (d, true),
-                    cifar10::Outcome::Written(d) => (d, false),
-                },
-                DatasetArg::FashionMnist => match fashion_mnist::obtain(&dir, source.as_deref())? {
-                    fashion_mnist::Outcome::AlreadyPresent(d) => (d, true),
-                    fashion_mnist::Outcome::Written(d) => (d, false),
-                },
+            let obtained = match dataset {
+                DatasetArg::Cifar10 => cifar10::obtain(&dir, source.as_deref())?,
+                DatasetArg::FashionMnist => fashion_mnist::obtain(&dir, source.as_deref())?,
             };
-            if already {
-                println!(
-                    "{} already holds the verified files; nothing to do",
-                    outcome_dir.display()
-                );
-            } else {
-                println!(
-                    "wrote and verified {} (checksums in SHA256SUMS)",
-                    outcome_dir.display()
-                );
+            match obtained {
+                Obtained::AlreadyPresent(d) => {
+                    println!(
+                        "{} already holds the verified files; nothing to do",
+                        d.display()
+                    )
+                }
+                Obtained::Written(d) => {
+                    println!(
+                        "wrote and verified {} (checksums in SHA256SUMS)",
+                        d.display()
+                    )
+                }
             }
         }
         Command::Train(args) => {

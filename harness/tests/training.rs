@@ -112,7 +112,7 @@ fn a_diverging_run_is_reported_with_its_step() {
     let s = run(&cfg, &data, &mut Silent).unwrap();
     match s.outcome {
         Outcome::Diverged { step, loss } => {
-            assert!(step >= 1 && step < 40, "step {step}");
+            assert!((1..40).contains(&step), "step {step}");
             assert!(!loss.is_finite());
             assert_eq!(s.steps, step);
         }

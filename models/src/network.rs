@@ -84,7 +84,7 @@ pub fn build(
         "mlp" => Box::new(nets::Mlp::new(&mut b, h * w * c, &[512, 256], cfg.classes)?),
         "resnet8" | "resnet20" => {
             let blocks = if name == "resnet8" { 1 } else { 3 };
-            Box::new(nets::CifarResNet::new(&mut b, c, blocks, cfg.classes)?)
+            Box::new(nets::ResNet::cifar(&mut b, c, blocks, cfg.classes)?)
         }
         "resnet34" => Box::new(nets::ResNet::resnet34_cifar(&mut b, c, cfg.classes)?),
         "resnet50" => Box::new(nets::ResNet::resnet50(&mut b, c, cfg.classes)?),

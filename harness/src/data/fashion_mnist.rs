@@ -2,10 +2,10 @@
 //! and verified into `DIR/fashion-mnist/`.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::digest::{md5_hex, sha256_listing};
-use super::{read, write_atomic, DataError, ImageSet, Normalisation, Splits};
+use super::digest::md5_hex;
+use super::{install, read, DataError, ImageSet, Normalisation, Obtained, Splits};
 
 pub const SUBDIR: &str = "fashion-mnist";
 pub const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
@@ -28,17 +28,11 @@ pub const FILES: [(&str, &str); 4] = [
 pub const MEAN: [f32; 1] = [0.2860];
 pub const STD: [f32; 1] = [0.3530];
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    AlreadyPresent(PathBuf),
-    Written(PathBuf),
-}
-
 /// Copies and verifies the IDX files from `source` (default: Debian's install folder).
-pub fn obtain(dir: &Path, source: Option<&Path>) -> Result<Outcome, DataError> {
+pub fn obtain(dir: &Path, source: Option<&Path>) -> Result<Obtained, DataError> {
     let out = dir.join(SUBDIR);
     if verify_dir(&out).is_ok() {
-        return Ok(Outcome::AlreadyPresent(out));
+        return Ok(Obtained::AlreadyPresent(out));
     }
     let src = source.unwrap_or(Path::new(SYSTEM_DIR));
     let mut files = Vec::new();
@@ -68,14 +62,10 @@ pub fn obtain(dir: &Path, source: Option<&Path>) -> Result<Outcome, DataError> {
         }
         files.push((name, bytes));
     }
-    std::fs::create_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
-    for (name, bytes) in &files {
-        write_atomic(&out.join(name), bytes)?;
-    }
     let listing: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    write_atomic(&out.join("SHA256SUMS"), sha256_listing(&listing).as_bytes())?;
+    install(&out, &listing)?;
     verify_dir(&out)?;
-    Ok(Outcome::Written(out))
+    Ok(Obtained::Written(out))
 }
 
 /// Checks the copied files' MD5s and that each split has its published class balance.

@@ -113,6 +113,26 @@ pub fn load(name: &str, dir: &Path) -> Result<Splits, DataError> {
     }
 }
 
+/// What `skfac data` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Obtained {
+    /// The folder already held the verified files; nothing was done.
+    AlreadyPresent(PathBuf),
+    Written(PathBuf),
+}
+
+/// Writes `files` into `out` (each atomically) with a `SHA256SUMS` listing of them.
+pub(crate) fn install(out: &Path, files: &[(&str, &[u8])]) -> Result<(), DataError> {
+    std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    for (name, bytes) in files {
+        write_atomic(&out.join(name), bytes)?;
+    }
+    write_atomic(
+        &out.join("SHA256SUMS"),
+        digest::sha256_listing(files).as_bytes(),
+    )
+}
+
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
 }

@@ -1,13 +1,11 @@
 //! The networks buildable by name.
 
 mod blocks;
-mod cifar_resnet;
 mod mlp;
 mod resnet;
 mod vgg;
 
 pub use blocks::{BasicBlock, Bottleneck, Shortcut};
-pub use cifar_resnet::CifarResNet;
 pub use mlp::Mlp;
 pub use resnet::ResNet;
 pub use vgg::Vgg;

@@ -6,8 +6,8 @@ use crate::layers::{BatchNorm, Conv2d, Linear};
 use crate::network::{Ctx, Module};
 use crate::ops::{max_pool2d, Window};
 
-/// torchvision-style ResNets with projection shortcuts: ResNet-34 in its CIFAR variant
-/// (3x3 stem, no max-pool) and ResNet-50 in its ImageNet shape (7x7/2 stem, 3x3/2 max-pool).
+/// Residual networks (He et al. 2016): a stem, stages of residual blocks (the first block of
+/// every stage after the first halves the resolution), global average pooling, a classifier.
 pub struct ResNet {
     stem: Conv2d,
     stem_bn: BatchNorm,
@@ -16,73 +16,138 @@ pub struct ResNet {
     fc: Linear,
 }
 
-const STAGES: [usize; 4] = [3, 4, 6, 3];
-const WIDTHS: [usize; 4] = [64, 128, 256, 512];
+/// Makes one block: (builder, name, input channels, width, stride) → (block, output channels).
+type BlockFn<'a> =
+    dyn FnMut(&mut Builder, &str, usize, usize, usize) -> Result<(Box<dyn Module>, usize)> + 'a;
 
-fn stride_of(stage: usize, i: usize) -> usize {
-    if stage > 0 && i == 0 {
-        2
-    } else {
-        1
+/// Stages of `(blocks, width)`, starting from `c` channels; returns the blocks and the final
+/// channel count.
+fn stages(
+    b: &mut Builder,
+    mut c: usize,
+    spec: &[(usize, usize)],
+    block: &mut BlockFn,
+) -> Result<(Vec<Box<dyn Module>>, usize)> {
+    let mut blocks = Vec::new();
+    for (stage, &(n, width)) in spec.iter().enumerate() {
+        for i in 0..n {
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            let (blk, c_out) = block(b, &format!("layer{}.{i}", stage + 1), c, width, stride)?;
+            blocks.push(blk);
+            c = c_out;
+        }
+    }
+    Ok((blocks, c))
+}
+
+/// The stem: a `k`x`k` convolution with `stride` to `width` channels, BatchNorm, ReLU, and
+/// optionally a 3x3/2 max-pool.
+struct Stem {
+    width: usize,
+    k: usize,
+    stride: usize,
+    pool: bool,
+}
+
+const CIFAR_STEM: Stem = Stem {
+    width: 64,
+    k: 3,
+    stride: 1,
+    pool: false,
+};
+const IMAGENET_STEM: Stem = Stem {
+    width: 64,
+    k: 7,
+    stride: 2,
+    pool: true,
+};
+const STAGES_34_50: [(usize, usize); 4] = [(3, 64), (4, 128), (6, 256), (3, 512)];
+
+fn basic(
+    option_a: bool,
+) -> impl FnMut(&mut Builder, &str, usize, usize, usize) -> Result<(Box<dyn Module>, usize)> {
+    move |b, name, c, width, stride| {
+        let blk = BasicBlock::new(b, name, c, width, stride, option_a)?;
+        Ok((Box::new(blk) as Box<dyn Module>, width))
     }
 }
 
 impl ResNet {
-    pub fn resnet34_cifar(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
-        let stem = b.conv("stem.conv", c_in, 64, 3, 1, 1, false)?;
-        let stem_bn = b.batchnorm("stem.bn", 64)?;
-        let mut blocks: Vec<Box<dyn Module>> = Vec::new();
-        let mut c = 64;
-        for (stage, (&n, &width)) in STAGES.iter().zip(&WIDTHS).enumerate() {
-            for i in 0..n {
-                let name = format!("layer{}.{i}", stage + 1);
-                blocks.push(Box::new(BasicBlock::new(
-                    b,
-                    &name,
-                    c,
-                    width,
-                    stride_of(stage, i),
-                    false,
-                )?));
-                c = width;
-            }
-        }
+    fn assemble(
+        b: &mut Builder,
+        c_in: usize,
+        stem: Stem,
+        spec: &[(usize, usize)],
+        block: &mut BlockFn,
+        classes: usize,
+    ) -> Result<Self> {
+        let conv = b.conv(
+            "stem.conv",
+            c_in,
+            stem.width,
+            stem.k,
+            stem.stride,
+            stem.k / 2,
+            false,
+        )?;
+        let bn = b.batchnorm("stem.bn", stem.width)?;
+        let (blocks, c) = stages(b, stem.width, spec, block)?;
         let fc = b.linear("fc", c, classes, true)?;
         Ok(ResNet {
-            stem,
-            stem_bn,
-            stem_pool: false,
+            stem: conv,
+            stem_bn: bn,
+            stem_pool: stem.pool,
             blocks,
             fc,
         })
     }
 
-    pub fn resnet50(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
-        let stem = b.conv("stem.conv", c_in, 64, 7, 2, 3, false)?;
-        let stem_bn = b.batchnorm("stem.bn", 64)?;
-        let mut blocks: Vec<Box<dyn Module>> = Vec::new();
-        let mut c = 64;
-        for (stage, (&n, &width)) in STAGES.iter().zip(&WIDTHS).enumerate() {
-            for i in 0..n {
-                let name = format!("layer{}.{i}", stage + 1);
-                blocks.push(Box::new(Bottleneck::new(
-                    b,
-                    &name,
-                    c,
-                    width,
-                    stride_of(stage, i),
-                )?));
-                c = width * Bottleneck::EXPANSION;
-            }
-        }
-        let fc = b.linear("fc", c, classes, true)?;
-        Ok(ResNet {
+    /// The CIFAR ResNets of He et al. §4.2: depth 6n+2, three stages of n basic blocks with
+    /// 16, 32 and 64 channels, option-A shortcuts. n = 1 is ResNet-8, n = 3 ResNet-20.
+    pub fn cifar(b: &mut Builder, c_in: usize, n: usize, classes: usize) -> Result<Self> {
+        let stem = Stem {
+            width: 16,
+            ..CIFAR_STEM
+        };
+        Self::assemble(
+            b,
+            c_in,
             stem,
-            stem_bn,
-            stem_pool: true,
-            blocks,
-            fc,
-        })
+            &[(n, 16), (n, 32), (n, 64)],
+            &mut basic(true),
+            classes,
+        )
+    }
+
+    /// ResNet-34, CIFAR variant (3x3 stem, no max-pool), projection shortcuts.
+    pub fn resnet34_cifar(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
+        Self::assemble(
+            b,
+            c_in,
+            CIFAR_STEM,
+            &STAGES_34_50,
+            &mut basic(false),
+            classes,
+        )
+    }
+
+    /// ResNet-50 in its ImageNet shape: 7x7/2 stem and 3x3/2 max-pool, bottleneck blocks.
+    pub fn resnet50(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
+        let mut bottleneck = |b: &mut Builder, name: &str, c, width, stride| {
+            let blk = Bottleneck::new(b, name, c, width, stride)?;
+            Ok((
+                Box::new(blk) as Box<dyn Module>,
+                width * Bottleneck::EXPANSION,
+            ))
+        };
+        Self::assemble(
+            b,
+            c_in,
+            IMAGENET_STEM,
+            &STAGES_34_50,
+            &mut bottleneck,
+            classes,
+        )
     }
 }
 

@@ -3,6 +3,8 @@
 //! col2im, which sums each patch entry back onto the input pixel it came from.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+
+use super::cpu::{run_float, Kernel};
 use rayon::prelude::*;
 
 use super::geometry::Window;
@@ -17,28 +19,17 @@ pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> 
     cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, h, w })
 }
 
-fn dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
-    match layout.shape().dims() {
-        &[a, b, c, d] => Ok((a, b, c, d)),
-        d => candle_core::bail!("{op}: expected a 4-d NHWC tensor, got shape {d:?}"),
-    }
-}
-
-fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
 struct Im2Col(Window);
 
-impl Im2Col {
+impl Kernel for Im2Col {
+    const NAME: &'static str = "im2col";
+
     fn run<T: WithDType>(
         &self,
-        x: &[T],
+        inputs: &[&[T]],
         (n, h, w, c): (usize, usize, usize, usize),
     ) -> Result<(Vec<T>, Shape)> {
+        let x = inputs[0];
         let win = self.0;
         let Some((ho, wo)) = win.output(h, w) else {
             candle_core::bail!("im2col: window {win:?} does not fit a {h}x{w} input");
@@ -78,18 +69,7 @@ impl CustomOp1 for Im2Col {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = dims4(l, "im2col")?;
-        match s {
-            CpuStorage::F32(_) => {
-                let (v, sh) = self.run(contiguous_slice::<f32>(s, l, "im2col")?, d)?;
-                Ok((CpuStorage::F32(v), sh))
-            }
-            CpuStorage::F64(_) => {
-                let (v, sh) = self.run(contiguous_slice::<f64>(s, l, "im2col")?, d)?;
-                Ok((CpuStorage::F64(v), sh))
-            }
-            _ => candle_core::bail!("im2col: only f32 and f64 are supported"),
-        }
+        run_float(self, &[(s, l)])
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -104,12 +84,15 @@ struct Col2Im {
     w: usize,
 }
 
-impl Col2Im {
+impl Kernel for Col2Im {
+    const NAME: &'static str = "col2im";
+
     fn run<T: WithDType>(
         &self,
-        cols: &[T],
+        inputs: &[&[T]],
         (n, ho, wo, k): (usize, usize, usize, usize),
     ) -> Result<(Vec<T>, Shape)> {
+        let cols = inputs[0];
         let (win, h, w) = (self.win, self.h, self.w);
         if win.output(h, w) != Some((ho, wo)) || k % (win.kh * win.kw) != 0 {
             candle_core::bail!(
@@ -154,18 +137,7 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = dims4(l, "col2im")?;
-        match s {
-            CpuStorage::F32(_) => {
-                let (v, sh) = self.run(contiguous_slice::<f32>(s, l, "col2im")?, d)?;
-                Ok((CpuStorage::F32(v), sh))
-            }
-            CpuStorage::F64(_) => {
-                let (v, sh) = self.run(contiguous_slice::<f64>(s, l, "col2im")?, d)?;
-                Ok((CpuStorage::F64(v), sh))
-            }
-            _ => candle_core::bail!("col2im: only f32 and f64 are supported"),
-        }
+        run_float(self, &[(s, l)])
     }
 }
 

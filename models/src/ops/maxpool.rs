@@ -4,25 +4,12 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::cpu::{run_float, Kernel};
 use super::geometry::Window;
 
 /// `[N, H, W, C]` → `[N, Ho, Wo, C]`; padding never wins the maximum.
 pub fn max_pool2d(x: &Tensor, win: Window) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool(win))
-}
-
-fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
-    match l.shape().dims() {
-        &[a, b, c, d] => Ok((a, b, c, d)),
-        d => candle_core::bail!("max_pool2d: expected a 4-d NHWC tensor, got shape {d:?}"),
-    }
-}
-
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
-        None => candle_core::bail!("max_pool2d: input must be contiguous"),
-    }
 }
 
 /// For output (b, oy, ox, ch): the flat input index of the window's first maximum.
@@ -55,12 +42,15 @@ fn argmax<T: WithDType>(
 
 struct MaxPool(Window);
 
-impl MaxPool {
+impl Kernel for MaxPool {
+    const NAME: &'static str = "max_pool2d";
+
     fn run<T: WithDType>(
         &self,
-        x: &[T],
+        inputs: &[&[T]],
         (n, h, w, c): (usize, usize, usize, usize),
     ) -> Result<(Vec<T>, Shape)> {
+        let x = inputs[0];
         let win = self.0;
         let Some((ho, wo)) = win
             .output(h, w)
@@ -92,16 +82,7 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = dims4(l)?;
-        match s {
-            CpuStorage::F32(_) => self
-                .run(slice::<f32>(s, l)?, d)
-                .map(|(v, sh)| (CpuStorage::F32(v), sh)),
-            CpuStorage::F64(_) => self
-                .run(slice::<f64>(s, l)?, d)
-                .map(|(v, sh)| (CpuStorage::F64(v), sh)),
-            _ => candle_core::bail!("max_pool2d: only f32 and f64 are supported"),
-        }
+        run_float(self, &[(s, l)])
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -115,13 +96,15 @@ impl CustomOp1 for MaxPool {
 /// (input, output gradient) → input gradient.
 struct MaxPoolBackward(Window);
 
-impl MaxPoolBackward {
+impl Kernel for MaxPoolBackward {
+    const NAME: &'static str = "max_pool2d backward";
+
     fn run<T: WithDType>(
         &self,
-        x: &[T],
+        inputs: &[&[T]],
         (n, h, w, c): (usize, usize, usize, usize),
-        g: &[T],
     ) -> Result<(Vec<T>, Shape)> {
+        let (x, g) = (inputs[0], inputs[1]);
         let win = self.0;
         let (ho, wo) = win.output(h, w).expect("checked in the forward pass");
         if g.len() != n * ho * wo * c {
@@ -161,16 +144,7 @@ impl CustomOp2 for MaxPoolBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = dims4(l1)?;
-        match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => self
-                .run(slice::<f32>(s1, l1)?, d, slice::<f32>(s2, l2)?)
-                .map(|(v, sh)| (CpuStorage::F32(v), sh)),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => self
-                .run(slice::<f64>(s1, l1)?, d, slice::<f64>(s2, l2)?)
-                .map(|(v, sh)| (CpuStorage::F64(v), sh)),
-            _ => candle_core::bail!("max_pool2d backward: only f32 and f64 are supported"),
-        }
+        run_float(self, &[(s1, l1), (s2, l2)])
     }
 }
 

@@ -1,6 +1,7 @@
 //! CPU kernels as candle custom ops, for NHWC tensors: the im2col/col2im pair behind Conv2d and
 //! max pooling. Each has a hand-written backward.
 
+mod cpu;
 mod geometry;
 mod im2col;
 mod maxpool;
