@@ -16,9 +16,11 @@ pub struct ResNet {
     fc: Linear,
 }
 
+/// A block and its output channel count.
+type Made = Result<(Box<dyn Module>, usize)>;
+
 /// Makes one block: (builder, name, input channels, width, stride) → (block, output channels).
-type BlockFn<'a> =
-    dyn FnMut(&mut Builder, &str, usize, usize, usize) -> Result<(Box<dyn Module>, usize)> + 'a;
+type BlockFn<'a> = dyn FnMut(&mut Builder, &str, usize, usize, usize) -> Made + 'a;
 
 /// Stages of `(blocks, width)`, starting from `c` channels; returns the blocks and the final
 /// channel count.
@@ -63,9 +65,7 @@ const IMAGENET_STEM: Stem = Stem {
 };
 const STAGES_34_50: [(usize, usize); 4] = [(3, 64), (4, 128), (6, 256), (3, 512)];
 
-fn basic(
-    option_a: bool,
-) -> impl FnMut(&mut Builder, &str, usize, usize, usize) -> Result<(Box<dyn Module>, usize)> {
+fn basic(option_a: bool) -> impl FnMut(&mut Builder, &str, usize, usize, usize) -> Made {
     move |b, name, c, width, stride| {
         let blk = BasicBlock::new(b, name, c, width, stride, option_a)?;
         Ok((Box::new(blk) as Box<dyn Module>, width))
