@@ -7,8 +7,9 @@ threads := env("SKFAC_THREADS", "2")
 skfac := "target/release/skfac"
 
 # Run the test suite (release build: tests that train are fast, and it shares the binary's build).
+# The thread count is fixed up front so parallel tests never change the environment mid-run.
 test:
-    cargo test --release --workspace
+    RAYON_NUM_THREADS=2 cargo test --release --workspace
 
 # Build the `skfac` binary.
 build:
