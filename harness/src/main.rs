@@ -10,6 +10,15 @@ use harness::train::{self, EpochMetrics, Observer, Outcome, ScheduleKind, TrainC
 use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
 
+
+/// `println!` that ignores a closed stdout (e.g. `skfac train ... | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "skfac",
@@ -159,7 +168,7 @@ impl Observer for Console {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        println!(
+        say!(
             "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {:.1} s training, lr {:.2e}",
             m.epoch,
             self.epochs,
@@ -180,7 +189,7 @@ fn print_stage_times(t: &StageTimes) {
         .zip(t.values())
         .map(|(n, v)| format!("{n} {:.2} ms", v * 1e3))
         .collect();
-    println!(
+    say!(
         "mean per step: {} (total {:.2} ms)",
         parts.join(", "),
         t.total() * 1e3
@@ -200,13 +209,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             match obtained {
                 Obtained::AlreadyPresent(d) => {
-                    println!(
+                    say!(
                         "{} already holds the verified files; nothing to do",
                         d.display()
                     )
                 }
                 Obtained::Written(d) => {
-                    println!(
+                    say!(
                         "wrote and verified {} (checksums in SHA256SUMS)",
                         d.display()
                     )
@@ -220,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             let n = cfg
                 .train_subset
                 .map_or(splits.train.len(), |s| s.min(splits.train.len()));
-            println!(
+            say!(
                 "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s)",
                 cfg.model, cfg.optimizer, cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads
             );
@@ -231,9 +240,9 @@ fn run(cli: Cli) -> Result<()> {
             let summary = train::run(&cfg, &splits, &mut console)?;
             print_stage_times(&summary.mean_stage_times);
             match summary.outcome {
-                Outcome::Finished => println!("finished: {} steps", summary.steps),
+                Outcome::Finished => say!("finished: {} steps", summary.steps),
                 Outcome::Diverged { step, loss } => {
-                    println!("diverged at step {step} (loss {loss}); the run stopped there");
+                    say!("diverged at step {step} (loss {loss}); the run stopped there");
                     anyhow::bail!("training diverged at step {step}");
                 }
             }

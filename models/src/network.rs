@@ -32,6 +32,18 @@ impl Ctx {
     };
 }
 
+impl Ctx {
+    /// A parameter as this pass should see it: tracked for gradients in training, detached in
+    /// evaluation so that no autograd graph (and none of its saved activations) is kept alive.
+    pub fn param(&self, v: &candle_core::Var) -> Tensor {
+        if self.train || self.capture {
+            v.as_tensor().clone()
+        } else {
+            v.as_tensor().detach()
+        }
+    }
+}
+
 pub trait Module: Send + Sync {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor>;
 }

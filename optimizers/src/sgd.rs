@@ -40,6 +40,12 @@ impl Sgd {
             cfg.weight_decay >= 0.0,
             "must be >= 0",
         )?;
+        check(
+            "momentum",
+            cfg.momentum,
+            !cfg.nesterov || cfg.momentum > 0.0,
+            "Nesterov momentum needs momentum > 0",
+        )?;
         let buffers = vec![None; params.len()];
         Ok(Sgd {
             params,

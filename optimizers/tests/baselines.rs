@@ -206,6 +206,14 @@ fn bad_names_and_hyper_parameters_are_rejected_with_the_field() {
             },
             "weight_decay",
         ),
+        (
+            Hyper {
+                momentum: 0.0,
+                nesterov: true,
+                ..Hyper::default()
+            },
+            "Nesterov",
+        ),
     ] {
         let e = build(OptimizerKind::Sgd, &set, &h)
             .err()

@@ -119,8 +119,14 @@ pub fn parse_idx<'a>(
         .map(|i| be(4 + 4 * i).map(|d| d as usize))
         .collect::<Option<_>>()
         .ok_or_else(|| corrupt("truncated IDX header".into()))?;
+    if dims.contains(&0) {
+        return Err(corrupt(format!("IDX header has a zero dimension: {dims:?}")));
+    }
+    let n = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| corrupt(format!("IDX dimensions {dims:?} overflow")))?;
     let payload = &bytes[4 + 4 * ndim..];
-    let n: usize = dims.iter().product();
     if payload.len() != n {
         return Err(corrupt(format!(
             "{} data bytes, header says {n}",

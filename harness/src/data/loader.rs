@@ -30,9 +30,10 @@ pub const CROP_PAD: usize = 4;
 
 fn rng_for(seed: u64, epoch: usize, batch: usize) -> ChaCha8Rng {
     // Distinct, well-mixed streams per (epoch, batch); the constants are odd 64-bit mixers.
+    // Wrapping: the shuffle stream uses `batch = usize::MAX`.
     let s = seed
-        ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (batch as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (batch as u64).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03);
     ChaCha8Rng::seed_from_u64(s)
 }
 
@@ -173,6 +174,14 @@ mod tests {
         );
         let e = BatchPlan::eval(10, 3);
         assert_eq!((e.len(), e.indices(3)), (4, &[9][..]));
+    }
+
+    #[test]
+    fn the_shuffle_stream_differs_from_every_batch_stream() {
+        // The shuffle uses `batch = usize::MAX`; the mixing must wrap, not overflow.
+        let mut shuffle = rng_for(7, 0, usize::MAX);
+        let mut first = rng_for(7, 0, 0);
+        assert_ne!(shuffle.random::<u64>(), first.random::<u64>());
     }
 
     #[test]

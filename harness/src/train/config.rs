@@ -58,6 +58,30 @@ impl TrainConfig {
         }
     }
 
+    /// Rejects values no run can use, naming the flag that fixes them.
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.epochs >= 1, "--epochs must be at least 1");
+        anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
+        anyhow::ensure!(self.eval_batch_size >= 1, "the evaluation batch size must be at least 1");
+        anyhow::ensure!(
+            self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0,
+            "--warmup-epochs must be a finite number >= 0 (got {})",
+            self.warmup_epochs
+        );
+        anyhow::ensure!(
+            self.half_life_epochs.is_finite() && self.half_life_epochs > 0.0,
+            "--half-life-epochs must be a finite number > 0 (got {})",
+            self.half_life_epochs
+        );
+        anyhow::ensure!(
+            self.min_lr.is_finite() && self.min_lr >= 0.0,
+            "the minimum learning rate must be a finite number >= 0 (got {})",
+            self.min_lr
+        );
+        self.optimizer_kind()?;
+        Ok(())
+    }
+
     pub fn optimizer_kind(&self) -> Result<OptimizerKind> {
         Ok(OptimizerKind::parse(&self.optimizer)?)
     }
@@ -106,5 +130,29 @@ pub fn default_lr(optimizer: &str) -> f64 {
     match optimizer {
         "adam" => 1e-3,
         _ => 0.05,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_values_are_rejected_naming_the_flag() {
+        let ok = TrainConfig::new("resnet8", "sgd");
+        ok.validate().unwrap();
+        let cases: [(fn(&mut TrainConfig), &str); 5] = [
+            (|c| c.batch_size = 0, "--batch-size"),
+            (|c| c.epochs = 0, "--epochs"),
+            (|c| c.warmup_epochs = -1.0, "--warmup-epochs"),
+            (|c| c.half_life_epochs = f64::NAN, "--half-life-epochs"),
+            (|c| c.optimizer = "sdg".into(), "valid choices"),
+        ];
+        for (break_it, flag) in cases {
+            let mut c = ok.clone();
+            break_it(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(flag), "{e}");
+        }
     }
 }

@@ -88,6 +88,7 @@ pub fn train(
     device: &Device,
     obs: &mut dyn Observer,
 ) -> Result<RunSummary> {
+    cfg.validate()?;
     let n_train = cfg
         .train_subset
         .map_or(data.train.len(), |s| s.min(data.train.len()));
@@ -112,7 +113,9 @@ pub fn train(
             opt.set_learning_rate(schedule.at(step));
             let aug = data.augment.then_some((cfg.seed, epoch, b));
             let batch = make_batch(&data.train, plan.indices(b), &data.norm, aug, device)?;
-            let fisher_seed = cfg.seed ^ (step as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+            // A stream of its own: at step 0 the seed must not equal the model-init seed.
+            let fisher_seed =
+                cfg.seed ^ (step as u64).wrapping_add(1).wrapping_mul(0xA24B_AED4_963E_E407);
             match train_step(net, opt, &batch, fisher_seed)? {
                 StepOutcome::Diverged { loss } => {
                     return Ok(RunSummary {

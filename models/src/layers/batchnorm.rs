@@ -47,15 +47,15 @@ impl Module for BatchNorm {
             (centred, var)
         } else {
             (
-                rows.broadcast_sub(&self.running_mean.as_tensor().unsqueeze(0)?)?,
-                self.running_var.as_tensor().unsqueeze(0)?,
+                rows.broadcast_sub(&self.running_mean.as_tensor().detach().unsqueeze(0)?)?,
+                self.running_var.as_tensor().detach().unsqueeze(0)?,
             )
         };
         let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        let scale = inv_std.broadcast_mul(&self.gamma.as_tensor().unsqueeze(0)?)?;
+        let scale = inv_std.broadcast_mul(&ctx.param(&self.gamma).unsqueeze(0)?)?;
         let y = centred
             .broadcast_mul(&scale)?
-            .broadcast_add(&self.beta.as_tensor().unsqueeze(0)?)?;
+            .broadcast_add(&ctx.param(&self.beta).unsqueeze(0)?)?;
         y.reshape(shape)
     }
 }

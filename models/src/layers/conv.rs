@@ -44,10 +44,10 @@ impl Module for Conv2d {
         } else {
             im2col(x, self.win)?.reshape((rows, k))?
         };
-        let w2 = self.weight.as_tensor().reshape((c_out, k))?;
+        let w2 = ctx.param(&self.weight).reshape((c_out, k))?;
         let mut s = a.matmul(&w2.t()?)?;
         if let Some(b) = &self.bias {
-            s = s.broadcast_add(b.as_tensor())?;
+            s = s.broadcast_add(&ctx.param(b))?;
         }
         if ctx.capture {
             s = self.capture.attach(&s, &a, n, ho * wo)?;

@@ -24,9 +24,9 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let mut s = x.matmul(&self.weight.as_tensor().t()?)?;
+        let mut s = x.matmul(&ctx.param(&self.weight).t()?)?;
         if let Some(b) = &self.bias {
-            s = s.broadcast_add(b.as_tensor())?;
+            s = s.broadcast_add(&ctx.param(b))?;
         }
         if ctx.capture {
             s = self.capture.attach(&s, x, x.dim(0)?, 1)?;
