@@ -59,7 +59,7 @@ struct TrainArgs {
     /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
     #[arg(long, default_value = "resnet8")]
     model: String,
-    /// One of: sgd, adam.
+    /// One of: sgd, adam, kfac, kfac-sua, skfac-rs, skfac-ss.
     #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// cifar10 or fashion-mnist [default: fashion-mnist for mlp, else cifar10].
@@ -96,6 +96,30 @@ struct TrainArgs {
     /// Threads for candle and rayon [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// skfac-ss: spatial positions sampled per example (s'), e.g. 1, 2, 4, 8.
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// K-FAC family: damping λ added to each Kronecker factor.
+    #[arg(long, default_value_t = 1e-3)]
+    damping: f64,
+    /// K-FAC family: steps between curvature-statistics refreshes.
+    #[arg(long, default_value_t = 20)]
+    t_cov: usize,
+    /// K-FAC family: steps between inverse refreshes.
+    #[arg(long, default_value_t = 200)]
+    t_inv: usize,
+    /// K-FAC family: moving-average decay of the statistics (0 = latest batch only).
+    #[arg(long, default_value_t = 0.95)]
+    stat_decay: f64,
+    /// K-FAC family: KL-clip (0 = off).
+    #[arg(long, default_value_t = 1e-3)]
+    kl_clip: f64,
+    /// K-FAC family: where G comes from.
+    #[arg(long, default_value = "sampled", value_parser = ["sampled", "empirical"])]
+    fisher: String,
+    /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
+    #[arg(long, default_value = "applied", value_parser = ["applied", "formed"])]
+    woodbury: String,
 }
 
 impl TrainArgs {
@@ -133,6 +157,22 @@ impl TrainArgs {
         c.half_life_epochs = self.half_life_epochs;
         c.train_subset = self.train_subset;
         c.seed = self.seed;
+        c.samples = self.samples;
+        c.damping = self.damping;
+        c.t_cov = self.t_cov;
+        c.t_inv = self.t_inv;
+        c.stat_decay = self.stat_decay;
+        c.kl_clip = self.kl_clip;
+        c.fisher = if self.fisher == "empirical" {
+            optimizers::Fisher::Empirical
+        } else {
+            optimizers::Fisher::Sampled
+        };
+        c.woodbury = if self.woodbury == "formed" {
+            optimizers::curvature::WoodburyMode::Formed
+        } else {
+            optimizers::curvature::WoodburyMode::Applied
+        };
         Ok(c)
     }
 }
@@ -231,7 +271,7 @@ fn run(cli: Cli) -> Result<()> {
                 .map_or(splits.train.len(), |s| s.min(splits.train.len()));
             say!(
                 "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s)",
-                cfg.model, cfg.optimizer, cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads
+                cfg.model, cfg.optimizer_label(), cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads
             );
             let mut console = Console {
                 bar: None,

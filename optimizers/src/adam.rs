@@ -8,7 +8,11 @@ use crate::error::{check, Result};
 use crate::fused;
 use crate::layer::{LayerStats, NamedVar};
 use crate::optimizer::Optimizer;
+use crate::sgd::expect_params;
+use crate::state::{put_list, take_list, OptimizerState};
 use crate::timing::{StageTimes, Stopwatch};
+use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamConfig {
@@ -114,5 +118,40 @@ impl Optimizer for Adam {
 
     fn steps(&self) -> usize {
         self.steps
+    }
+
+    fn state(&self) -> Result<OptimizerState> {
+        let (m, v): (Vec<_>, Vec<_>) = self
+            .moments
+            .iter()
+            .map(|mv| match mv {
+                Some((m, v)) => (Some(m.clone()), Some(v.clone())),
+                None => (None, None),
+            })
+            .unzip();
+        let mut tensors = BTreeMap::new();
+        put_list(&mut tensors, "m", &m)?;
+        put_list(&mut tensors, "v", &v)?;
+        let meta = json!({"name": "adam", "steps": self.steps, "lr": self.cfg.lr, "params": self.params.len()});
+        Ok(OptimizerState { meta, tensors })
+    }
+
+    fn load_state(&mut self, s: &OptimizerState) -> Result<()> {
+        s.expect_name("adam")?;
+        let n = self.params.len();
+        expect_params(s, n)?;
+        let m = take_list(&s.tensors, "m", n)?;
+        let v = take_list(&s.tensors, "v", n)?;
+        self.moments = m
+            .into_iter()
+            .zip(v)
+            .map(|mv| match mv {
+                (Some(m), Some(v)) => Some((m, v)),
+                _ => None,
+            })
+            .collect();
+        self.steps = s.usize_field("steps")?;
+        self.cfg.lr = s.f64_field("lr")?;
+        Ok(())
     }
 }

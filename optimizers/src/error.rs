@@ -6,6 +6,8 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("unknown optimizer `{name}`; valid choices: {valid}")]
     UnknownOptimizer { name: String, valid: String },
+    #[error("optimizer state: {0}")]
+    State(String),
     #[error("invalid hyper-parameter `{field}` = {value}: {why}")]
     InvalidHyper {
         field: &'static str,

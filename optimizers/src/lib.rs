@@ -6,10 +6,14 @@
 //! rows `A` and pre-activation gradient rows `G` ([`LayerStats`]) as defined in
 //! `docs/algorithms.md`. Everything else is a plain parameter.
 
+pub mod curvature;
 pub mod error;
+pub mod kfac;
 pub mod layer;
+pub mod linalg;
 pub mod optimizer;
 pub mod schedule;
+pub mod state;
 pub mod timing;
 
 mod adam;
@@ -19,7 +23,9 @@ mod sgd;
 pub use adam::{Adam, AdamConfig};
 pub use error::{Error, Result};
 pub use layer::{LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet};
+pub use kfac::{Fisher, Kfac, KfacConfig};
 pub use optimizer::{build, Hyper, Optimizer, OptimizerKind, StatsRequest};
+pub use state::OptimizerState;
 pub use schedule::LrSchedule;
 pub use sgd::{Sgd, SgdConfig};
 pub use timing::{StageTimes, Stopwatch};

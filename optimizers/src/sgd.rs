@@ -8,7 +8,10 @@ use crate::error::{check, Result};
 use crate::fused;
 use crate::layer::{LayerStats, NamedVar};
 use crate::optimizer::Optimizer;
+use crate::state::{put_list, take_list, OptimizerState};
 use crate::timing::{StageTimes, Stopwatch};
+use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgdConfig {
@@ -115,4 +118,31 @@ impl Optimizer for Sgd {
     fn steps(&self) -> usize {
         self.steps
     }
+
+    fn state(&self) -> Result<OptimizerState> {
+        let mut tensors = BTreeMap::new();
+        put_list(&mut tensors, "momentum", &self.buffers)?;
+        let meta = json!({"name": "sgd", "steps": self.steps, "lr": self.cfg.lr, "params": self.params.len()});
+        Ok(OptimizerState { meta, tensors })
+    }
+
+    fn load_state(&mut self, s: &OptimizerState) -> Result<()> {
+        s.expect_name("sgd")?;
+        expect_params(s, self.params.len())?;
+        self.buffers = take_list(&s.tensors, "momentum", self.params.len())?;
+        self.steps = s.usize_field("steps")?;
+        self.cfg.lr = s.f64_field("lr")?;
+        Ok(())
+    }
+}
+
+/// Refuses a state saved over a different number of parameters.
+pub(crate) fn expect_params(s: &OptimizerState, n: usize) -> Result<()> {
+    let saved = s.usize_field("params")?;
+    if saved != n {
+        return Err(crate::error::Error::State(format!(
+            "the saved state covers {saved} parameters, this model has {n}"
+        )));
+    }
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! What a training run is configured with.
 
 use anyhow::Result;
-use optimizers::{Hyper, LrSchedule, OptimizerKind};
+use optimizers::curvature::WoodburyMode;
+use optimizers::{Fisher, Hyper, LrSchedule, OptimizerKind};
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -33,11 +34,22 @@ pub struct TrainConfig {
     pub half_life_epochs: f64,
     pub train_subset: Option<usize>,
     pub seed: u64,
+    /// K-FAC family (algorithms.md): damping λ, refresh periods, moving-average decay, KL-clip,
+    /// Fisher type, `skfac-ss` sampling count and how SKFAC applies its Woodbury inverse.
+    pub damping: f64,
+    pub t_cov: usize,
+    pub t_inv: usize,
+    pub stat_decay: f64,
+    pub kl_clip: f64,
+    pub fisher: Fisher,
+    pub samples: usize,
+    pub woodbury: WoodburyMode,
 }
 
 impl TrainConfig {
     /// Defaults for `model` and `optimizer`, on the data set that suits the model.
     pub fn new(model: &str, optimizer: &str) -> Self {
+        let h = Hyper::default();
         TrainConfig {
             model: model.into(),
             optimizer: optimizer.into(),
@@ -55,6 +67,14 @@ impl TrainConfig {
             half_life_epochs: 5.0,
             train_subset: None,
             seed: 0,
+            damping: h.damping,
+            t_cov: h.t_cov,
+            t_inv: h.t_inv,
+            stat_decay: h.stat_decay,
+            kl_clip: h.kl_clip,
+            fisher: h.fisher,
+            samples: h.samples,
+            woodbury: h.woodbury,
         }
     }
 
@@ -82,6 +102,15 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The optimizer's name, with the sampling count for `skfac-ss`.
+    pub fn optimizer_label(&self) -> String {
+        if self.optimizer == "skfac-ss" {
+            format!("skfac-ss (s'={})", self.samples)
+        } else {
+            self.optimizer.clone()
+        }
+    }
+
     pub fn optimizer_kind(&self) -> Result<OptimizerKind> {
         Ok(OptimizerKind::parse(&self.optimizer)?)
     }
@@ -92,6 +121,15 @@ impl TrainConfig {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             nesterov: self.nesterov,
+            damping: self.damping,
+            t_cov: self.t_cov,
+            t_inv: self.t_inv,
+            stat_decay: self.stat_decay,
+            kl_clip: self.kl_clip,
+            fisher: self.fisher,
+            samples: self.samples,
+            woodbury: self.woodbury,
+            seed: self.seed,
             ..Hyper::default()
         }
     }
@@ -141,7 +179,8 @@ mod tests {
     fn unusable_values_are_rejected_naming_the_flag() {
         let ok = TrainConfig::new("resnet8", "sgd");
         ok.validate().unwrap();
-        let cases: [(fn(&mut TrainConfig), &str); 5] = [
+        type Break = fn(&mut TrainConfig);
+        let cases: [(Break, &str); 5] = [
             (|c| c.batch_size = 0, "--batch-size"),
             (|c| c.epochs = 0, "--epochs"),
             (|c| c.warmup_epochs = -1.0, "--warmup-epochs"),

@@ -1,0 +1,161 @@
+//! One preconditioned layer: its two factors, the rows its variant feeds them, and the
+//! gradient reshaping between the layer's parameters and `[∇W | ∇b]`.
+
+use std::collections::BTreeMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor, D};
+use rand::Rng;
+
+use super::{rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, SuaFactor, WoodburyMode};
+use crate::layer::{LayerKind, LayerSpec, LayerStats};
+
+/// The curvature approximation of a K-FAC-family optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approx {
+    Kfac,
+    KfacSua,
+    /// SKFAC Reduce Sum.
+    ReduceSum,
+    /// SKFAC Spatial Subsampling with `s'` positions per example.
+    Subsample(usize),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockOptions {
+    pub dense: DenseMethod,
+    pub woodbury: WoodburyMode,
+}
+
+/// Attempts at a refresh: the damping, then 10×, 100× and 1000× it.
+pub const REFRESH_ATTEMPTS: usize = 4;
+
+pub struct Block {
+    pub spec: LayerSpec,
+    approx: Approx,
+    omega: Box<dyn Factor>,
+    gamma: Box<dyn Factor>,
+}
+
+impl Block {
+    pub fn new(spec: LayerSpec, approx: Approx, opts: BlockOptions) -> Self {
+        let bias = spec.bias.is_some();
+        let (omega, gamma): (Box<dyn Factor>, Box<dyn Factor>) = match (approx, spec.kind) {
+            (Approx::Kfac, _) | (Approx::KfacSua, LayerKind::Linear { .. }) => (
+                Box::new(DenseFactor::new(opts.dense)),
+                Box::new(DenseFactor::new(opts.dense)),
+            ),
+            (Approx::KfacSua, LayerKind::Conv2d { c_in, kh, kw, .. }) => (
+                Box::new(SuaFactor::new(kh * kw, c_in, bias, opts.dense)),
+                Box::new(DenseFactor::new(opts.dense)),
+            ),
+            (Approx::ReduceSum | Approx::Subsample(_), _) => (
+                Box::new(LowRankFactor::new(opts.woodbury)),
+                Box::new(LowRankFactor::new(opts.woodbury)),
+            ),
+        };
+        Block {
+            spec,
+            approx,
+            omega,
+            gamma,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Folds one batch of this layer's statistics into both factors.
+    pub fn observe(&mut self, stats: &LayerStats, decay: f64, rng: &mut impl Rng) -> Result<()> {
+        let (a, g) = match self.approx {
+            Approx::Kfac | Approx::KfacSua => rows::all(stats)?,
+            Approx::ReduceSum => rows::reduce_sum(stats)?,
+            Approx::Subsample(s) => rows::subsample(stats, s, rng)?,
+        };
+        self.omega.observe(&a, decay)?;
+        self.gamma.observe(&g, decay)
+    }
+
+    /// Refreshes both inverses, retrying with 10× the damping up to three times. On failure the
+    /// inverses are dropped (the layer takes its plain gradient) and the last error returned.
+    pub fn refresh(&mut self, damping: f64) -> std::result::Result<f64, FactorError> {
+        let mut last = FactorError::NotPositiveDefinite;
+        let mut lambda = damping;
+        for _ in 0..REFRESH_ATTEMPTS {
+            match self.omega.refresh(lambda).and_then(|_| self.gamma.refresh(lambda)) {
+                Ok(()) => return Ok(lambda),
+                Err(e) => {
+                    tracing::warn!(layer = %self.spec.name, damping = lambda, error = %e, "factorisation failed; retrying with 10x damping");
+                    last = e;
+                    lambda *= 10.0;
+                }
+            }
+        }
+        self.omega.clear_inverse();
+        self.gamma.clear_inverse();
+        tracing::warn!(layer = %self.spec.name, "no usable inverse; the layer takes its plain gradient until the next refresh");
+        Err(last)
+    }
+
+    pub fn has_inverse(&self) -> bool {
+        self.omega.has_inverse() && self.gamma.has_inverse()
+    }
+
+    /// `(Γ+λI)⁻¹ V (Ω+λI)⁻¹`, or `None` without an inverse.
+    pub fn precondition(&self, v: &Tensor) -> Result<Option<Tensor>> {
+        if !self.has_inverse() {
+            return Ok(None);
+        }
+        let right = self.omega.apply_right(v)?;
+        Ok(Some(self.gamma.apply_left(&right)?))
+    }
+
+    /// `[∇W | ∇b]` as a `[out, in(+1)]` matrix, or `None` if the weight got no gradient.
+    pub fn gradient_matrix(&self, grads: &GradStore) -> Result<Option<Tensor>> {
+        let Some(gw) = grads.get(self.spec.weight.as_tensor()) else {
+            return Ok(None);
+        };
+        let out = self.spec.kind.outputs();
+        let gw = gw.contiguous()?.reshape((out, self.spec.kind.inputs()))?;
+        Ok(Some(match &self.spec.bias {
+            Some(b) => {
+                let gb = match grads.get(b.as_tensor()) {
+                    Some(gb) => gb.reshape((out, 1))?,
+                    None => Tensor::zeros((out, 1), gw.dtype(), gw.device())?,
+                };
+                Tensor::cat(&[&gw, &gb], D::Minus1)?
+            }
+            None => gw,
+        }))
+    }
+
+    /// Splits a `[out, in(+1)]` matrix back into weight- and bias-shaped tensors.
+    pub fn split(&self, m: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let inputs = self.spec.kind.inputs();
+        let w = m
+            .narrow(1, 0, inputs)?
+            .contiguous()?
+            .reshape(self.spec.weight.shape())?;
+        let b = match &self.spec.bias {
+            Some(_) => Some(m.narrow(1, inputs, 1)?.contiguous()?.flatten_all()?),
+            None => None,
+        };
+        Ok((w, b))
+    }
+
+    /// The two factors, for tests and diagnostics: `(Ω, Γ)`.
+    pub fn factors(&self) -> (&dyn Factor, &dyn Factor) {
+        (self.omega.as_ref(), self.gamma.as_ref())
+    }
+
+    pub fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
+        self.omega.save(&format!("{prefix}.omega"), out)?;
+        self.gamma.save(&format!("{prefix}.gamma"), out)
+    }
+
+    pub fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.omega.load(&format!("{prefix}.omega"), src)?;
+        self.gamma.load(&format!("{prefix}.gamma"), src)
+    }
+}

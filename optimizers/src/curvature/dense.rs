@@ -1,0 +1,80 @@
+//! K-FAC's factor: a moving average of `YᵀY/N`, inverted densely.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Result, Tensor};
+
+use super::{moving_average, put, take, Factor};
+use crate::linalg::{self, DenseMethod, FactorError};
+
+pub struct DenseFactor {
+    method: DenseMethod,
+    stat: Option<Tensor>,
+    inv: Option<Tensor>,
+}
+
+impl DenseFactor {
+    pub fn new(method: DenseMethod) -> Self {
+        DenseFactor {
+            method,
+            stat: None,
+            inv: None,
+        }
+    }
+}
+
+pub(crate) fn missing(what: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("curvature factor has no {what} yet"))
+}
+
+impl Factor for DenseFactor {
+    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
+        let n = rows.dim(0)? as f64;
+        let batch = (rows.t()?.matmul(rows)? / n)?;
+        self.stat = Some(moving_average(self.stat.as_ref(), batch, decay)?);
+        Ok(())
+    }
+
+    fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
+        let stat = self.stat.as_ref().ok_or_else(|| missing("statistic"))?;
+        let inv = linalg::damped_inverse(&linalg::to_mat(stat)?, damping, self.method)?;
+        self.inv = Some(linalg::to_tensor(&inv, stat.dtype(), stat.device())?);
+        Ok(())
+    }
+
+    fn has_inverse(&self) -> bool {
+        self.inv.is_some()
+    }
+
+    fn clear_inverse(&mut self) {
+        self.inv = None;
+    }
+
+    fn apply_right(&self, v: &Tensor) -> Result<Tensor> {
+        v.matmul(self.inv.as_ref().ok_or_else(|| missing("inverse"))?)
+    }
+
+    fn apply_left(&self, v: &Tensor) -> Result<Tensor> {
+        self.inv.as_ref().ok_or_else(|| missing("inverse"))?.matmul(v)
+    }
+
+    fn matrix(&self) -> Result<Tensor> {
+        self.stat.clone().ok_or_else(|| missing("statistic"))
+    }
+
+    fn inverse_matrix(&self) -> Result<Tensor> {
+        self.inv.clone().ok_or_else(|| missing("inverse"))
+    }
+
+    fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
+        put(out, format!("{prefix}.stat"), &self.stat)?;
+        put(out, format!("{prefix}.inv"), &self.inv)
+    }
+
+    fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.stat = take(src, &format!("{prefix}.stat"))?;
+        self.inv = take(src, &format!("{prefix}.inv"))?;
+        Ok(())
+    }
+}
+

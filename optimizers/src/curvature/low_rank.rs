@@ -1,0 +1,175 @@
+//! SKFAC's factor (paper Theorem 1, Algorithm 1): a moving average of the rows `Y` themselves,
+//! inverted through the Woodbury identity
+//! `(λI + YᵀY/N)⁻¹ = λ⁻¹ [I − Yᵀ (NλI + YYᵀ)⁻¹ Y]`, which factorises only an N×N matrix.
+//! When `N ≥ n` the n×n inverse is the cheaper one and is used instead (Algorithm 1, line 3).
+
+use std::collections::BTreeMap;
+
+use candle_core::{Result, Tensor};
+use faer::linalg::solvers::DenseSolveCore;
+use faer::{Mat, Side};
+
+use super::dense::missing;
+use super::{moving_average, put, take, Factor};
+use crate::linalg::{self, DenseMethod, FactorError};
+
+/// How the Woodbury inverse is used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WoodburyMode {
+    /// Apply `λ⁻¹[v − (vYᵀ)K⁻¹Y]` without forming the n×n matrix: O(N·k·n) per application.
+    #[default]
+    Applied,
+    /// Form the n×n inverse at refresh time (the paper's cost) and multiply by it.
+    Formed,
+}
+
+pub struct LowRankFactor {
+    mode: WoodburyMode,
+    /// Moving average of `Y`, `[N, n]`.
+    ema: Option<Tensor>,
+    inv: Option<Inverse>,
+}
+
+enum Inverse {
+    /// `(λI + YᵀY/N)⁻¹` as an n×n matrix (`N ≥ n`, or [`WoodburyMode::Formed`]).
+    Dense(Tensor),
+    /// The `Y` of the refresh and `K⁻¹ = (NλI + YYᵀ)⁻¹`.
+    Woodbury { y: Tensor, k_inv: Tensor, damping: f64 },
+}
+
+impl LowRankFactor {
+    pub fn new(mode: WoodburyMode) -> Self {
+        LowRankFactor {
+            mode,
+            ema: None,
+            inv: None,
+        }
+    }
+}
+
+impl Factor for LowRankFactor {
+    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
+        if let Some(old) = &self.ema {
+            if old.dims() != rows.dims() {
+                // A different row count (a last, smaller batch): skip rather than mix shapes.
+                tracing::debug!(old = ?old.dims(), new = ?rows.dims(), "skipped a statistics refresh");
+                return Ok(());
+            }
+        }
+        self.ema = Some(moving_average(self.ema.as_ref(), rows.clone(), decay)?);
+        Ok(())
+    }
+
+    fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
+        let y_t = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
+        let (dtype, device) = (y_t.dtype(), y_t.device().clone());
+        let y = linalg::to_mat(y_t)?;
+        let (n_rows, n) = (y.nrows(), y.ncols());
+        if n_rows >= n {
+            let m = (y.transpose() * &y) / faer::Scale(n_rows as f64);
+            let inv = linalg::damped_inverse(&m, damping, DenseMethod::Cholesky)?;
+            self.inv = Some(Inverse::Dense(linalg::to_tensor(&inv, dtype, &device)?));
+            return Ok(());
+        }
+        if !(damping.is_finite() && damping > 0.0) {
+            return Err(FactorError::NotPositiveDefinite);
+        }
+        let k = linalg::damped(&(&y * y.transpose()), n_rows as f64 * damping);
+        let k_inv = k
+            .llt(Side::Lower)
+            .map_err(|_| FactorError::NotPositiveDefinite)?
+            .inverse();
+        if (0..k_inv.ncols()).any(|j| k_inv.col_as_slice(j).iter().any(|x| !x.is_finite())) {
+            return Err(FactorError::NotFinite);
+        }
+        self.inv = Some(match self.mode {
+            WoodburyMode::Applied => Inverse::Woodbury {
+                y: y_t.copy()?,
+                k_inv: linalg::to_tensor(&k_inv, dtype, &device)?,
+                damping,
+            },
+            WoodburyMode::Formed => {
+                let mut full: Mat<f64> = y.transpose() * (&k_inv * &y);
+                full *= faer::Scale(-1.0);
+                let full = linalg::damped(&full, 1.0) / faer::Scale(damping);
+                Inverse::Dense(linalg::to_tensor(&full, dtype, &device)?)
+            }
+        });
+        Ok(())
+    }
+
+    fn has_inverse(&self) -> bool {
+        self.inv.is_some()
+    }
+
+    fn clear_inverse(&mut self) {
+        self.inv = None;
+    }
+
+    fn apply_right(&self, v: &Tensor) -> Result<Tensor> {
+        match self.inv.as_ref().ok_or_else(|| missing("inverse"))? {
+            Inverse::Dense(m) => v.matmul(m),
+            Inverse::Woodbury { y, k_inv, damping } => {
+                // λ⁻¹ [v − (v Yᵀ) K⁻¹ Y]
+                let low = v.matmul(&y.t()?)?.matmul(k_inv)?.matmul(y)?;
+                (v - low)? / *damping
+            }
+        }
+    }
+
+    fn apply_left(&self, v: &Tensor) -> Result<Tensor> {
+        match self.inv.as_ref().ok_or_else(|| missing("inverse"))? {
+            Inverse::Dense(m) => m.matmul(v),
+            Inverse::Woodbury { y, k_inv, damping } => {
+                // λ⁻¹ [v − Yᵀ K⁻¹ (Y v)]
+                let low = y.t()?.matmul(&k_inv.matmul(&y.matmul(v)?)?)?;
+                (v - low)? / *damping
+            }
+        }
+    }
+
+    fn matrix(&self) -> Result<Tensor> {
+        let y = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
+        y.t()?.matmul(y)? / y.dim(0)? as f64
+    }
+
+    fn inverse_matrix(&self) -> Result<Tensor> {
+        let y = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
+        let eye = Tensor::eye(y.dim(1)?, y.dtype(), y.device())?;
+        self.apply_right(&eye)
+    }
+
+    fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
+        put(out, format!("{prefix}.ema"), &self.ema)?;
+        match &self.inv {
+            None => {}
+            Some(Inverse::Dense(m)) => put(out, format!("{prefix}.inv"), &Some(m.clone()))?,
+            Some(Inverse::Woodbury { y, k_inv, damping }) => {
+                put(out, format!("{prefix}.y"), &Some(y.clone()))?;
+                put(out, format!("{prefix}.k_inv"), &Some(k_inv.clone()))?;
+                let d = Tensor::new(&[*damping], &candle_core::Device::Cpu)?;
+                out.insert(format!("{prefix}.damping"), d);
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.ema = take(src, &format!("{prefix}.ema"))?;
+        let dense = take(src, &format!("{prefix}.inv"))?;
+        let y = take(src, &format!("{prefix}.y"))?;
+        let k_inv = take(src, &format!("{prefix}.k_inv"))?;
+        let damping = src.get(&format!("{prefix}.damping"));
+        self.inv = match (dense, y, k_inv, damping) {
+            (Some(m), _, _, _) => Some(Inverse::Dense(m)),
+            (None, Some(y), Some(k_inv), Some(d)) => Some(Inverse::Woodbury {
+                y,
+                k_inv,
+                damping: d.to_vec1::<f64>()?[0],
+            }),
+            _ => None,
+        };
+        Ok(())
+    }
+}

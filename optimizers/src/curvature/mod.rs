@@ -1,0 +1,85 @@
+//! Curvature blocks of the K-FAC family.
+//!
+//! Every preconditioned layer approximates its Fisher block as `Ω ⊗ Γ`, so its block is two
+//! [`Factor`]s: one over the layer's input rows (Ω), one over its output-gradient rows (Γ).
+//! A factor folds rows into a running statistic, refreshes a damped inverse from it, and applies
+//! that inverse to a gradient. The variants differ in which rows they are fed ([`rows`]) and in
+//! how they store and invert the statistic:
+//!
+//! | factor | statistic | inverse | used by |
+//! |---|---|---|---|
+//! | [`DenseFactor`] | EMA of `YᵀY/N` (n×n) | eigendecomposition or Cholesky | `kfac`, `kfac-sua`'s Γ |
+//! | [`SuaFactor`] | EMA of the `c_in×c_in` channel covariance | `I ⊗ (Ω_c+λI)⁻¹` | `kfac-sua`'s conv Ω |
+//! | [`LowRankFactor`] | EMA of `Y` itself (N×n) | Woodbury, N×N Cholesky | `skfac-rs`, `skfac-ss` |
+
+mod block;
+mod dense;
+mod low_rank;
+pub mod rows;
+mod sua;
+
+use std::collections::BTreeMap;
+
+use candle_core::{Result, Tensor};
+
+pub use crate::linalg::{DenseMethod, FactorError};
+pub use block::{Approx, Block, BlockOptions};
+pub use dense::DenseFactor;
+pub use low_rank::{LowRankFactor, WoodburyMode};
+pub use sua::SuaFactor;
+
+/// One Kronecker factor `F` of a layer's curvature block.
+pub trait Factor: Send {
+    /// Folds one batch of rows `[N, n]` into the running statistic with moving-average decay
+    /// `decay` (`new = decay·old + (1-decay)·batch`); the first batch is taken as it is.
+    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()>;
+
+    /// Recomputes `(F + λI)⁻¹` from the running statistic.
+    fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError>;
+
+    /// Whether [`Factor::refresh`] has produced an inverse that is still in use.
+    fn has_inverse(&self) -> bool;
+
+    /// Forgets the inverse (a failed refresh falls back to the plain gradient).
+    fn clear_inverse(&mut self);
+
+    /// `v (F + λI)⁻¹` for `v: [k, n]`.
+    fn apply_right(&self, v: &Tensor) -> Result<Tensor>;
+
+    /// `(F + λI)⁻¹ v` for `v: [n, k]`; `F` is symmetric.
+    fn apply_left(&self, v: &Tensor) -> Result<Tensor> {
+        self.apply_right(&v.t()?.contiguous()?)?.t()?.contiguous()
+    }
+
+    /// The undamped statistic as a dense n×n matrix (tests and diagnostics).
+    fn matrix(&self) -> Result<Tensor>;
+
+    /// The damped inverse as a dense n×n matrix (tests, and forming it for comparison).
+    fn inverse_matrix(&self) -> Result<Tensor>;
+
+    /// Appends the factor's tensors under `prefix`.
+    fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()>;
+
+    /// Restores what [`Factor::save`] wrote; absent entries leave that part empty.
+    fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()>;
+}
+
+/// `decay·old + (1-decay)·new`, or `new` when there is no `old` yet.
+pub(crate) fn moving_average(old: Option<&Tensor>, new: Tensor, decay: f64) -> Result<Tensor> {
+    match old {
+        Some(o) if decay > 0.0 => (o * decay)? + (new * (1.0 - decay))?,
+        _ => Ok(new),
+    }
+}
+
+/// Deep copies (in-place updates must never alias saved state).
+pub(crate) fn put(out: &mut BTreeMap<String, Tensor>, key: String, t: &Option<Tensor>) -> Result<()> {
+    if let Some(t) = t {
+        out.insert(key, t.copy()?);
+    }
+    Ok(())
+}
+
+pub(crate) fn take(src: &BTreeMap<String, Tensor>, key: &str) -> Result<Option<Tensor>> {
+    src.get(key).map(|t| t.copy()).transpose()
+}

@@ -1,0 +1,94 @@
+//! Which rows each variant feeds its two factors (algorithms.md, "Which `Y` each variant uses").
+
+use candle_core::{Result, Tensor};
+use rand::seq::index::sample;
+use rand::Rng;
+
+use crate::layer::LayerStats;
+
+/// All `M·T` rows: `(A_aug, G)` (K-FAC, and SKFAC on Linear layers).
+pub fn all(stats: &LayerStats) -> Result<(Tensor, Tensor)> {
+    Ok((stats.a_augmented()?, stats.g.clone()))
+}
+
+/// Reduce Sum (paper §3.2.2): per-example means over the `T` positions, `M` rows each.
+pub fn reduce_sum(stats: &LayerStats) -> Result<(Tensor, Tensor)> {
+    let (m, t) = (stats.batch, stats.positions);
+    let (a, g) = all(stats)?;
+    if t == 1 {
+        return Ok((a, g));
+    }
+    let mean = |x: Tensor| -> Result<Tensor> {
+        let cols = x.dim(1)?;
+        x.reshape((m, t, cols))?.mean(1)
+    };
+    Ok((mean(a)?, mean(g)?))
+}
+
+/// Spatial Subsampling (paper §3.2.1): `s` positions per example, drawn without replacement,
+/// the same positions for `A` and `G`; all positions when `s ≥ T`.
+pub fn subsample(stats: &LayerStats, s: usize, rng: &mut impl Rng) -> Result<(Tensor, Tensor)> {
+    let (m, t) = (stats.batch, stats.positions);
+    let (a, g) = all(stats)?;
+    if s >= t {
+        return Ok((a, g));
+    }
+    let mut idx = Vec::with_capacity(m * s);
+    for example in 0..m {
+        let mut picked = sample(rng, t, s).into_vec();
+        picked.sort_unstable();
+        idx.extend(picked.into_iter().map(|p| (example * t + p) as u32));
+    }
+    let idx = Tensor::from_vec(idx, m * s, a.device())?;
+    Ok((a.index_select(&idx, 0)?, g.index_select(&idx, 0)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use rand::SeedableRng;
+
+    fn stats(m: usize, t: usize) -> LayerStats {
+        let dev = Device::Cpu;
+        let a: Vec<f64> = (0..m * t * 2).map(|i| i as f64).collect();
+        let g: Vec<f64> = (0..m * t * 3).map(|i| -(i as f64)).collect();
+        LayerStats {
+            a: Tensor::from_vec(a, (m * t, 2), &dev).unwrap(),
+            g: Tensor::from_vec(g, (m * t, 3), &dev).unwrap(),
+            batch: m,
+            positions: t,
+            has_bias: true,
+        }
+    }
+
+    #[test]
+    fn reduce_sum_averages_each_example_over_positions() {
+        let (a, g) = reduce_sum(&stats(2, 3)).unwrap();
+        // Example 0's A rows are [0,1],[2,3],[4,5] (+ bias 1): mean [2,3,1].
+        assert_eq!(a.to_vec2::<f64>().unwrap(), vec![vec![2., 3., 1.], vec![8., 9., 1.]]);
+        assert_eq!(g.dims(), &[2, 3]);
+        assert_eq!(g.to_vec2::<f64>().unwrap()[0], vec![-3., -4., -5.]);
+    }
+
+    #[test]
+    fn subsampling_keeps_a_and_g_rows_paired_and_distinct_per_example() {
+        let st = stats(4, 9);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (a, g) = subsample(&st, 4, &mut rng).unwrap();
+        assert_eq!(a.dims(), &[16, 3]);
+        let (a, g) = (a.to_vec2::<f64>().unwrap(), g.to_vec2::<f64>().unwrap());
+        for (k, (ar, gr)) in a.iter().zip(&g).enumerate() {
+            let row = (ar[0] / 2.0) as usize; // A row r holds [2r, 2r+1]
+            assert_eq!(row / 9, k / 4, "row from its own example");
+            assert_eq!(gr[0], -(3.0 * row as f64), "G row paired with A row");
+        }
+        for e in 0..4 {
+            let mut rows: Vec<i64> = (0..4).map(|i| a[e * 4 + i][0] as i64).collect();
+            rows.dedup();
+            assert_eq!(rows.len(), 4, "without replacement");
+        }
+        let (a_all, _) = subsample(&st, 9, &mut rng).unwrap();
+        assert_eq!(a_all.dims(), &[36, 3]);
+    }
+}

@@ -1,0 +1,138 @@
+//! K-FAC with spatially uncorrelated activations (Grosse & Martens 2016) for a Conv2d input
+//! factor: `Ω ≈ I_K ⊗ Ω_c`, `K = kh·kw` kernel offsets sharing one `c_in × c_in` channel
+//! covariance, so only `Ω_c` is inverted.
+//!
+//! With a bias, the homogeneous coordinate gets its own diagonal entry (its mean square, 1) and
+//! no coupling to the channels: the coupled form `[[I⊗Ω_c, 1⊗μ], [1ᵀ⊗μᵀ, 1]]` is indefinite
+//! whenever `K·μᵀΩ_c⁻¹μ > 1`, which near-constant inputs reach easily.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Result, Tensor, D};
+
+use super::dense::missing;
+use super::{moving_average, put, take, Factor};
+use crate::linalg::{self, DenseMethod, FactorError};
+
+pub struct SuaFactor {
+    offsets: usize,
+    channels: usize,
+    bias: bool,
+    method: DenseMethod,
+    stat: Option<Tensor>,
+    inv: Option<Tensor>,
+    /// `1/(1+λ)` for the bias coordinate, set on refresh.
+    bias_inv: f64,
+}
+
+impl SuaFactor {
+    /// For rows laid out as `offsets` groups of `channels` columns (channel fastest), plus a
+    /// trailing column of ones when `bias`.
+    pub fn new(offsets: usize, channels: usize, bias: bool, method: DenseMethod) -> Self {
+        SuaFactor {
+            offsets,
+            channels,
+            bias,
+            method,
+            stat: None,
+            inv: None,
+            bias_inv: 0.0,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.offsets * self.channels
+    }
+
+    /// `I_K ⊗ c`, plus the bias corner `corner` when there is a bias.
+    fn expand(&self, c: &Tensor, corner: f64) -> Result<Tensor> {
+        let (k, ch) = (self.offsets, self.channels);
+        let n = self.width() + usize::from(self.bias);
+        let mut out = vec![0f64; n * n];
+        let cv = c.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+        for o in 0..k {
+            for i in 0..ch {
+                for j in 0..ch {
+                    out[(o * ch + i) * n + o * ch + j] = cv[i][j];
+                }
+            }
+        }
+        if self.bias {
+            out[n * n - 1] = corner;
+        }
+        Tensor::from_vec(out, (n, n), c.device())?.to_dtype(c.dtype())
+    }
+}
+
+impl Factor for SuaFactor {
+    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
+        let n = rows.dim(0)?;
+        let x = rows
+            .narrow(1, 0, self.width())?
+            .contiguous()?
+            .reshape((n * self.offsets, self.channels))?;
+        let batch = (x.t()?.matmul(&x)? / (n * self.offsets) as f64)?;
+        self.stat = Some(moving_average(self.stat.as_ref(), batch, decay)?);
+        Ok(())
+    }
+
+    fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
+        let stat = self.stat.as_ref().ok_or_else(|| missing("statistic"))?;
+        let inv = linalg::damped_inverse(&linalg::to_mat(stat)?, damping, self.method)?;
+        self.inv = Some(linalg::to_tensor(&inv, stat.dtype(), stat.device())?);
+        self.bias_inv = 1.0 / (1.0 + damping);
+        Ok(())
+    }
+
+    fn has_inverse(&self) -> bool {
+        self.inv.is_some()
+    }
+
+    fn clear_inverse(&mut self) {
+        self.inv = None;
+    }
+
+    fn apply_right(&self, v: &Tensor) -> Result<Tensor> {
+        let inv = self.inv.as_ref().ok_or_else(|| missing("inverse"))?;
+        let r = v.dim(0)?;
+        let x = v
+            .narrow(1, 0, self.width())?
+            .contiguous()?
+            .reshape((r * self.offsets, self.channels))?
+            .matmul(inv)?
+            .reshape((r, self.width()))?;
+        if !self.bias {
+            return Ok(x);
+        }
+        let b = (v.narrow(1, self.width(), 1)? * self.bias_inv)?;
+        Tensor::cat(&[&x, &b], D::Minus1)
+    }
+
+    fn matrix(&self) -> Result<Tensor> {
+        self.expand(self.stat.as_ref().ok_or_else(|| missing("statistic"))?, 1.0)
+    }
+
+    fn inverse_matrix(&self) -> Result<Tensor> {
+        self.expand(self.inv.as_ref().ok_or_else(|| missing("inverse"))?, self.bias_inv)
+    }
+
+    fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
+        put(out, format!("{prefix}.stat"), &self.stat)?;
+        put(out, format!("{prefix}.inv"), &self.inv)?;
+        if self.inv.is_some() {
+            let b = Tensor::new(&[self.bias_inv], &candle_core::Device::Cpu)?;
+            out.insert(format!("{prefix}.bias_inv"), b);
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.stat = take(src, &format!("{prefix}.stat"))?;
+        self.inv = take(src, &format!("{prefix}.inv"))?;
+        self.bias_inv = match src.get(&format!("{prefix}.bias_inv")) {
+            Some(t) => t.to_vec1::<f64>()?[0],
+            None => 0.0,
+        };
+        Ok(())
+    }
+}

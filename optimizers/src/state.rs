@@ -1,0 +1,109 @@
+//! An optimizer's resumable state: its tensors (safetensors) and its counters and
+//! hyper-parameters (JSON), saved side by side as `STEM.safetensors` and `STEM.json`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct OptimizerState {
+    /// Name, step count, learning rate, hyper-parameters: whatever the optimizer needs.
+    pub meta: serde_json::Value,
+    /// Momentum buffers, moments, curvature statistics and inverses, by stable names.
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+fn with_ext(stem: &Path, ext: &str) -> PathBuf {
+    let mut s = stem.as_os_str().to_owned();
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+impl OptimizerState {
+    /// Writes `STEM.safetensors` and `STEM.json`, each through a temporary file and a rename so
+    /// that an interrupted save never leaves a half-written state behind.
+    pub fn save(&self, stem: &Path) -> Result<()> {
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            Error::State(format!("cannot {what} {}: {e}", p.display()))
+        };
+        let st = with_ext(stem, ".safetensors");
+        let tmp = with_ext(stem, ".safetensors.tmp");
+        let map: HashMap<String, Tensor> = self.tensors.clone().into_iter().collect();
+        candle_core::safetensors::save(&map, &tmp)?;
+        std::fs::rename(&tmp, &st).map_err(|e| io("write", &st, e))?;
+        let js = with_ext(stem, ".json");
+        let tmp = with_ext(stem, ".json.tmp");
+        let text = serde_json::to_string_pretty(&self.meta)
+            .map_err(|e| Error::State(format!("cannot encode optimizer state: {e}")))?;
+        std::fs::write(&tmp, text).map_err(|e| io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &js).map_err(|e| io("write", &js, e))?;
+        Ok(())
+    }
+
+    pub fn load(stem: &Path, device: &Device) -> Result<Self> {
+        let st = with_ext(stem, ".safetensors");
+        let js = with_ext(stem, ".json");
+        let tensors = candle_core::safetensors::load(&st, device)
+            .map_err(|e| Error::State(format!("cannot read {}: {e}", st.display())))?
+            .into_iter()
+            .collect();
+        let text = std::fs::read_to_string(&js)
+            .map_err(|e| Error::State(format!("cannot read {}: {e}", js.display())))?;
+        let meta = serde_json::from_str(&text)
+            .map_err(|e| Error::State(format!("{} is not valid JSON: {e}", js.display())))?;
+        Ok(OptimizerState { meta, tensors })
+    }
+
+    /// The `name` field, which must match the optimizer loading the state.
+    pub fn expect_name(&self, name: &str) -> Result<()> {
+        match self.meta.get("name").and_then(|n| n.as_str()) {
+            Some(n) if n == name => Ok(()),
+            other => Err(Error::State(format!(
+                "the saved state belongs to optimizer {other:?}, not `{name}`"
+            ))),
+        }
+    }
+
+    pub fn usize_field(&self, key: &str) -> Result<usize> {
+        self.meta
+            .get(key)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .ok_or_else(|| Error::State(format!("the saved state has no integer `{key}`")))
+    }
+
+    pub fn f64_field(&self, key: &str) -> Result<f64> {
+        self.meta
+            .get(key)
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| Error::State(format!("the saved state has no number `{key}`")))
+    }
+}
+
+/// Saves a list of optional per-parameter buffers under `prefix.INDEX` (deep copies).
+pub(crate) fn put_list(
+    out: &mut BTreeMap<String, Tensor>,
+    prefix: &str,
+    items: &[Option<Tensor>],
+) -> Result<()> {
+    for (i, t) in items.iter().enumerate() {
+        if let Some(t) = t {
+            out.insert(format!("{prefix}.{i}"), t.copy()?);
+        }
+    }
+    Ok(())
+}
+
+/// The inverse of [`put_list`], for `n` entries.
+pub(crate) fn take_list(
+    src: &BTreeMap<String, Tensor>,
+    prefix: &str,
+    n: usize,
+) -> Result<Vec<Option<Tensor>>> {
+    (0..n)
+        .map(|i| Ok(src.get(&format!("{prefix}.{i}")).map(|t| t.copy()).transpose()?))
+        .collect()
+}

@@ -1,0 +1,242 @@
+//! K-FAC-family curvature against dense oracles (algorithms.md, "Oracles for tests").
+
+mod common;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use common::*;
+use optimizers::curvature::{
+    Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
+};
+use optimizers::curvature::DenseMethod;
+use optimizers::{LayerKind, LayerSpec, LayerStats};
+
+#[test]
+fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
+    let mut r = rng(1);
+    for dtype in [DType::F32, DType::F64] {
+        let tol = if dtype == DType::F32 { 1e-4 } else { 1e-9 };
+        for (rows, n) in [(8, 20), (20, 20), (40, 20)] {
+            for damping in [1e-3, 1e-1, 1.0] {
+                let y = randn(rows, n, 1.0, dtype, &mut r)?;
+                let want = inverse(&damped_gram(&mat(&y), damping));
+                for mode in [WoodburyMode::Applied, WoodburyMode::Formed] {
+                    let mut f = LowRankFactor::new(mode);
+                    f.observe(&y, 0.95)?;
+                    f.refresh(damping).unwrap();
+                    let got = mat(&f.inverse_matrix()?);
+                    let e = rel_err(&got, &want);
+                    assert!(e <= tol, "{dtype:?} N={rows} n={n} λ={damping} {mode:?}: {e:e}");
+                    // Applied to a gradient from either side.
+                    let v = randn(5, n, 1.0, dtype, &mut r)?;
+                    let right = mat(&f.apply_right(&v)?);
+                    let e = rel_err(&right, &matmul(&mat(&v), &want));
+                    assert!(e <= tol, "right {dtype:?} {rows} {n} {damping}: {e:e}");
+                    let vt = v.t()?.contiguous()?;
+                    let left = mat(&f.apply_left(&vt)?);
+                    let e = rel_err(&left, &matmul(&want, &mat(&vt)));
+                    assert!(e <= tol, "left {dtype:?} {rows} {n} {damping}: {e:e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn conv_spec(c_in: usize, c_out: usize, k: usize, bias: bool, dtype: DType) -> Result<LayerSpec> {
+    let w = Var::zeros((c_out, k, k, c_in), dtype, &Device::Cpu)?;
+    Ok(LayerSpec {
+        name: "conv".into(),
+        kind: LayerKind::Conv2d { c_in, c_out, kh: k, kw: k, stride: 1, padding: 1 },
+        weight: w,
+        bias: if bias { Some(Var::zeros(c_out, dtype, &Device::Cpu)?) } else { None },
+    })
+}
+
+fn linear_spec(inputs: usize, outputs: usize, dtype: DType) -> Result<LayerSpec> {
+    Ok(LayerSpec {
+        name: "fc".into(),
+        kind: LayerKind::Linear { inputs, outputs },
+        weight: Var::zeros((outputs, inputs), dtype, &Device::Cpu)?,
+        bias: Some(Var::zeros(outputs, dtype, &Device::Cpu)?),
+    })
+}
+
+fn stats(m: usize, t: usize, inputs: usize, outputs: usize, bias: bool, r: &mut rand_chacha::ChaCha8Rng) -> Result<LayerStats> {
+    Ok(LayerStats {
+        a: randn(m * t, inputs, 1.0, DType::F64, r)?,
+        g: randn(m * t, outputs, 0.3, DType::F64, r)?,
+        batch: m,
+        positions: t,
+        has_bias: bias,
+    })
+}
+
+/// The preconditioned gradient after one refresh on `stats`, no moving average.
+fn precondition(spec: &LayerSpec, approx: Approx, st: &LayerStats, v: &Tensor, damping: f64) -> Result<Vec<Vec<f64>>> {
+    let mut b = Block::new(spec.clone(), approx, BlockOptions::default());
+    b.observe(st, 0.0, &mut rng(9))?;
+    b.refresh(damping).unwrap();
+    Ok(mat(&b.precondition(v)?.expect("an inverse")))
+}
+
+#[test]
+fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
+    let mut r = rng(2);
+    let spec = conv_spec(3, 4, 3, true, DType::F64)?;
+    let st = stats(4, 5, 27, 4, true, &mut r)?;
+    let v = randn(4, 28, 1.0, DType::F64, &mut r)?;
+    let lambda = 1e-2;
+    let omega = inverse(&damped_gram(&mat(&st.a_augmented()?), lambda));
+    let gamma = inverse(&damped_gram(&mat(&st.g), lambda));
+    let want = matmul(&matmul(&gamma, &mat(&v)), &omega);
+    for method in [DenseMethod::Eigen, DenseMethod::Cholesky] {
+        let mut b = Block::new(spec.clone(), Approx::Kfac, BlockOptions { dense: method, ..Default::default() });
+        b.observe(&st, 0.0, &mut rng(0))?;
+        b.refresh(lambda).unwrap();
+        let got = mat(&b.precondition(&v)?.unwrap());
+        assert!(rel_err(&got, &want) < 1e-9, "{method:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn on_a_linear_layer_kfac_and_both_skfacs_agree() -> Result<()> {
+    let mut r = rng(3);
+    // N = 6 rows < n = 11 inputs (+ bias): Woodbury on Ω; Γ has 4 < 6 outputs: direct inverse.
+    let spec = linear_spec(11, 4, DType::F64)?;
+    let st = stats(6, 1, 11, 4, true, &mut r)?;
+    let v = randn(4, 12, 1.0, DType::F64, &mut r)?;
+    let kfac = precondition(&spec, Approx::Kfac, &st, &v, 1e-3)?;
+    for approx in [Approx::ReduceSum, Approx::Subsample(1), Approx::Subsample(8)] {
+        let got = precondition(&spec, approx, &st, &v, 1e-3)?;
+        let e = rel_err(&got, &kfac);
+        assert!(e < 1e-8, "{approx:?}: {e:e}");
+    }
+    Ok(())
+}
+
+#[test]
+fn on_a_conv_layer_subsampling_every_position_is_kfac() -> Result<()> {
+    let mut r = rng(4);
+    for bias in [false, true] {
+        let spec = conv_spec(2, 3, 3, bias, DType::F64)?;
+        let st = stats(3, 4, 18, 3, bias, &mut r)?;
+        let v = randn(3, 18 + usize::from(bias), 1.0, DType::F64, &mut r)?;
+        let kfac = precondition(&spec, Approx::Kfac, &st, &v, 1e-3)?;
+        for s in [4, 8] {
+            let got = precondition(&spec, Approx::Subsample(s), &st, &v, 1e-3)?;
+            assert!(rel_err(&got, &kfac) < 1e-8, "s'={s} bias={bias}");
+        }
+        // Fewer samples than positions is a different (cheaper) approximation.
+        let fewer = precondition(&spec, Approx::Subsample(1), &st, &v, 1e-3)?;
+        assert!(rel_err(&fewer, &kfac) > 1e-3);
+    }
+    Ok(())
+}
+
+#[test]
+fn reduce_sum_factors_are_built_from_per_example_means() -> Result<()> {
+    let mut r = rng(5);
+    let spec = conv_spec(2, 3, 1, false, DType::F64)?;
+    let st = stats(5, 4, 2, 3, false, &mut r)?;
+    let mut b = Block::new(spec, Approx::ReduceSum, BlockOptions::default());
+    b.observe(&st, 0.0, &mut rng(0))?;
+    let a = mat(&st.a);
+    let means: Vec<Vec<f64>> = (0..5)
+        .map(|e| (0..2).map(|j| (0..4).map(|t| a[e * 4 + t][j]).sum::<f64>() / 4.0).collect())
+        .collect();
+    let want = damped_gram(&means, 0.0);
+    assert!(rel_err(&mat(&b.factors().0.matrix()?), &want) < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Result<()> {
+    let mut r = rng(6);
+    let (k, c, rows) = (4, 3, 10);
+    for bias in [false, true] {
+        let a = randn(rows, k * c, 1.0, DType::F64, &mut r)?;
+        let a_rows = if bias {
+            Tensor::cat(&[&a, &Tensor::ones((rows, 1), DType::F64, &Device::Cpu)?], 1)?
+        } else {
+            a.clone()
+        };
+        let mut f = SuaFactor::new(k, c, bias, DenseMethod::Eigen);
+        f.observe(&a_rows, 0.0)?;
+        // Ω_c: the channel covariance over every (row, offset).
+        let av = mat(&a);
+        let mut omega_c = vec![vec![0.0; c]; c];
+        for row in &av {
+            for o in 0..k {
+                for i in 0..c {
+                    for j in 0..c {
+                        omega_c[i][j] += row[o * c + i] * row[o * c + j] / (rows * k) as f64;
+                    }
+                }
+            }
+        }
+        let n = k * c + usize::from(bias);
+        let mut want = vec![vec![0.0; n]; n];
+        for o in 0..k {
+            for i in 0..c {
+                for j in 0..c {
+                    want[o * c + i][o * c + j] = omega_c[i][j];
+                }
+            }
+        }
+        if bias {
+            want[n - 1][n - 1] = 1.0;
+        }
+        assert!(rel_err(&mat(&f.matrix()?), &want) < 1e-12, "I ⊗ Ω_c structure");
+        let lambda = 1e-2;
+        f.refresh(lambda).unwrap();
+        let mut damped = want.clone();
+        (0..n).for_each(|i| damped[i][i] += lambda);
+        assert!(rel_err(&mat(&f.inverse_matrix()?), &inverse(&damped)) < 1e-10);
+        let v = randn(2, n, 1.0, DType::F64, &mut r)?;
+        let applied = mat(&f.apply_right(&v)?);
+        assert!(rel_err(&applied, &matmul(&mat(&v), &inverse(&damped))) < 1e-10);
+    }
+    Ok(())
+}
+
+#[test]
+fn moving_averages_follow_their_definitions() -> Result<()> {
+    let mut r = rng(7);
+    let (y1, y2) = (randn(4, 6, 1.0, DType::F64, &mut r)?, randn(4, 6, 1.0, DType::F64, &mut r)?);
+    // SKFAC averages the rows Y themselves (paper eqs. 26-27).
+    let mut lr = LowRankFactor::new(WoodburyMode::Applied);
+    lr.observe(&y1, 0.9)?;
+    lr.observe(&y2, 0.9)?;
+    let ybar = ((&y1 * 0.9)? + (&y2 * 0.1)?)?;
+    assert!(rel_err(&mat(&lr.matrix()?), &damped_gram(&mat(&ybar), 0.0)) < 1e-12);
+    // A batch of another size is skipped, not mixed in.
+    lr.observe(&randn(3, 6, 1.0, DType::F64, &mut r)?, 0.9)?;
+    assert!(rel_err(&mat(&lr.matrix()?), &damped_gram(&mat(&ybar), 0.0)) < 1e-12);
+    // K-FAC averages the factors.
+    let mut d = optimizers::curvature::DenseFactor::new(DenseMethod::Eigen);
+    d.observe(&y1, 0.9)?;
+    d.observe(&y2, 0.9)?;
+    let g1 = damped_gram(&mat(&y1), 0.0);
+    let g2 = damped_gram(&mat(&y2), 0.0);
+    let want: Vec<Vec<f64>> = g1
+        .iter()
+        .zip(&g2)
+        .map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.9 * x + 0.1 * y).collect())
+        .collect();
+    assert!(rel_err(&mat(&d.matrix()?), &want) < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
+    let mut r = rng(8);
+    let spec = linear_spec(5, 3, DType::F64)?;
+    let mut st = stats(4, 1, 5, 3, true, &mut r)?;
+    st.a = (st.a * f64::NAN)?;
+    let mut b = Block::new(spec, Approx::Kfac, BlockOptions::default());
+    b.observe(&st, 0.0, &mut rng(0))?;
+    assert!(b.refresh(1e-3).is_err());
+    assert!(b.precondition(&randn(3, 6, 1.0, DType::F64, &mut r)?)?.is_none());
+    Ok(())
+}
