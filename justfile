@@ -25,6 +25,10 @@ train *args="--model resnet8 --optimizer sgd --epochs 1 --train-subset 5000": bu
     {{skfac}} data "$dataset" --dir data
     {{skfac}} train --data-dir data --threads {{threads}} {{args}}
 
+# Benchmarks: the K-FAC family's inverse and precondition stages on ResNet-34's layer shapes.
+bench:
+    RAYON_NUM_THREADS={{threads}} cargo bench -p harness --bench curvature
+
 # Lints as CI would like them.
 lint:
     cargo fmt --all --check
