@@ -44,10 +44,19 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
 
 fn shapes() -> Vec<Shape> {
     let dev = Device::Cpu;
-    let cfg = ModelConfig { input: (32, 32, 3), classes: 10, seed: 0 };
+    let cfg = ModelConfig {
+        input: (32, 32, 3),
+        classes: 10,
+        seed: 0,
+    };
     let net = models::build("resnet34", &cfg, &dev).expect("resnet34 builds");
     let x = Tensor::randn(0f32, 1.0, (BATCH, 32, 32, 3), &dev).unwrap();
-    let y = Tensor::from_vec((0..BATCH as u32).map(|i| i % 10).collect::<Vec<_>>(), BATCH, &dev).unwrap();
+    let y = Tensor::from_vec(
+        (0..BATCH as u32).map(|i| i % 10).collect::<Vec<_>>(),
+        BATCH,
+        &dev,
+    )
+    .unwrap();
     let logits = net.forward(&x, &Ctx::CAPTURE).unwrap();
     let grads = cross_entropy(&logits, &y).unwrap().backward().unwrap();
     let stats = net.take_stats(&grads).unwrap();
@@ -57,7 +66,11 @@ fn shapes() -> Vec<Shape> {
         by_shape
             .entry(key)
             .and_modify(|s| s.count += 1)
-            .or_insert(Shape { spec, stats: st, count: 1 });
+            .or_insert(Shape {
+                spec,
+                stats: st,
+                count: 1,
+            });
     }
     by_shape.into_values().collect()
 }
@@ -73,18 +86,52 @@ fn main() {
     println!("ResNet-34 (CIFAR) layer shapes, batch {BATCH}, {threads} thread(s)");
     let shapes = shapes();
     let layers: usize = shapes.iter().map(|s| s.count).sum();
-    println!("{layers} preconditioned layers in {} distinct shapes\n", shapes.len());
+    println!(
+        "{layers} preconditioned layers in {} distinct shapes\n",
+        shapes.len()
+    );
 
     let variants = [
-        Variant { label: "kfac", approx: Approx::Kfac, woodbury: WoodburyMode::Applied },
-        Variant { label: "skfac-rs", approx: Approx::ReduceSum, woodbury: WoodburyMode::Applied },
-        Variant { label: "skfac-rs formed", approx: Approx::ReduceSum, woodbury: WoodburyMode::Formed },
-        Variant { label: "skfac-ss s'=1", approx: Approx::Subsample(1), woodbury: WoodburyMode::Applied },
-        Variant { label: "skfac-ss s'=1 formed", approx: Approx::Subsample(1), woodbury: WoodburyMode::Formed },
-        Variant { label: "skfac-ss s'=8", approx: Approx::Subsample(8), woodbury: WoodburyMode::Applied },
-        Variant { label: "skfac-ss s'=8 formed", approx: Approx::Subsample(8), woodbury: WoodburyMode::Formed },
+        Variant {
+            label: "kfac",
+            approx: Approx::Kfac,
+            woodbury: WoodburyMode::Applied,
+        },
+        Variant {
+            label: "skfac-rs",
+            approx: Approx::ReduceSum,
+            woodbury: WoodburyMode::Applied,
+        },
+        Variant {
+            label: "skfac-rs formed",
+            approx: Approx::ReduceSum,
+            woodbury: WoodburyMode::Formed,
+        },
+        Variant {
+            label: "skfac-ss s'=1",
+            approx: Approx::Subsample(1),
+            woodbury: WoodburyMode::Applied,
+        },
+        Variant {
+            label: "skfac-ss s'=1 formed",
+            approx: Approx::Subsample(1),
+            woodbury: WoodburyMode::Formed,
+        },
+        Variant {
+            label: "skfac-ss s'=8",
+            approx: Approx::Subsample(8),
+            woodbury: WoodburyMode::Applied,
+        },
+        Variant {
+            label: "skfac-ss s'=8 formed",
+            approx: Approx::Subsample(8),
+            woodbury: WoodburyMode::Formed,
+        },
     ];
-    println!("{:<28} {:>6} {:>14} {:>16}", "layer shape (A rows x cols)", "count", "variant", "inverse / precond ms");
+    println!(
+        "{:<28} {:>6} {:>14} {:>16}",
+        "layer shape (A rows x cols)", "count", "variant", "inverse / precond ms"
+    );
     let mut inverse = vec![0.0; variants.len()];
     let mut precondition = vec![0.0; variants.len()];
     for s in &shapes {
@@ -95,12 +142,19 @@ fn main() {
             })
             .unwrap();
         for (i, var) in variants.iter().enumerate() {
-            let opts = BlockOptions { dense: DenseMethod::Eigen, woodbury: var.woodbury };
+            let opts = BlockOptions {
+                dense: DenseMethod::Eigen,
+                woodbury: var.woodbury,
+            };
             let mut b = Block::new(s.spec.clone(), var.approx, opts);
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
             b.observe(&s.stats, 0.0, &mut rng).unwrap();
             let n = s.stats.a.dim(1).unwrap();
-            let runs = if var.approx == Approx::Kfac && n > 1000 { 1 } else { 5 };
+            let runs = if var.approx == Approx::Kfac && n > 1000 {
+                1
+            } else {
+                5
+            };
             let inv = time(runs, || {
                 b.refresh(1e-3).expect("refresh");
             });

@@ -10,7 +10,6 @@ use harness::train::{self, EpochMetrics, Observer, Outcome, ScheduleKind, TrainC
 use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
 
-
 /// `println!` that ignores a closed stdout (e.g. `skfac train ... | head`) instead of panicking.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -45,7 +44,7 @@ enum Command {
         source: Option<PathBuf>,
     },
     /// Train one model with one optimizer, evaluating on the test split after each epoch.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -45,11 +45,23 @@ fn every_optimizer_learns_real_fashion_mnist_and_second_order_beats_sgd() {
     let sgd = train_mlp(&config("sgd"), dir.path());
     let sgd_loss = sgd.epochs.last().unwrap().train_loss;
     for opt in OptimizerKind::NAMES {
-        let s = if opt == "sgd" { sgd.clone() } else { train_mlp(&config(opt), dir.path()) };
+        let s = if opt == "sgd" {
+            sgd.clone()
+        } else {
+            train_mlp(&config(opt), dir.path())
+        };
         assert_eq!(s.outcome, Outcome::Finished, "{opt}");
         let (first, last) = (&s.epochs[0], s.epochs.last().unwrap());
-        assert!(last.train_loss.is_finite() && last.train_loss < 0.7 * first.train_loss, "{opt}: {:?}", s.epochs);
-        assert!(last.test_accuracy > 0.75, "{opt}: test accuracy {}", last.test_accuracy);
+        assert!(
+            last.train_loss.is_finite() && last.train_loss < 0.7 * first.train_loss,
+            "{opt}: {:?}",
+            s.epochs
+        );
+        assert!(
+            last.test_accuracy > 0.75,
+            "{opt}: test accuracy {}",
+            last.test_accuracy
+        );
         if OptimizerKind::parse(opt).unwrap().is_second_order() {
             assert!(
                 last.train_loss < 0.85 * sgd_loss,
@@ -57,7 +69,10 @@ fn every_optimizer_learns_real_fashion_mnist_and_second_order_beats_sgd() {
                 last.train_loss
             );
             let t = &s.mean_stage_times;
-            assert!(t.statistics > 0.0 && t.inverse > 0.0 && t.precondition > 0.0, "{opt}: {t:?}");
+            assert!(
+                t.statistics > 0.0 && t.inverse > 0.0 && t.precondition > 0.0,
+                "{opt}: {t:?}"
+            );
         }
     }
 }
@@ -66,11 +81,18 @@ fn batches(n: usize) -> Vec<Batch> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     (0..n)
         .map(|_| {
-            let x: Vec<f32> = (0..8 * 8 * 8 * 3).map(|_| rng.random::<f32>() - 0.5).collect();
+            let x: Vec<f32> = (0..8 * 8 * 8 * 3)
+                .map(|_| rng.random::<f32>() - 0.5)
+                .collect();
             let labels: Vec<u8> = (0..8).map(|_| rng.random_range(0..10)).collect();
             Batch {
                 x: Tensor::from_vec(x, (8, 8, 8, 3), &Device::Cpu).unwrap(),
-                y: Tensor::from_vec(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), 8, &Device::Cpu).unwrap(),
+                y: Tensor::from_vec(
+                    labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+                    8,
+                    &Device::Cpu,
+                )
+                .unwrap(),
                 labels,
             }
         })
@@ -80,7 +102,14 @@ fn batches(n: usize) -> Vec<Batch> {
 fn values(net: &models::Network) -> Vec<Vec<f32>> {
     net.named_vars()
         .iter()
-        .map(|v| v.var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .map(|v| {
+            v.var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -88,14 +117,20 @@ fn values(net: &models::Network) -> Vec<Vec<f32>> {
 fn saved_optimizer_state_resumes_bit_exactly() {
     harness::threads::configure(Some(2)).unwrap();
     let data = batches(7);
-    let model = ModelConfig { input: (8, 8, 3), classes: 10, seed: 3 };
+    let model = ModelConfig {
+        input: (8, 8, 3),
+        classes: 10,
+        seed: 3,
+    };
     for opt in ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"] {
         let mut h = TrainConfig::new("resnet8", opt).hyper();
         // Statistics every 2 steps and inverses every 3: the save at step 4 falls between
         // refreshes, with moving averages and inverses both live.
         (h.t_cov, h.t_inv, h.samples, h.lr) = (2, 3, 3, 0.01);
         let kind = OptimizerKind::parse(opt).unwrap();
-        let step_all = |net: &models::Network, o: &mut dyn optimizers::Optimizer, range: std::ops::Range<usize>| {
+        let step_all = |net: &models::Network,
+                        o: &mut dyn optimizers::Optimizer,
+                        range: std::ops::Range<usize>| {
             for i in range {
                 match train_step(net, o, &data[i], i as u64).unwrap() {
                     StepOutcome::Done { .. } => {}
@@ -118,23 +153,37 @@ fn saved_optimizer_state_resumes_bit_exactly() {
 
         let resumed = models::build("resnet8", &model, &Device::Cpu).unwrap();
         for (v, s) in resumed.named_vars().iter().zip(&saved) {
-            v.var.set(&Tensor::from_vec(s.clone(), v.var.shape(), &Device::Cpu).unwrap()).unwrap();
+            v.var
+                .set(&Tensor::from_vec(s.clone(), v.var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
         }
         let mut o2 = build(kind, &resumed.param_set(), &h).unwrap();
-        o2.load_state(&OptimizerState::load(&stem, &Device::Cpu).unwrap()).unwrap();
+        o2.load_state(&OptimizerState::load(&stem, &Device::Cpu).unwrap())
+            .unwrap();
         assert_eq!(o2.steps(), 4);
         step_all(&resumed, o2.as_mut(), 4..7);
-        assert_eq!(values(&resumed), values(&straight), "{opt}: resumed run differs");
+        assert_eq!(
+            values(&resumed),
+            values(&straight),
+            "{opt}: resumed run differs"
+        );
     }
 }
 
 #[test]
 fn a_state_from_another_optimizer_is_refused() {
-    let model = ModelConfig { input: (8, 8, 3), classes: 10, seed: 3 };
+    let model = ModelConfig {
+        input: (8, 8, 3),
+        classes: 10,
+        seed: 3,
+    };
     let net = models::build("resnet8", &model, &Device::Cpu).unwrap();
     let h = optimizers::Hyper::default();
     let kfac = build(OptimizerKind::Kfac, &net.param_set(), &h).unwrap();
     let mut rs = build(OptimizerKind::SkfacRs, &net.param_set(), &h).unwrap();
-    let e = rs.load_state(&kfac.state().unwrap()).unwrap_err().to_string();
+    let e = rs
+        .load_state(&kfac.state().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("kfac"), "{e}");
 }

@@ -96,6 +96,12 @@ impl Optimizer for Checker {
     fn steps(&self) -> usize {
         self.sgd.steps()
     }
+    fn state(&self) -> optimizers::Result<optimizers::OptimizerState> {
+        self.sgd.state()
+    }
+    fn load_state(&mut self, s: &optimizers::OptimizerState) -> optimizers::Result<()> {
+        self.sgd.load_state(s)
+    }
 }
 
 fn data() -> Splits {

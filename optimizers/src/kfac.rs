@@ -77,18 +77,48 @@ impl KfacConfig {
 
     fn validate(&self) -> Result<()> {
         check("lr", self.lr, self.lr > 0.0, "must be positive")?;
-        check("momentum", self.momentum, (0.0..1.0).contains(&self.momentum), "must be in [0, 1)")?;
-        check("weight_decay", self.weight_decay, self.weight_decay >= 0.0, "must be >= 0")?;
-        check("damping", self.damping, self.damping > 0.0, "must be positive")?;
-        check("t_cov", self.t_cov as f64, self.t_cov >= 1, "must be at least 1")?;
-        check("t_inv", self.t_inv as f64, self.t_inv >= 1, "must be at least 1")?;
+        check(
+            "momentum",
+            self.momentum,
+            (0.0..1.0).contains(&self.momentum),
+            "must be in [0, 1)",
+        )?;
+        check(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "damping",
+            self.damping,
+            self.damping > 0.0,
+            "must be positive",
+        )?;
+        check(
+            "t_cov",
+            self.t_cov as f64,
+            self.t_cov >= 1,
+            "must be at least 1",
+        )?;
+        check(
+            "t_inv",
+            self.t_inv as f64,
+            self.t_inv >= 1,
+            "must be at least 1",
+        )?;
         check(
             "stat_decay",
             self.stat_decay,
             (0.0..1.0).contains(&self.stat_decay),
             "must be in [0, 1)",
         )?;
-        check("kl_clip", self.kl_clip, self.kl_clip >= 0.0, "must be >= 0 (0 turns it off)")?;
+        check(
+            "kl_clip",
+            self.kl_clip,
+            self.kl_clip >= 0.0,
+            "must be >= 0 (0 turns it off)",
+        )?;
         if let Approx::Subsample(s) = self.approx {
             check("samples", s as f64, s >= 1, "must be at least 1")?;
         }
@@ -149,8 +179,12 @@ impl Kfac {
     /// state to resume holds no RNG.
     fn rng(&self, step: usize, layer: usize) -> ChaCha8Rng {
         let s = self.cfg.seed
-            ^ (step as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            ^ (layer as u64).wrapping_add(1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            ^ (step as u64)
+                .wrapping_add(1)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (layer as u64)
+                .wrapping_add(1)
+                .wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
         ChaCha8Rng::seed_from_u64(s)
     }
 
@@ -176,7 +210,7 @@ impl Optimizer for Kfac {
     }
 
     fn stats_request(&self) -> StatsRequest {
-        if self.steps % self.cfg.t_cov == 0 {
+        if self.steps.is_multiple_of(self.cfg.t_cov) {
             self.cfg.fisher.request()
         } else {
             StatsRequest::None
@@ -204,7 +238,7 @@ impl Optimizer for Kfac {
         }
         times.statistics = sw.lap();
 
-        if self.observed && (k % self.cfg.t_inv == 0 || !self.refreshed) {
+        if self.observed && (k.is_multiple_of(self.cfg.t_inv) || !self.refreshed) {
             for b in &mut self.blocks {
                 // A failure is logged by the block, which then takes its plain gradient.
                 let _ = b.refresh(self.cfg.damping);
@@ -227,7 +261,10 @@ impl Optimizer for Kfac {
                         vg += d;
                         p
                     } else {
-                        tracing::warn!(layer = b.name(), "non-finite preconditioned gradient; using the plain gradient");
+                        tracing::warn!(
+                            layer = b.name(),
+                            "non-finite preconditioned gradient; using the plain gradient"
+                        );
                         vg += Self::dot(&v, &v)?;
                         v
                     }

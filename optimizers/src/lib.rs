@@ -22,10 +22,10 @@ mod sgd;
 
 pub use adam::{Adam, AdamConfig};
 pub use error::{Error, Result};
-pub use layer::{LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet};
 pub use kfac::{Fisher, Kfac, KfacConfig};
+pub use layer::{LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet};
 pub use optimizer::{build, Hyper, Optimizer, OptimizerKind, StatsRequest};
-pub use state::OptimizerState;
 pub use schedule::LrSchedule;
 pub use sgd::{Sgd, SgdConfig};
+pub use state::OptimizerState;
 pub use timing::{StageTimes, Stopwatch};

@@ -80,7 +80,11 @@ pub fn damped(m: &Mat<f64>, damping: f64) -> Mat<f64> {
 }
 
 /// `(m + λI)⁻¹` for a symmetric positive semi-definite `m`.
-pub fn damped_inverse(m: &Mat<f64>, damping: f64, method: DenseMethod) -> Result<Mat<f64>, FactorError> {
+pub fn damped_inverse(
+    m: &Mat<f64>,
+    damping: f64,
+    method: DenseMethod,
+) -> Result<Mat<f64>, FactorError> {
     check_finite(m)?;
     if !(damping.is_finite() && damping >= 0.0) {
         return Err(FactorError::NotPositiveDefinite);
@@ -138,7 +142,10 @@ mod tests {
     fn nan_and_indefinite_inputs_fail_cleanly() {
         let mut m = spd(4);
         m[(1, 2)] = f64::NAN;
-        assert_eq!(damped_inverse(&m, 1e-3, DenseMethod::Eigen), Err(FactorError::NotFinite));
+        assert_eq!(
+            damped_inverse(&m, 1e-3, DenseMethod::Eigen),
+            Err(FactorError::NotFinite)
+        );
         let mut neg = Mat::<f64>::identity(3, 3);
         neg[(0, 0)] = -1.0;
         assert_eq!(

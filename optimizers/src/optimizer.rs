@@ -65,7 +65,8 @@ pub enum OptimizerKind {
 }
 
 impl OptimizerKind {
-    pub const NAMES: [&'static str; 6] = ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"];
+    pub const NAMES: [&'static str; 6] =
+        ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"];
     const ALL: [OptimizerKind; 6] = [
         OptimizerKind::Sgd,
         OptimizerKind::Adam,
@@ -194,7 +195,10 @@ pub fn build(kind: OptimizerKind, params: &ParamSet, h: &Hyper) -> Result<Box<dy
                 OptimizerKind::SkfacRs => Approx::ReduceSum,
                 _ => Approx::Subsample(h.samples),
             };
-            Box::new(Kfac::new(params, KfacConfig::from_hyper(kind.name(), approx, h))?)
+            Box::new(Kfac::new(
+                params,
+                KfacConfig::from_hyper(kind.name(), approx, h),
+            )?)
         }
     })
 }

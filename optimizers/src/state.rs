@@ -104,6 +104,11 @@ pub(crate) fn take_list(
     n: usize,
 ) -> Result<Vec<Option<Tensor>>> {
     (0..n)
-        .map(|i| Ok(src.get(&format!("{prefix}.{i}")).map(|t| t.copy()).transpose()?))
+        .map(|i| {
+            Ok(src
+                .get(&format!("{prefix}.{i}"))
+                .map(|t| t.copy())
+                .transpose()?)
+        })
         .collect()
 }

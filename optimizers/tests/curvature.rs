@@ -4,10 +4,10 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::*;
+use optimizers::curvature::DenseMethod;
 use optimizers::curvature::{
     Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
 };
-use optimizers::curvature::DenseMethod;
 use optimizers::{LayerKind, LayerSpec, LayerStats};
 
 #[test]
@@ -25,7 +25,10 @@ fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
                     f.refresh(damping).unwrap();
                     let got = mat(&f.inverse_matrix()?);
                     let e = rel_err(&got, &want);
-                    assert!(e <= tol, "{dtype:?} N={rows} n={n} λ={damping} {mode:?}: {e:e}");
+                    assert!(
+                        e <= tol,
+                        "{dtype:?} N={rows} n={n} λ={damping} {mode:?}: {e:e}"
+                    );
                     // Applied to a gradient from either side.
                     let v = randn(5, n, 1.0, dtype, &mut r)?;
                     let right = mat(&f.apply_right(&v)?);
@@ -46,9 +49,20 @@ fn conv_spec(c_in: usize, c_out: usize, k: usize, bias: bool, dtype: DType) -> R
     let w = Var::zeros((c_out, k, k, c_in), dtype, &Device::Cpu)?;
     Ok(LayerSpec {
         name: "conv".into(),
-        kind: LayerKind::Conv2d { c_in, c_out, kh: k, kw: k, stride: 1, padding: 1 },
+        kind: LayerKind::Conv2d {
+            c_in,
+            c_out,
+            kh: k,
+            kw: k,
+            stride: 1,
+            padding: 1,
+        },
         weight: w,
-        bias: if bias { Some(Var::zeros(c_out, dtype, &Device::Cpu)?) } else { None },
+        bias: if bias {
+            Some(Var::zeros(c_out, dtype, &Device::Cpu)?)
+        } else {
+            None
+        },
     })
 }
 
@@ -61,7 +75,14 @@ fn linear_spec(inputs: usize, outputs: usize, dtype: DType) -> Result<LayerSpec>
     })
 }
 
-fn stats(m: usize, t: usize, inputs: usize, outputs: usize, bias: bool, r: &mut rand_chacha::ChaCha8Rng) -> Result<LayerStats> {
+fn stats(
+    m: usize,
+    t: usize,
+    inputs: usize,
+    outputs: usize,
+    bias: bool,
+    r: &mut rand_chacha::ChaCha8Rng,
+) -> Result<LayerStats> {
     Ok(LayerStats {
         a: randn(m * t, inputs, 1.0, DType::F64, r)?,
         g: randn(m * t, outputs, 0.3, DType::F64, r)?,
@@ -72,7 +93,13 @@ fn stats(m: usize, t: usize, inputs: usize, outputs: usize, bias: bool, r: &mut 
 }
 
 /// The preconditioned gradient after one refresh on `stats`, no moving average.
-fn precondition(spec: &LayerSpec, approx: Approx, st: &LayerStats, v: &Tensor, damping: f64) -> Result<Vec<Vec<f64>>> {
+fn precondition(
+    spec: &LayerSpec,
+    approx: Approx,
+    st: &LayerStats,
+    v: &Tensor,
+    damping: f64,
+) -> Result<Vec<Vec<f64>>> {
     let mut b = Block::new(spec.clone(), approx, BlockOptions::default());
     b.observe(st, 0.0, &mut rng(9))?;
     b.refresh(damping).unwrap();
@@ -90,7 +117,14 @@ fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
     let gamma = inverse(&damped_gram(&mat(&st.g), lambda));
     let want = matmul(&matmul(&gamma, &mat(&v)), &omega);
     for method in [DenseMethod::Eigen, DenseMethod::Cholesky] {
-        let mut b = Block::new(spec.clone(), Approx::Kfac, BlockOptions { dense: method, ..Default::default() });
+        let mut b = Block::new(
+            spec.clone(),
+            Approx::Kfac,
+            BlockOptions {
+                dense: method,
+                ..Default::default()
+            },
+        );
         b.observe(&st, 0.0, &mut rng(0))?;
         b.refresh(lambda).unwrap();
         let got = mat(&b.precondition(&v)?.unwrap());
@@ -107,7 +141,11 @@ fn on_a_linear_layer_kfac_and_both_skfacs_agree() -> Result<()> {
     let st = stats(6, 1, 11, 4, true, &mut r)?;
     let v = randn(4, 12, 1.0, DType::F64, &mut r)?;
     let kfac = precondition(&spec, Approx::Kfac, &st, &v, 1e-3)?;
-    for approx in [Approx::ReduceSum, Approx::Subsample(1), Approx::Subsample(8)] {
+    for approx in [
+        Approx::ReduceSum,
+        Approx::Subsample(1),
+        Approx::Subsample(8),
+    ] {
         let got = precondition(&spec, approx, &st, &v, 1e-3)?;
         let e = rel_err(&got, &kfac);
         assert!(e < 1e-8, "{approx:?}: {e:e}");
@@ -143,7 +181,11 @@ fn reduce_sum_factors_are_built_from_per_example_means() -> Result<()> {
     b.observe(&st, 0.0, &mut rng(0))?;
     let a = mat(&st.a);
     let means: Vec<Vec<f64>> = (0..5)
-        .map(|e| (0..2).map(|j| (0..4).map(|t| a[e * 4 + t][j]).sum::<f64>() / 4.0).collect())
+        .map(|e| {
+            (0..2)
+                .map(|j| (0..4).map(|t| a[e * 4 + t][j]).sum::<f64>() / 4.0)
+                .collect()
+        })
         .collect();
     let want = damped_gram(&means, 0.0);
     assert!(rel_err(&mat(&b.factors().0.matrix()?), &want) < 1e-12);
@@ -157,7 +199,10 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
     for bias in [false, true] {
         let a = randn(rows, k * c, 1.0, DType::F64, &mut r)?;
         let a_rows = if bias {
-            Tensor::cat(&[&a, &Tensor::ones((rows, 1), DType::F64, &Device::Cpu)?], 1)?
+            Tensor::cat(
+                &[&a, &Tensor::ones((rows, 1), DType::F64, &Device::Cpu)?],
+                1,
+            )?
         } else {
             a.clone()
         };
@@ -187,7 +232,10 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
         if bias {
             want[n - 1][n - 1] = 1.0;
         }
-        assert!(rel_err(&mat(&f.matrix()?), &want) < 1e-12, "I ⊗ Ω_c structure");
+        assert!(
+            rel_err(&mat(&f.matrix()?), &want) < 1e-12,
+            "I ⊗ Ω_c structure"
+        );
         let lambda = 1e-2;
         f.refresh(lambda).unwrap();
         let mut damped = want.clone();
@@ -203,7 +251,10 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
 #[test]
 fn moving_averages_follow_their_definitions() -> Result<()> {
     let mut r = rng(7);
-    let (y1, y2) = (randn(4, 6, 1.0, DType::F64, &mut r)?, randn(4, 6, 1.0, DType::F64, &mut r)?);
+    let (y1, y2) = (
+        randn(4, 6, 1.0, DType::F64, &mut r)?,
+        randn(4, 6, 1.0, DType::F64, &mut r)?,
+    );
     // SKFAC averages the rows Y themselves (paper eqs. 26-27).
     let mut lr = LowRankFactor::new(WoodburyMode::Applied);
     lr.observe(&y1, 0.9)?;
@@ -237,6 +288,8 @@ fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
     let mut b = Block::new(spec, Approx::Kfac, BlockOptions::default());
     b.observe(&st, 0.0, &mut rng(0))?;
     assert!(b.refresh(1e-3).is_err());
-    assert!(b.precondition(&randn(3, 6, 1.0, DType::F64, &mut r)?)?.is_none());
+    assert!(b
+        .precondition(&randn(3, 6, 1.0, DType::F64, &mut r)?)?
+        .is_none());
     Ok(())
 }

@@ -120,7 +120,9 @@ pub fn parse_idx<'a>(
         .collect::<Option<_>>()
         .ok_or_else(|| corrupt("truncated IDX header".into()))?;
     if dims.contains(&0) {
-        return Err(corrupt(format!("IDX header has a zero dimension: {dims:?}")));
+        return Err(corrupt(format!(
+            "IDX header has a zero dimension: {dims:?}"
+        )));
     }
     let n = dims
         .iter()

@@ -32,8 +32,12 @@ fn rng_for(seed: u64, epoch: usize, batch: usize) -> ChaCha8Rng {
     // Distinct, well-mixed streams per (epoch, batch); the constants are odd 64-bit mixers.
     // Wrapping: the shuffle stream uses `batch = usize::MAX`.
     let s = seed
-        ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (batch as u64).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ^ (epoch as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (batch as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0xD1B5_4A32_D192_ED03);
     ChaCha8Rng::seed_from_u64(s)
 }
 

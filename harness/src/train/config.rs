@@ -82,7 +82,10 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         anyhow::ensure!(self.epochs >= 1, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size >= 1, "--batch-size must be at least 1");
-        anyhow::ensure!(self.eval_batch_size >= 1, "the evaluation batch size must be at least 1");
+        anyhow::ensure!(
+            self.eval_batch_size >= 1,
+            "the evaluation batch size must be at least 1"
+        );
         anyhow::ensure!(
             self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0,
             "--warmup-epochs must be a finite number >= 0 (got {})",

@@ -114,8 +114,10 @@ pub fn train(
             let aug = data.augment.then_some((cfg.seed, epoch, b));
             let batch = make_batch(&data.train, plan.indices(b), &data.norm, aug, device)?;
             // A stream of its own: at step 0 the seed must not equal the model-init seed.
-            let fisher_seed =
-                cfg.seed ^ (step as u64).wrapping_add(1).wrapping_mul(0xA24B_AED4_963E_E407);
+            let fisher_seed = cfg.seed
+                ^ (step as u64)
+                    .wrapping_add(1)
+                    .wrapping_mul(0xA24B_AED4_963E_E407);
             match train_step(net, opt, &batch, fisher_seed)? {
                 StepOutcome::Diverged { loss } => {
                     return Ok(RunSummary {

@@ -7,7 +7,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, D};
 use rand::Rng;
 
-use super::{rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, SuaFactor, WoodburyMode};
+use super::{
+    rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, SuaFactor, WoodburyMode,
+};
 use crate::layer::{LayerKind, LayerSpec, LayerStats};
 
 /// The curvature approximation of a K-FAC-family optimizer.
@@ -83,7 +85,11 @@ impl Block {
         let mut last = FactorError::NotPositiveDefinite;
         let mut lambda = damping;
         for _ in 0..REFRESH_ATTEMPTS {
-            match self.omega.refresh(lambda).and_then(|_| self.gamma.refresh(lambda)) {
+            match self
+                .omega
+                .refresh(lambda)
+                .and_then(|_| self.gamma.refresh(lambda))
+            {
                 Ok(()) => return Ok(lambda),
                 Err(e) => {
                     tracing::warn!(layer = %self.spec.name, damping = lambda, error = %e, "factorisation failed; retrying with 10x damping");

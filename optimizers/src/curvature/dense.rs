@@ -55,7 +55,10 @@ impl Factor for DenseFactor {
     }
 
     fn apply_left(&self, v: &Tensor) -> Result<Tensor> {
-        self.inv.as_ref().ok_or_else(|| missing("inverse"))?.matmul(v)
+        self.inv
+            .as_ref()
+            .ok_or_else(|| missing("inverse"))?
+            .matmul(v)
     }
 
     fn matrix(&self) -> Result<Tensor> {
@@ -77,4 +80,3 @@ impl Factor for DenseFactor {
         Ok(())
     }
 }
-

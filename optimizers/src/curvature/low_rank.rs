@@ -35,7 +35,11 @@ enum Inverse {
     /// `(λI + YᵀY/N)⁻¹` as an n×n matrix (`N ≥ n`, or [`WoodburyMode::Formed`]).
     Dense(Tensor),
     /// The `Y` of the refresh and `K⁻¹ = (NλI + YYᵀ)⁻¹`.
-    Woodbury { y: Tensor, k_inv: Tensor, damping: f64 },
+    Woodbury {
+        y: Tensor,
+        k_inv: Tensor,
+        damping: f64,
+    },
 }
 
 impl LowRankFactor {

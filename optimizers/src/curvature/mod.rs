@@ -73,7 +73,11 @@ pub(crate) fn moving_average(old: Option<&Tensor>, new: Tensor, decay: f64) -> R
 }
 
 /// Deep copies (in-place updates must never alias saved state).
-pub(crate) fn put(out: &mut BTreeMap<String, Tensor>, key: String, t: &Option<Tensor>) -> Result<()> {
+pub(crate) fn put(
+    out: &mut BTreeMap<String, Tensor>,
+    key: String,
+    t: &Option<Tensor>,
+) -> Result<()> {
     if let Some(t) = t {
         out.insert(key, t.copy()?);
     }

@@ -66,7 +66,10 @@ mod tests {
     fn reduce_sum_averages_each_example_over_positions() {
         let (a, g) = reduce_sum(&stats(2, 3)).unwrap();
         // Example 0's A rows are [0,1],[2,3],[4,5] (+ bias 1): mean [2,3,1].
-        assert_eq!(a.to_vec2::<f64>().unwrap(), vec![vec![2., 3., 1.], vec![8., 9., 1.]]);
+        assert_eq!(
+            a.to_vec2::<f64>().unwrap(),
+            vec![vec![2., 3., 1.], vec![8., 9., 1.]]
+        );
         assert_eq!(g.dims(), &[2, 3]);
         assert_eq!(g.to_vec2::<f64>().unwrap()[0], vec![-3., -4., -5.]);
     }

@@ -113,7 +113,10 @@ impl Factor for SuaFactor {
     }
 
     fn inverse_matrix(&self) -> Result<Tensor> {
-        self.expand(self.inv.as_ref().ok_or_else(|| missing("inverse"))?, self.bias_inv)
+        self.expand(
+            self.inv.as_ref().ok_or_else(|| missing("inverse"))?,
+            self.bias_inv,
+        )
     }
 
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {

@@ -64,12 +64,18 @@ pub fn inverse(m: &[Vec<f64>]) -> Vec<Vec<f64>> {
 pub fn matmul(a: &[Vec<f64>], b: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let (n, k, m) = (a.len(), b.len(), b[0].len());
     (0..n)
-        .map(|i| (0..m).map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum()).collect())
+        .map(|i| {
+            (0..m)
+                .map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum())
+                .collect()
+        })
         .collect()
 }
 
 pub fn transpose(a: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    (0..a[0].len()).map(|j| a.iter().map(|r| r[j]).collect()).collect()
+    (0..a[0].len())
+        .map(|j| a.iter().map(|r| r[j]).collect())
+        .collect()
 }
 
 /// `YᵀY/N + λI`.
