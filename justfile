@@ -29,6 +29,10 @@ train *args="--model resnet8 --optimizer sgd --epochs 1 --train-subset 5000": bu
 bench:
     RAYON_NUM_THREADS={{threads}} cargo bench -p harness --bench curvature
 
+# Time training steps of MODEL at BATCH on THREADS threads (median of 8 after 3 warm-up).
+bench-step model="resnet8" batch="32" threads=threads: build
+    {{skfac}} bench-step {{model}} {{batch}} {{threads}}
+
 # Lints as CI would like them.
 lint:
     cargo fmt --all --check

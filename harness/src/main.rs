@@ -45,6 +45,23 @@ enum Command {
     },
     /// Train one model with one optimizer, evaluating on the test split after each epoch.
     Train(Box<TrainArgs>),
+    /// Time training steps on a random batch; the last line is `N img/s` (median step).
+    BenchStep {
+        /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+        model: String,
+        #[arg(default_value_t = 32)]
+        batch: usize,
+        /// Threads for candle and rayon [default: all cores].
+        threads: Option<usize>,
+        #[arg(long, default_value = "sgd")]
+        optimizer: String,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -260,6 +277,29 @@ fn run(cli: Cli) -> Result<()> {
                     )
                 }
             }
+        }
+        Command::BenchStep {
+            model,
+            batch,
+            threads,
+            optimizer,
+            steps,
+            warmup,
+        } => {
+            anyhow::ensure!(
+                models::MODEL_NAMES.contains(&model.as_str()),
+                "unknown model `{model}`; valid choices: {}",
+                models::MODEL_NAMES.join(", ")
+            );
+            let threads = harness::threads::configure(threads)?;
+            let r = harness::bench_step::run(&model, &optimizer, batch, steps, warmup)?;
+            let t = &r.median;
+            say!("{model}, {optimizer}, batch {batch}, {threads} thread(s), median of {steps} steps after {warmup} warm-up");
+            say!(
+                "forward {:.1} ms, backward {:.1} ms, statistics {:.1} ms, inverse {:.1} ms, precondition {:.1} ms, update {:.1} ms, step {:.1} ms",
+                t.forward * 1e3, t.backward * 1e3, t.statistics * 1e3, t.inverse * 1e3, t.precondition * 1e3, t.update * 1e3, r.median_total * 1e3
+            );
+            say!("{:.1} img/s", r.images_per_second);
         }
         Command::Train(args) => {
             let threads = harness::threads::configure(args.threads)?;

@@ -1,0 +1,77 @@
+//! `skfac bench-step`: the wall-clock of whole training steps (forward, backward, update) on a
+//! random batch, after a warm-up, as the median of several steps. The same measurement as
+//! `bench/pytorch_step.py`, so that `bench/compare.sh` can put the two side by side.
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use models::ModelConfig;
+use optimizers::{build, Hyper, OptimizerKind, StageTimes};
+
+use crate::data::Batch;
+use crate::train::{train_step, StepOutcome};
+
+/// Median times of one training step.
+#[derive(Clone, Debug)]
+pub struct StepBench {
+    pub median: StageTimes,
+    pub median_total: f64,
+    pub images_per_second: f64,
+}
+
+/// Input shape and classes the benchmark feeds `model`.
+pub fn input_for(model: &str) -> ((usize, usize, usize), usize) {
+    match model {
+        "mlp" => ((28, 28, 1), 10),
+        "resnet50" => ((224, 224, 3), 1000),
+        _ => ((32, 32, 3), 10),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Times `steps` training steps of `model` with `optimizer` at `batch` after `warmup` untimed
+/// ones. The thread count must have been configured already.
+pub fn run(model: &str, optimizer: &str, batch: usize, steps: usize, warmup: usize) -> Result<StepBench> {
+    anyhow::ensure!(batch >= 1 && steps >= 1, "the batch size and the step count must be at least 1");
+    let dev = Device::Cpu;
+    let (input, classes) = input_for(model);
+    let net = models::build(model, &ModelConfig { input, classes, seed: 0 }, &dev)?;
+    let h = Hyper { lr: 0.01, ..Hyper::default() };
+    let mut opt = build(OptimizerKind::parse(optimizer)?, &net.param_set(), &h)?;
+    let x = Tensor::randn(0f32, 1.0, (batch, input.0, input.1, input.2), &dev)?;
+    let labels: Vec<u8> = (0..batch).map(|i| (i % classes.min(256)) as u8).collect();
+    let y = Tensor::from_vec(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), batch, &dev)?;
+    let b = Batch { x, y, labels };
+    let mut runs: Vec<StageTimes> = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        match train_step(&net, opt.as_mut(), &b, i as u64)? {
+            StepOutcome::Done { times, .. } if i >= warmup => runs.push(times),
+            StepOutcome::Done { .. } => {}
+            StepOutcome::Diverged { loss } => anyhow::bail!("the benchmark diverged (loss {loss})"),
+        }
+    }
+    let col = |f: fn(&StageTimes) -> f64| median(runs.iter().map(f).collect());
+    let median_times = StageTimes {
+        forward: col(|t| t.forward),
+        backward: col(|t| t.backward),
+        statistics: col(|t| t.statistics),
+        inverse: col(|t| t.inverse),
+        precondition: col(|t| t.precondition),
+        communication: col(|t| t.communication),
+        update: col(|t| t.update),
+    };
+    let total = col(|t| t.total());
+    Ok(StepBench {
+        median: median_times,
+        median_total: total,
+        images_per_second: batch as f64 / total,
+    })
+}
