@@ -330,7 +330,12 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// See `harness::alloc`: glibc's malloc made every step fault its tensors' pages in afresh.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    harness::alloc::keep_freed_memory();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
