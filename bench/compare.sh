@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Side-by-side training-step throughput, candle (`skfac bench-step`) vs PyTorch
+# (bench/pytorch_step.py), as a markdown table on stdout; the benchmarks' own output goes to
+# stderr. Run from anywhere; override THREADS, MODELS, BATCHES and SKFAC_BIN via the environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-2}
+MODELS=${MODELS:-resnet8 resnet20 vgg11}
+BATCHES=${BATCHES:-32 128}
+SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
+# Both runtimes size their pools from these, so each side gets the same cores.
+export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
+
+bash bench/setup_pytorch.sh
+[[ -x $SKFAC_BIN ]] || { echo "compare.sh: $SKFAC_BIN missing; run 'just build'" >&2; exit 1; }
+
+# Runs a benchmark, echoes its output to stderr, and prints N from its last line `N img/s`.
+img_per_s() {
+    local out last
+    out=$("$@")
+    printf '%s\n' "$out" >&2
+    last=$(tail -n 1 <<<"$out")
+    [[ $last =~ ^([0-9.]+)\ img/s$ ]] || { echo "compare.sh: '$*' ended with '$last'" >&2; exit 1; }
+    echo "${BASH_REMATCH[1]}"
+}
+
+echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' SKFAC_BIN=$SKFAC_BIN bench/compare.sh"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $(bench/.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
+echo
+echo "| model | batch | threads | candle img/s | PyTorch img/s | candle/PyTorch |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for model in $MODELS; do
+    for batch in $BATCHES; do
+        # One after the other, never concurrently: they would share the cores.
+        candle=$(img_per_s "$SKFAC_BIN" bench-step "$model" "$batch" "$THREADS")
+        torch=$(img_per_s bench/.venv/bin/python bench/pytorch_step.py "$model" "$batch" "$THREADS")
+        ratio=$(awk -v a="$candle" -v b="$torch" 'BEGIN { printf "%.2f", a / b }')
+        echo "| $model | $batch | $THREADS | $candle | $torch | $ratio |"
+    done
+done
