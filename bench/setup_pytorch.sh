@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates bench/.venv with CPU-only PyTorch for bench/pytorch_step.py. Idempotent: does nothing
-# once torch imports from the venv.
+# Creates bench/.venv with PyTorch (used on the CPU) for bench/pytorch_step.py. Idempotent: does
+# nothing once torch and numpy import from the venv.
 set -euo pipefail
 cd "$(dirname "$0")"
 venv=.venv
