@@ -39,16 +39,40 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Times `steps` training steps of `model` with `optimizer` at `batch` after `warmup` untimed
 /// ones. The thread count must have been configured already.
-pub fn run(model: &str, optimizer: &str, batch: usize, steps: usize, warmup: usize) -> Result<StepBench> {
-    anyhow::ensure!(batch >= 1 && steps >= 1, "the batch size and the step count must be at least 1");
+pub fn run(
+    model: &str,
+    optimizer: &str,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+) -> Result<StepBench> {
+    anyhow::ensure!(
+        batch >= 1 && steps >= 1,
+        "the batch size and the step count must be at least 1"
+    );
     let dev = Device::Cpu;
     let (input, classes) = input_for(model);
-    let net = models::build(model, &ModelConfig { input, classes, seed: 0 }, &dev)?;
-    let h = Hyper { lr: 0.01, ..Hyper::default() };
+    let net = models::build(
+        model,
+        &ModelConfig {
+            input,
+            classes,
+            seed: 0,
+        },
+        &dev,
+    )?;
+    let h = Hyper {
+        lr: 0.01,
+        ..Hyper::default()
+    };
     let mut opt = build(OptimizerKind::parse(optimizer)?, &net.param_set(), &h)?;
     let x = Tensor::randn(0f32, 1.0, (batch, input.0, input.1, input.2), &dev)?;
     let labels: Vec<u8> = (0..batch).map(|i| (i % classes.min(256)) as u8).collect();
-    let y = Tensor::from_vec(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), batch, &dev)?;
+    let y = Tensor::from_vec(
+        labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+        batch,
+        &dev,
+    )?;
     let b = Batch { x, y, labels };
     let mut runs: Vec<StageTimes> = Vec::with_capacity(steps);
     for i in 0..warmup + steps {

@@ -1,8 +1,12 @@
-//! The `skfac` harness as a library: data sets, the training loop, thread set-up.
-//! `main.rs` is only the command line on top.
+//! The `skfac` harness as a library: data sets, the training loop, checkpoints, the results
+//! store and sweeps, thread set-up. `main.rs` is only the command line on top.
 
 pub mod alloc;
 pub mod bench_step;
+pub mod checkpoint;
 pub mod data;
+pub mod meta;
+pub mod store;
+pub mod sweep;
 pub mod threads;
 pub mod train;

@@ -1,12 +1,16 @@
-//! `skfac`: obtain data and train models with SGD, Adam and the K-FAC family.
+//! `skfac`: obtain data, train models with SGD, Adam and the K-FAC family, run sweeps.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use harness::data::{self, cifar10, fashion_mnist, Obtained};
-use harness::train::{self, EpochMetrics, Observer, Outcome, ScheduleKind, TrainConfig};
+use harness::train::{
+    self, EpochMetrics, Observer, Outcome, RunState, ScheduleKind, StepRecord, TrainConfig,
+};
+use harness::{store, sweep};
 use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
 
@@ -45,6 +49,9 @@ enum Command {
     },
     /// Train one model with one optimizer, evaluating on the test split after each epoch.
     Train(Box<TrainArgs>),
+    /// Run every combination of a sweep file into the results store; started again, it skips
+    /// finished runs and resumes an interrupted one from its last checkpoint.
+    Sweep(SweepArgs),
     /// Time training steps on a random batch; the last line is `N img/s` (median step).
     BenchStep {
         /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
@@ -62,6 +69,29 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         warmup: usize,
     },
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    /// The sweep file, e.g. sweeps/cifar10.toml.
+    file: PathBuf,
+    /// The results database.
+    #[arg(long, default_value = store::DEFAULT_DB)]
+    db: PathBuf,
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Runtime output folder (checkpoints go under RESULTS/checkpoints).
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Threads per run [default: all cores divided among the jobs].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Runs at a time, each in its own process.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Internal: this process is worker K of N (`K/N`) of a `--jobs N` sweep.
+    #[arg(long, hide = true)]
+    worker: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -213,14 +243,15 @@ impl Observer for Console {
         self.bar = Some(bar);
     }
 
-    fn step_done(&mut self, _step: usize, loss: f64) {
+    fn step_done(&mut self, _step: usize, rec: &StepRecord) -> anyhow::Result<()> {
         if let Some(b) = &self.bar {
-            b.set_message(format!("{loss:.4}"));
+            b.set_message(format!("{:.4}", rec.loss));
             b.inc(1);
         }
+        Ok(())
     }
 
-    fn epoch_done(&mut self, m: &EpochMetrics) {
+    fn epoch_done(&mut self, m: &EpochMetrics, _state: &RunState<'_>) -> anyhow::Result<()> {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
@@ -236,6 +267,7 @@ impl Observer for Console {
             m.train_seconds,
             m.learning_rate
         );
+        Ok(())
     }
 }
 
@@ -278,6 +310,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Sweep(args) => return sweep_command(args),
         Command::BenchStep {
             model,
             batch,
@@ -320,6 +353,7 @@ fn run(cli: Cli) -> Result<()> {
             print_stage_times(&summary.mean_stage_times);
             match summary.outcome {
                 Outcome::Finished => say!("finished: {} steps", summary.steps),
+                Outcome::Interrupted { step } => say!("interrupted after {step} steps"),
                 Outcome::Diverged { step, loss } => {
                     say!("diverged at step {step} (loss {loss}); the run stopped there");
                     anyhow::bail!("training diverged at step {step}");
@@ -333,6 +367,171 @@ fn run(cli: Cli) -> Result<()> {
 /// See `harness::alloc`: glibc's malloc made every step fault its tensors' pages in afresh.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Set by Ctrl-C (or SIGTERM): the running step finishes, the run checkpoints, and the sweep
+/// exits; started again, it resumes.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn sweep_command(args: SweepArgs) -> Result<()> {
+    let spec = sweep::load(&args.file)?;
+    anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.threads.unwrap_or((cores / args.jobs).max(1));
+    ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed))
+        .context("cannot install the Ctrl-C handler")?;
+    if args.jobs > 1 && args.worker.is_none() {
+        return sweep_parent(&args, &spec, threads);
+    }
+    let shard = match &args.worker {
+        Some(w) => {
+            let (k, n) = w
+                .split_once('/')
+                .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
+                .filter(|&(k, n): &(usize, usize)| k < n)
+                .context("--worker takes K/N with K < N")?;
+            Some((k, n))
+        }
+        None => None,
+    };
+    harness::threads::configure(Some(threads))?;
+    let opts = sweep::SweepOptions {
+        db: args.db.clone(),
+        data_dir: args.data_dir.clone(),
+        results: args.results.clone(),
+        threads,
+        shard,
+        progress: shard.is_none() && std::io::stderr().is_terminal(),
+    };
+    if shard.is_none() {
+        say!(
+            "sweep {}: {} runs, {} thread(s), results in {}",
+            spec.name,
+            spec.runs.len(),
+            threads,
+            args.db.display()
+        );
+    }
+    match sweep::run_sweep(&spec, &opts, &STOP)? {
+        sweep::SweepOutcome::Interrupted => {
+            say!("interrupted; run the same command again to resume");
+            std::process::exit(130);
+        }
+        sweep::SweepOutcome::Done { .. } if shard.is_some() => Ok(()),
+        sweep::SweepOutcome::Done {
+            ran,
+            skipped,
+            failed,
+        } => {
+            say!(
+                "sweep {}: {ran} run(s) ran, {skipped} already done, {failed} failed",
+                spec.name
+            );
+            print_sweep_table(&args.db, &spec.name)?;
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} run(s) failed; their errors are in {}",
+                args.db.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `--jobs N`: N worker processes over the same store, and one progress line here.
+fn sweep_parent(args: &SweepArgs, spec: &sweep::Sweep, threads: usize) -> Result<()> {
+    let mut datasets: Vec<&str> = spec.runs.iter().map(|r| r.cfg.dataset.as_str()).collect();
+    datasets.dedup();
+    for d in datasets {
+        data::obtain(d, &args.data_dir)?;
+    }
+    say!(
+        "sweep {}: {} runs in {} jobs of {} thread(s), results in {}",
+        spec.name,
+        spec.runs.len(),
+        args.jobs,
+        threads,
+        args.db.display()
+    );
+    let exe = std::env::current_exe().context("cannot find the skfac executable")?;
+    let mut children = Vec::new();
+    for k in 0..args.jobs {
+        let child = std::process::Command::new(&exe)
+            .arg("sweep")
+            .arg(&args.file)
+            .arg("--db")
+            .arg(&args.db)
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+            .arg("--results")
+            .arg(&args.results)
+            .arg("--threads")
+            .arg(threads.to_string())
+            .arg("--worker")
+            .arg(format!("{k}/{}", args.jobs))
+            .spawn()
+            .context("cannot start a sweep worker")?;
+        children.push(child);
+    }
+    let bar = ProgressBar::new(spec.runs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} runs {pos}/{len} [{elapsed_precise}] ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(spec.name.clone());
+    let mut ok = true;
+    loop {
+        let mut running = false;
+        for c in &mut children {
+            match c.try_wait()? {
+                None => running = true,
+                Some(status) => ok &= status.success(),
+            }
+        }
+        if let Ok(store) = harness::store::Store::open(&args.db) {
+            let done = store
+                .runs(&spec.name)?
+                .iter()
+                .filter(|r| r.status.is_done())
+                .count();
+            bar.set_position(done as u64);
+        }
+        if !running {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    bar.finish_and_clear();
+    if STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        say!("interrupted; run the same command again to resume");
+        std::process::exit(130);
+    }
+    print_sweep_table(&args.db, &spec.name)?;
+    anyhow::ensure!(ok, "a sweep worker failed; see its messages above");
+    Ok(())
+}
+
+/// The runs of a sweep and their final test accuracy.
+fn print_sweep_table(db: &std::path::Path, sweep: &str) -> Result<()> {
+    let store = harness::store::Store::open(db)?;
+    say!("| run | optimizer | s' | seed | status | epochs | test acc | train s |");
+    say!("|---:|---|---:|---:|---|---:|---:|---:|");
+    for r in store.runs(sweep)? {
+        let epochs = store.epochs(r.id)?;
+        let last = epochs.last();
+        say!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.optimizer,
+            r.samples.map_or("-".into(), |s| s.to_string()),
+            r.seed,
+            r.status.as_str(),
+            epochs.len(),
+            last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
+            last.map_or("-".into(), |e| format!("{:.0}", e.wall_seconds)),
+        );
+    }
+    Ok(())
+}
 
 fn main() -> ExitCode {
     harness::alloc::keep_freed_memory();

@@ -101,6 +101,18 @@ impl DataError {
 /// The data sets `skfac train --dataset` accepts.
 pub const DATASET_NAMES: [&str; 2] = ["cifar10", "fashion-mnist"];
 
+/// Obtains the named data set into `dir` unless it is there and verified already.
+pub fn obtain(name: &str, dir: &Path) -> Result<Obtained, DataError> {
+    match name {
+        "cifar10" => cifar10::obtain(dir, None),
+        "fashion-mnist" => fashion_mnist::obtain(dir, None),
+        other => Err(DataError::Obtain(format!(
+            "unknown data set `{other}`; valid choices: {}",
+            DATASET_NAMES.join(", ")
+        ))),
+    }
+}
+
 /// Loads the named data set from `dir` (as written by `skfac data NAME --dir DIR`).
 pub fn load(name: &str, dir: &Path) -> Result<Splits, DataError> {
     match name {

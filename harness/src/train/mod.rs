@@ -21,7 +21,7 @@ use optimizers::{build as build_optimizer, Optimizer, StageTimes};
 use crate::data::{loader::make_batch, BatchPlan, Splits};
 
 /// Metrics at the end of one epoch.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub train_loss: f64,
@@ -43,6 +43,10 @@ pub enum Outcome {
         step: usize,
         loss: f64,
     },
+    /// The observer asked to stop (Ctrl-C) after this many steps; the run can be resumed.
+    Interrupted {
+        step: usize,
+    },
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -54,11 +58,62 @@ pub struct RunSummary {
     pub mean_stage_times: StageTimes,
 }
 
-/// What the caller sees while a run goes on.
+/// Where a run stands between two steps: with the model's and the optimizer's state, enough
+/// to continue bit-exactly (the data order and augmentation derive from seed, epoch and batch).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Current epoch, 0-based.
+    pub epoch: usize,
+    /// Next batch of the current epoch.
+    pub batch: usize,
+    /// Steps taken in all.
+    pub step: usize,
+    /// Training seconds of the finished epochs.
+    pub train_seconds: f64,
+    /// The current epoch so far.
+    pub epoch_loss_sum: f64,
+    pub epoch_correct: usize,
+    pub epoch_seen: usize,
+    pub epoch_seconds: f64,
+    /// Sums of the stage times of every step so far.
+    pub totals: StageTimes,
+    pub epochs: Vec<EpochMetrics>,
+}
+
+/// One logged step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRecord {
+    pub epoch: usize,
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub times: StageTimes,
+}
+
+/// The run at a step boundary, for an observer that checkpoints.
+pub struct RunState<'a> {
+    pub progress: &'a Progress,
+    pub net: &'a Network,
+    pub opt: &'a dyn Optimizer,
+}
+
+/// What the caller sees while a run goes on. Errors from an observer end the run.
 pub trait Observer {
     fn epoch_started(&mut self, _epoch: usize, _steps: usize) {}
-    fn step_done(&mut self, _step_in_epoch: usize, _loss: f64) {}
-    fn epoch_done(&mut self, _m: &EpochMetrics) {}
+    fn step_done(&mut self, _step_in_epoch: usize, _rec: &StepRecord) -> Result<()> {
+        Ok(())
+    }
+    fn epoch_done(&mut self, _m: &EpochMetrics, _state: &RunState<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// Checked after every step; `true` ends the run as [`Outcome::Interrupted`] after
+    /// [`Observer::interrupted`].
+    fn should_stop(&self) -> bool {
+        false
+    }
+    fn interrupted(&mut self, _state: &RunState<'_>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An observer that does nothing (tests, benchmarks).
@@ -68,15 +123,20 @@ impl Observer for Silent {}
 /// Builds the model and optimizer for `cfg` and trains on `data`.
 pub fn run(cfg: &TrainConfig, data: &Splits, obs: &mut dyn Observer) -> Result<RunSummary> {
     let device = Device::Cpu;
+    let net = build_model(cfg, data, &device)?;
+    let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+    train(cfg, data, &net, opt.as_mut(), &device, obs)
+}
+
+/// The network `cfg` names, shaped for `data`.
+pub fn build_model(cfg: &TrainConfig, data: &Splits, device: &Device) -> Result<Network> {
     let t = &data.train;
     let model_cfg = ModelConfig {
         input: (t.height, t.width, t.channels),
         classes: t.classes,
         seed: cfg.seed,
     };
-    let net = models::build(&cfg.model, &model_cfg, &device)?;
-    let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
-    train(cfg, data, &net, opt.as_mut(), &device, obs)
+    Ok(models::build(&cfg.model, &model_cfg, device)?)
 }
 
 /// Trains `net` with `opt` for `cfg.epochs` epochs.
@@ -87,6 +147,28 @@ pub fn train(
     opt: &mut dyn Optimizer,
     device: &Device,
     obs: &mut dyn Observer,
+) -> Result<RunSummary> {
+    train_from(cfg, data, net, opt, device, obs, Progress::default())
+}
+
+fn summary(p: &Progress, outcome: Outcome) -> RunSummary {
+    RunSummary {
+        epochs: p.epochs.clone(),
+        outcome,
+        steps: p.step,
+        mean_stage_times: p.totals.scaled(1.0 / p.step.max(1) as f64),
+    }
+}
+
+/// Continues training from `p` (with `net` and `opt` restored to the same step boundary).
+pub fn train_from(
+    cfg: &TrainConfig,
+    data: &Splits,
+    net: &Network,
+    opt: &mut dyn Optimizer,
+    device: &Device,
+    obs: &mut dyn Observer,
+    mut p: Progress,
 ) -> Result<RunSummary> {
     cfg.validate()?;
     let n_train = cfg
@@ -100,67 +182,86 @@ pub fn train(
     );
     let schedule = cfg.schedule(steps_per_epoch);
     schedule.validate().context("learning-rate schedule")?;
-    let mut epochs = Vec::new();
-    let mut totals = StageTimes::default();
-    let mut step = 0usize;
-    let mut train_seconds = 0.0;
-    for epoch in 0..cfg.epochs {
+    while p.epoch < cfg.epochs {
+        let epoch = p.epoch;
         let plan = BatchPlan::train(n_train, cfg.batch_size, cfg.seed, epoch);
         obs.epoch_started(epoch, plan.len());
-        let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        for b in 0..plan.len() {
-            opt.set_learning_rate(schedule.at(step));
+        while p.batch < plan.len() {
+            let b = p.batch;
+            let started = Instant::now();
+            let lr = schedule.at(p.step);
+            opt.set_learning_rate(lr);
             let aug = data.augment.then_some((cfg.seed, epoch, b));
             let batch = make_batch(&data.train, plan.indices(b), &data.norm, aug, device)?;
             // A stream of its own: at step 0 the seed must not equal the model-init seed.
             let fisher_seed = cfg.seed
-                ^ (step as u64)
+                ^ (p.step as u64)
                     .wrapping_add(1)
                     .wrapping_mul(0xA24B_AED4_963E_E407);
             match train_step(net, opt, &batch, fisher_seed)? {
                 StepOutcome::Diverged { loss } => {
-                    return Ok(RunSummary {
-                        epochs,
-                        outcome: Outcome::Diverged { step, loss },
-                        steps: step,
-                        mean_stage_times: totals.scaled(1.0 / step.max(1) as f64),
-                    });
+                    return Ok(summary(&p, Outcome::Diverged { step: p.step, loss }));
                 }
                 StepOutcome::Done {
                     loss,
-                    correct: c,
+                    correct,
                     times,
                 } => {
-                    totals.add(&times);
-                    loss_sum += loss * batch.labels.len() as f64;
-                    correct += c;
-                    seen += batch.labels.len();
-                    obs.step_done(b, loss);
+                    p.totals.add(&times);
+                    p.epoch_loss_sum += loss * batch.labels.len() as f64;
+                    p.epoch_correct += correct;
+                    p.epoch_seen += batch.labels.len();
+                    let rec = StepRecord {
+                        epoch,
+                        step: p.step,
+                        loss,
+                        lr,
+                        times,
+                    };
+                    p.step += 1;
+                    p.batch += 1;
+                    p.epoch_seconds += started.elapsed().as_secs_f64();
+                    obs.step_done(b, &rec)?;
                 }
             }
-            step += 1;
+            if obs.should_stop() {
+                obs.interrupted(&RunState {
+                    progress: &p,
+                    net,
+                    opt,
+                })?;
+                return Ok(summary(&p, Outcome::Interrupted { step: p.step }));
+            }
         }
-        let epoch_seconds = started.elapsed().as_secs_f64();
-        train_seconds += epoch_seconds;
+        p.train_seconds += p.epoch_seconds;
         let test = evaluate(net, &data.test, &data.norm, cfg.eval_batch_size, device)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
-            train_loss: loss_sum / seen as f64,
-            train_accuracy: correct as f64 / seen as f64,
+            train_loss: p.epoch_loss_sum / p.epoch_seen as f64,
+            train_accuracy: p.epoch_correct as f64 / p.epoch_seen as f64,
             test_loss: test.loss,
             test_accuracy: test.accuracy,
-            train_seconds,
-            images_per_second: seen as f64 / epoch_seconds,
+            train_seconds: p.train_seconds,
+            images_per_second: p.epoch_seen as f64 / p.epoch_seconds,
             learning_rate: opt.learning_rate(),
         };
-        obs.epoch_done(&m);
-        epochs.push(m);
+        p.epochs.push(m.clone());
+        p.epoch += 1;
+        p.batch = 0;
+        (
+            p.epoch_loss_sum,
+            p.epoch_correct,
+            p.epoch_seen,
+            p.epoch_seconds,
+        ) = (0.0, 0, 0, 0.0);
+        obs.epoch_done(
+            &m,
+            &RunState {
+                progress: &p,
+                net,
+                opt,
+            },
+        )?;
     }
-    Ok(RunSummary {
-        epochs,
-        outcome: Outcome::Finished,
-        steps: step,
-        mean_stage_times: totals.scaled(1.0 / step.max(1) as f64),
-    })
+    Ok(summary(&p, Outcome::Finished))
 }

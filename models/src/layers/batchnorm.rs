@@ -36,7 +36,11 @@ impl BatchNorm {
 impl BatchNorm {
     /// Moves the running statistics toward the last batch's (unbiased variance, as PyTorch).
     fn update_running(&self) -> Result<()> {
-        let st = self.batch.lock().expect("batch-norm statistics lock").clone();
+        let st = self
+            .batch
+            .lock()
+            .expect("batch-norm statistics lock")
+            .clone();
         let (m, r) = (self.momentum, st.rows as f64);
         let dev = self.running_mean.device();
         let dtype = self.running_mean.dtype();

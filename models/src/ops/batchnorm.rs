@@ -58,7 +58,11 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
 }
 
 /// Per-channel sums of `f(row, channel, value)` over all rows, in f64, in parallel.
-fn channel_sums<T: WithDType>(x: &[T], c: usize, f: impl Fn(usize, f64) -> [f64; 2] + Sync) -> (Vec<f64>, Vec<f64>) {
+fn channel_sums<T: WithDType>(
+    x: &[T],
+    c: usize,
+    f: impl Fn(usize, f64) -> [f64; 2] + Sync,
+) -> (Vec<f64>, Vec<f64>) {
     x.par_chunks(CHUNK_ROWS * c)
         .map(|chunk| {
             let (mut s0, mut s1) = (vec![0f64; c], vec![0f64; c]);
@@ -84,8 +88,11 @@ fn channel_sums<T: WithDType>(x: &[T], c: usize, f: impl Fn(usize, f64) -> [f64;
 impl BatchNormTrain {
     fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Result<Vec<T>> {
         let c = gamma.len();
-        if c == 0 || x.len() % c != 0 || beta.len() != c {
-            candle_core::bail!("batch_norm: {} values do not form rows of {c} channels", x.len());
+        if c == 0 || !x.len().is_multiple_of(c) || beta.len() != c {
+            candle_core::bail!(
+                "batch_norm: {} values do not form rows of {c} channels",
+                x.len()
+            );
         }
         let r = x.len() / c;
         // Shifted by the first row for a stable variance in one pass.
@@ -101,7 +108,9 @@ impl BatchNormTrain {
         let scale: Vec<f64> = (0..c)
             .map(|j| gamma[j].to_f64() / (var[j] + self.eps).sqrt())
             .collect();
-        let shift_out: Vec<f64> = (0..c).map(|j| beta[j].to_f64() - mean[j] * scale[j]).collect();
+        let shift_out: Vec<f64> = (0..c)
+            .map(|j| beta[j].to_f64() - mean[j] * scale[j])
+            .collect();
         let mut y = vec![T::zero(); x.len()];
         y.par_chunks_mut(CHUNK_ROWS * c)
             .zip(x.par_chunks(CHUNK_ROWS * c))
@@ -119,7 +128,12 @@ impl BatchNormTrain {
     }
 
     /// `(dx, dγ, dβ)` from `x`, `dy`, `γ` and the forward pass's statistics.
-    fn backward<T: WithDType>(&self, x: &[T], dy: &[T], gamma: &[T]) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+    fn backward<T: WithDType>(
+        &self,
+        x: &[T],
+        dy: &[T],
+        gamma: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let c = gamma.len();
         let st = self.own.lock().expect("batch-norm statistics lock").clone();
         if dy.len() != x.len() || st.mean.len() != c {
@@ -157,12 +171,20 @@ impl BatchNormTrain {
         let rf = r as f64;
         let mut dx = vec![T::zero(); x.len()];
         dx.par_chunks_mut(CHUNK_ROWS * c)
-            .zip(x.par_chunks(CHUNK_ROWS * c).zip(dy.par_chunks(CHUNK_ROWS * c)))
+            .zip(
+                x.par_chunks(CHUNK_ROWS * c)
+                    .zip(dy.par_chunks(CHUNK_ROWS * c)),
+            )
             .for_each(|(d, (xs, gs))| {
-                for (dr, (xr, gr)) in d.chunks_exact_mut(c).zip(xs.chunks_exact(c).zip(gs.chunks_exact(c))) {
+                for (dr, (xr, gr)) in d
+                    .chunks_exact_mut(c)
+                    .zip(xs.chunks_exact(c).zip(gs.chunks_exact(c)))
+                {
                     for j in 0..c {
                         let xh = (xr[j].to_f64() - st.mean[j]) * inv_std[j];
-                        dr[j] = T::from_f64(k[j] * (gr[j].to_f64() - dbeta[j] / rf - xh * dgamma[j] / rf));
+                        dr[j] = T::from_f64(
+                            k[j] * (gr[j].to_f64() - dbeta[j] / rf - xh * dgamma[j] / rf),
+                        );
                     }
                 }
             });
@@ -187,8 +209,16 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(CpuStorage, Shape)> {
         let shape = l1.shape().clone();
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?)?),
+            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
+                slice(s1, l1)?,
+                slice(s2, l2)?,
+                slice(s3, l3)?,
+            )?),
+            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
+                slice(s1, l1)?,
+                slice(s2, l2)?,
+                slice(s3, l3)?,
+            )?),
             _ => candle_core::bail!("batch_norm: only f32 and f64 are supported"),
         };
         Ok((out, shape))
@@ -207,14 +237,19 @@ impl CustomOp3 for BatchNormTrain {
         let (gs, gl) = grad.storage_and_layout();
         let (cs, cl) = gamma.storage_and_layout();
         let (xs, gs, cs) = match (&*xs, &*gs, &*cs) {
-            (candle_core::Storage::Cpu(a), candle_core::Storage::Cpu(b), candle_core::Storage::Cpu(c)) => (a, b, c),
+            (
+                candle_core::Storage::Cpu(a),
+                candle_core::Storage::Cpu(b),
+                candle_core::Storage::Cpu(c),
+            ) => (a, b, c),
             _ => candle_core::bail!("batch_norm backward: CPU tensors only"),
         };
         let dev = x.device();
         let c = gamma.elem_count();
         macro_rules! run {
             ($t:ty) => {{
-                let (dx, dg, db) = self.backward::<$t>(slice(xs, xl)?, slice(gs, gl)?, slice(cs, cl)?)?;
+                let (dx, dg, db) =
+                    self.backward::<$t>(slice(xs, xl)?, slice(gs, gl)?, slice(cs, cl)?)?;
                 (
                     Tensor::from_vec(dx, x.shape(), dev)?,
                     Tensor::from_vec(dg, c, dev)?,
@@ -257,7 +292,13 @@ mod tests {
         let beta = Var::from_tensor(&Tensor::randn(0f64, 0.3, 5, &dev)?)?;
         let w = Tensor::randn(0f64, 1.0, (700, 5), &dev)?;
         let stats = Arc::new(Mutex::new(BatchStats::default()));
-        let ours = batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5, &stats)?;
+        let ours = batch_norm_train(
+            x.as_tensor(),
+            gamma.as_tensor(),
+            beta.as_tensor(),
+            1e-5,
+            &stats,
+        )?;
         let theirs = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
         let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
             (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
@@ -266,16 +307,29 @@ mod tests {
         let g1 = (ours * &w)?.sum_all()?.backward()?;
         let g2 = (theirs * &w)?.sum_all()?.backward()?;
         for v in [&x, &gamma, &beta] {
-            let (a, b) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            let (a, b) = (
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
             assert!(diff(a, b)? < 1e-10, "gradient of a {:?} input", v.shape());
         }
         let st = stats.lock().unwrap().clone();
         let mean = x.as_tensor().mean(0)?.to_vec1::<f64>()?;
-        assert!(st.mean.iter().zip(&mean).all(|(a, b)| (a - b).abs() < 1e-12));
+        assert!(st
+            .mean
+            .iter()
+            .zip(&mean)
+            .all(|(a, b)| (a - b).abs() < 1e-12));
         assert_eq!(st.rows, 700);
         // f32 runs too, within f32 precision.
         let x32 = x.as_tensor().to_dtype(DType::F32)?;
-        let y32 = batch_norm_train(&x32, &gamma.to_dtype(DType::F32)?, &beta.to_dtype(DType::F32)?, 1e-5, &stats)?;
+        let y32 = batch_norm_train(
+            &x32,
+            &gamma.to_dtype(DType::F32)?,
+            &beta.to_dtype(DType::F32)?,
+            1e-5,
+            &stats,
+        )?;
         let want = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
         assert!(diff(&y32.to_dtype(DType::F64)?, &want)? < 1e-5);
         Ok(())

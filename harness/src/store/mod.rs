@@ -1,0 +1,445 @@
+//! The results store: an SQLite database (WAL, busy timeout, schema from the migrations
+//! embedded in the binary) holding sweeps, runs, per-iteration stage times and per-epoch
+//! metrics. The training loop is synchronous; the store drives sqlx on a private
+//! current-thread runtime.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use optimizers::StageTimes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Where results go unless `--db` says otherwise.
+pub const DEFAULT_DB: &str = "results/runs.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: written by a newer skfac (schema migration {version} is unknown to this one); it was left untouched: use that newer skfac, or another --db")]
+    NewerSchema { path: PathBuf, version: i64 },
+    #[error("{path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{path}: schema migration failed: {source}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// How a run ended (or that it has not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Finished,
+    Diverged,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Finished => "finished",
+            Status::Diverged => "diverged",
+            Status::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Status {
+        match s {
+            "finished" => Status::Finished,
+            "diverged" => Status::Diverged,
+            "failed" => Status::Failed,
+            _ => Status::Running,
+        }
+    }
+
+    /// Finished and diverged runs are done; a sweep skips them.
+    pub fn is_done(self) -> bool {
+        matches!(self, Status::Finished | Status::Diverged)
+    }
+}
+
+/// What identifies and describes a run.
+#[derive(Clone, Debug)]
+pub struct RunMeta {
+    pub run_key: String,
+    pub model: String,
+    pub dataset: String,
+    pub optimizer: String,
+    pub samples: Option<usize>,
+    pub seed: u64,
+    pub hyper_json: String,
+    pub git_commit: String,
+    pub crate_versions: String,
+    pub cpu_model: String,
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IterationRow {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub times: StageTimes,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub wall_seconds: f64,
+    pub learning_rate: f64,
+}
+
+/// A run as listed back from the store.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub id: i64,
+    pub run_key: String,
+    pub optimizer: String,
+    pub samples: Option<i64>,
+    pub seed: i64,
+    pub status: Status,
+    pub error: Option<String>,
+}
+
+pub struct Store {
+    rt: tokio::runtime::Runtime,
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    // RFC 3339 in UTC without a date-time dependency: seconds since the epoch, formatted.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// A database from a newer schema is refused and left as it is.
+    pub fn open(path: &Path) -> Result<Store> {
+        let path = path.to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let opts = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(60))
+            .foreign_keys(true);
+        let sql = |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let pool = rt
+            .block_on(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(opts),
+            )
+            .map_err(sql)?;
+        rt.block_on(MIGRATOR.run(&pool)).map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
+                path: path.clone(),
+                version,
+            },
+            source => StoreError::Migrate {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        Ok(Store { rt, pool, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: sqlx::Error) -> StoreError {
+        StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The id of sweep `name`, recording its file and text (updated when started again).
+    pub fn sweep(&self, name: &str, file: &str, spec: &str, target: Option<f64>) -> Result<i64> {
+        let q = sqlx::query(
+            "INSERT INTO sweeps (name, file, spec, target_accuracy, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT(name) DO UPDATE SET file = excluded.file, spec = excluded.spec,
+                 target_accuracy = excluded.target_accuracy
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(file)
+        .bind(spec)
+        .bind(target)
+        .bind(now());
+        let row = self
+            .rt
+            .block_on(q.fetch_one(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(row.get(0))
+    }
+
+    /// The run with `key` in `sweep`, if it exists.
+    pub fn find_run(&self, sweep: i64, key: &str) -> Result<Option<RunRecord>> {
+        let q = sqlx::query(
+            "SELECT id, run_key, optimizer, samples, seed, status, error FROM runs
+             WHERE sweep_id = ? AND run_key = ?",
+        )
+        .bind(sweep)
+        .bind(key);
+        let row = self
+            .rt
+            .block_on(q.fetch_optional(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(row.map(|r| record(&r)))
+    }
+
+    /// Marks a run as running, creating it if new; returns its id.
+    pub fn start_run(&self, sweep: Option<i64>, m: &RunMeta) -> Result<i64> {
+        let q = sqlx::query(
+            "INSERT INTO runs (sweep_id, run_key, model, dataset, optimizer, samples, seed, hyper,
+                 status, git_commit, crate_versions, cpu_model, threads, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)
+             ON CONFLICT(sweep_id, run_key) DO UPDATE SET status = 'running', error = NULL,
+                 ended_at = NULL
+             RETURNING id",
+        )
+        .bind(sweep)
+        .bind(&m.run_key)
+        .bind(&m.model)
+        .bind(&m.dataset)
+        .bind(&m.optimizer)
+        .bind(m.samples.map(|s| s as i64))
+        .bind(m.seed as i64)
+        .bind(&m.hyper_json)
+        .bind(&m.git_commit)
+        .bind(&m.crate_versions)
+        .bind(&m.cpu_model)
+        .bind(m.threads as i64)
+        .bind(now());
+        let row = self
+            .rt
+            .block_on(q.fetch_one(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(row.get(0))
+    }
+
+    pub fn end_run(&self, run: i64, status: Status, error: Option<&str>) -> Result<()> {
+        let q = sqlx::query("UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(now())
+            .bind(run);
+        self.rt
+            .block_on(q.execute(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Drops what a run logged past its checkpoint: steps `>= steps_done`, epochs
+    /// `> epochs_done`. With zeros, a fresh start.
+    pub fn truncate_run(&self, run: i64, steps_done: usize, epochs_done: usize) -> Result<()> {
+        self.rt
+            .block_on(async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM iterations WHERE run_id = ? AND step >= ?")
+                    .bind(run)
+                    .bind(steps_done as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM epochs WHERE run_id = ? AND epoch > ?")
+                    .bind(run)
+                    .bind(epochs_done as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Writes iteration rows in one transaction.
+    pub fn write_iterations(&self, run: i64, rows: &[IterationRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.rt
+            .block_on(async {
+                let mut tx = self.pool.begin().await?;
+                for r in rows {
+                    let t = &r.times;
+                    sqlx::query(
+                        "INSERT INTO iterations (run_id, step, epoch, loss, lr, forward, backward,
+                             statistics, inverse, precondition, communication, \"update\")
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(run)
+                    .bind(r.step as i64)
+                    .bind(r.epoch as i64)
+                    .bind(r.loss)
+                    .bind(r.lr)
+                    .bind(t.forward)
+                    .bind(t.backward)
+                    .bind(t.statistics)
+                    .bind(t.inverse)
+                    .bind(t.precondition)
+                    .bind(t.communication)
+                    .bind(t.update)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    pub fn write_epoch(&self, run: i64, e: &EpochRow) -> Result<()> {
+        let q = sqlx::query(
+            "INSERT INTO epochs (run_id, epoch, train_loss, train_accuracy, test_loss,
+                 test_accuracy, wall_seconds, learning_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run)
+        .bind(e.epoch as i64)
+        .bind(e.train_loss)
+        .bind(e.train_accuracy)
+        .bind(e.test_loss)
+        .bind(e.test_accuracy)
+        .bind(e.wall_seconds)
+        .bind(e.learning_rate);
+        self.rt
+            .block_on(q.execute(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Every run of sweep `name`, in creation order.
+    pub fn runs(&self, sweep: &str) -> Result<Vec<RunRecord>> {
+        let q = sqlx::query(
+            "SELECT r.id, r.run_key, r.optimizer, r.samples, r.seed, r.status, r.error FROM runs r
+             JOIN sweeps s ON s.id = r.sweep_id WHERE s.name = ? ORDER BY r.id",
+        )
+        .bind(sweep);
+        let rows = self
+            .rt
+            .block_on(q.fetch_all(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(rows.iter().map(record).collect())
+    }
+
+    /// The logged steps of a run, ascending.
+    pub fn steps(&self, run: i64) -> Result<Vec<i64>> {
+        let q = sqlx::query("SELECT step FROM iterations WHERE run_id = ? ORDER BY step").bind(run);
+        let rows = self
+            .rt
+            .block_on(q.fetch_all(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The epoch rows of a run, ascending.
+    pub fn epochs(&self, run: i64) -> Result<Vec<EpochRow>> {
+        let q = sqlx::query(
+            "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy, wall_seconds,
+                 learning_rate FROM epochs WHERE run_id = ? ORDER BY epoch",
+        )
+        .bind(run);
+        let rows = self
+            .rt
+            .block_on(q.fetch_all(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(rows
+            .iter()
+            .map(|r| EpochRow {
+                epoch: r.get::<i64, _>(0) as usize,
+                train_loss: r.get(1),
+                train_accuracy: r.get(2),
+                test_loss: r.get(3),
+                test_accuracy: r.get(4),
+                wall_seconds: r.get(5),
+                learning_rate: r.get(6),
+            })
+            .collect())
+    }
+}
+
+fn record(r: &sqlx::sqlite::SqliteRow) -> RunRecord {
+    RunRecord {
+        id: r.get(0),
+        run_key: r.get(1),
+        optimizer: r.get(2),
+        samples: r.get(3),
+        seed: r.get(4),
+        status: Status::parse(r.get::<&str, _>(5)),
+        error: r.get(6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,9 @@
+//! Sweeps: a grid of runs from a TOML file, recorded in the results store, resumable after any
+//! interruption.
+
+mod record;
+mod run;
+pub mod spec;
+
+pub use run::{run_sweep, SweepOptions, SweepOutcome};
+pub use spec::{load, parse, PlannedRun, SpecError, Sweep};

@@ -1,0 +1,195 @@
+//! Runs a sweep: every planned run in turn (or in `--jobs` worker processes), skipping the
+//! finished ones and resuming an interrupted one from its last checkpoint.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use candle_core::Device;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use optimizers::build as build_optimizer;
+
+use super::record::Recorder;
+use super::spec::{PlannedRun, Sweep};
+use crate::checkpoint::Checkpoints;
+use crate::data::{self, Splits};
+use crate::meta;
+use crate::store::{RunMeta, Status, Store};
+use crate::train::{build_model, train_from, Outcome};
+
+pub struct SweepOptions {
+    pub db: PathBuf,
+    pub data_dir: PathBuf,
+    /// Checkpoints go under `results/checkpoints/<sweep>/<run id>/`.
+    pub results: PathBuf,
+    pub threads: usize,
+    /// Run only the planned runs whose index is `k (mod n)`: one worker of `--jobs n`.
+    pub shard: Option<(usize, usize)>,
+    /// Draw progress bars (on a terminal).
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// Every run is finished or diverged (some may have failed: see the store).
+    Done {
+        ran: usize,
+        skipped: usize,
+        failed: usize,
+    },
+    /// Stopped on request; run again to resume.
+    Interrupted,
+}
+
+/// The key that identifies a run within its sweep: its whole configuration.
+pub fn run_key(p: &PlannedRun) -> String {
+    serde_json::to_string(&p.cfg).expect("a config serialises")
+}
+
+pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Result<SweepOutcome> {
+    let store = Store::open(&opts.db)?;
+    let sweep_id = store.sweep(
+        &sweep.name,
+        &sweep.file.display().to_string(),
+        &sweep.text,
+        Some(sweep.target_accuracy),
+    )?;
+    let mine: Vec<(usize, &PlannedRun)> = sweep
+        .runs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| opts.shard.is_none_or(|(k, n)| i % n == k))
+        .collect();
+    let multi = MultiProgress::with_draw_target(if opts.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let overall = multi.add(ProgressBar::new(mine.len() as u64));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix} runs {pos}/{len} [{elapsed_precise}] {msg}")
+            .expect("valid template"),
+    );
+    overall.set_prefix(sweep.name.clone());
+    let epoch_bar = multi.add(ProgressBar::new(0));
+    epoch_bar.set_style(
+        ProgressStyle::with_template("  {prefix} {bar:30} {pos}/{len} steps, ETA {eta}")
+            .expect("valid template"),
+    );
+
+    // Messages go above the bars on a terminal, to stderr otherwise (hidden bars drop them).
+    let note = |msg: String| {
+        if opts.progress {
+            overall.println(msg);
+        } else {
+            eprintln!("{msg}");
+        }
+    };
+    let mut loaded: Option<(String, Splits)> = None;
+    let (mut ran, mut skipped, mut failed) = (0, 0, 0);
+    for (i, planned) in mine {
+        let key = run_key(planned);
+        if let Some(r) = store.find_run(sweep_id, &key)? {
+            if r.status.is_done() {
+                skipped += 1;
+                overall.inc(1);
+                continue;
+            }
+        }
+        let cfg = &planned.cfg;
+        if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
+            data::obtain(&cfg.dataset, &opts.data_dir)?;
+            loaded = Some((
+                cfg.dataset.clone(),
+                data::load(&cfg.dataset, &opts.data_dir)?,
+            ));
+        }
+        let splits = &loaded.as_ref().expect("loaded above").1;
+        let label = format!(
+            "#{i} {} {} seed {}",
+            cfg.model,
+            cfg.optimizer_label(),
+            cfg.seed
+        );
+        overall.set_message(label.clone());
+        epoch_bar.set_prefix(label.clone());
+        let run_meta = RunMeta {
+            run_key: key.clone(),
+            model: cfg.model.clone(),
+            dataset: cfg.dataset.clone(),
+            optimizer: cfg.optimizer.clone(),
+            samples: planned.samples,
+            seed: cfg.seed,
+            hyper_json: serde_json::to_string(&cfg.hyper())?,
+            git_commit: meta::git_commit(),
+            crate_versions: meta::crate_versions(),
+            cpu_model: meta::cpu_model(),
+            threads: opts.threads,
+        };
+        let run = store.start_run(Some(sweep_id), &run_meta)?;
+        let checkpoints = Checkpoints::new(
+            opts.results
+                .join("checkpoints")
+                .join(&sweep.name)
+                .join(run.to_string()),
+        );
+        let mut rec = Recorder {
+            store: &store,
+            run,
+            checkpoints: &checkpoints,
+            stop,
+            bar: &epoch_bar,
+            buffer: Vec::new(),
+        };
+        let result = (|| -> Result<Outcome> {
+            let device = Device::Cpu;
+            let net = build_model(cfg, splits, &device)?;
+            let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+            let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
+            if progress.step > 0 {
+                note(format!("{label}: resuming at step {}", progress.step));
+            }
+            store.truncate_run(run, progress.step, progress.epochs.len())?;
+            let summary = train_from(cfg, splits, &net, opt.as_mut(), &device, &mut rec, progress)?;
+            rec.flush()?;
+            Ok(summary.outcome)
+        })();
+        ran += 1;
+        match result {
+            Ok(Outcome::Finished) => {
+                store.end_run(run, Status::Finished, None)?;
+                checkpoints.clear()?;
+            }
+            Ok(Outcome::Diverged { step, loss }) => {
+                let why = format!("diverged at step {step} (loss {loss})");
+                note(format!("{label}: {why}"));
+                store.end_run(run, Status::Diverged, Some(&why))?;
+                checkpoints.clear()?;
+            }
+            Ok(Outcome::Interrupted { step }) => {
+                note(format!(
+                    "{label}: interrupted after step {step}; checkpointed"
+                ));
+                multi.clear().ok();
+                return Ok(SweepOutcome::Interrupted);
+            }
+            Err(e) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(e);
+                }
+                failed += 1;
+                let why = format!("{e:#}");
+                note(format!("{label}: failed: {why}"));
+                store.end_run(run, Status::Failed, Some(&why))?;
+            }
+        }
+        overall.inc(1);
+    }
+    overall.finish_and_clear();
+    epoch_bar.finish_and_clear();
+    Ok(SweepOutcome::Done {
+        ran,
+        skipped,
+        failed,
+    })
+}

@@ -1,0 +1,293 @@
+//! Sweeps: bad sweep files are refused before anything runs, naming file, line and the valid
+//! choices; the store refuses a newer schema; a sweep killed with SIGKILL and started again
+//! finishes every run exactly once, with no duplicate or missing rows, and the same numbers
+//! as an uninterrupted sweep.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::store::{Status, Store};
+use harness::sweep;
+
+fn spec_err(text: &str) -> String {
+    let e = sweep::parse(Path::new("sweeps/bad.toml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("sweeps/bad.toml:"), "{e}");
+    e
+}
+
+const GOOD: &str = r#"
+models = ["mlp"]
+optimizers = ["sgd", "skfac-ss"]
+samples = [1, 2]
+seeds = [0, 1]
+epochs = 2
+target_accuracy = 0.8
+
+[hyper]
+lr = 0.05
+
+[optimizer.skfac-ss]
+damping = 0.3
+"#;
+
+#[test]
+fn a_good_sweep_expands_its_grid() {
+    let s = sweep::parse(Path::new("sweeps/demo.toml"), GOOD).unwrap();
+    assert_eq!(s.name, "demo");
+    // sgd × 2 seeds + skfac-ss × 2 sampling counts × 2 seeds.
+    assert_eq!(s.runs.len(), 6);
+    let ss: Vec<_> = s
+        .runs
+        .iter()
+        .filter(|r| r.cfg.optimizer == "skfac-ss")
+        .collect();
+    assert!(ss.iter().all(|r| r.cfg.damping == 0.3 && r.cfg.lr == 0.05));
+    assert_eq!(ss.iter().filter(|r| r.samples == Some(2)).count(), 2);
+    assert!(s
+        .runs
+        .iter()
+        .all(|r| r.cfg.dataset == "fashion-mnist" && r.cfg.epochs == 2));
+}
+
+#[test]
+fn unknown_names_give_the_line_and_the_valid_choices() {
+    let e = spec_err(&GOOD.replace("[\"mlp\"]", "[\"mlp\", \"resnet9\"]"));
+    assert!(
+        e.contains(":2:") && e.contains("resnet9") && e.contains("resnet20"),
+        "{e}"
+    );
+    let e = spec_err(&GOOD.replace("\"sgd\", ", "\"sdg\", "));
+    assert!(
+        e.contains(":3:") && e.contains("sdg") && e.contains("kfac-sua"),
+        "{e}"
+    );
+    let e = spec_err(&format!("dataset = \"mnist\"\n{GOOD}"));
+    assert!(e.contains(":1:") && e.contains("fashion-mnist"), "{e}");
+    let e = spec_err(&GOOD.replace("[optimizer.skfac-ss]", "[optimizer.kfac]"));
+    assert!(
+        e.contains(":12:") && e.contains("names no optimizer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn zero_or_negative_values_are_refused_with_the_rule() {
+    let e = spec_err(&GOOD.replace("epochs = 2", "epochs = 0"));
+    assert!(
+        e.contains(":6:") && e.contains("epochs") && e.contains("at least 1"),
+        "{e}"
+    );
+    let e = spec_err(&GOOD.replace("lr = 0.05", "lr = -0.05"));
+    assert!(
+        e.contains(":10:") && e.contains("lr") && e.contains("> 0"),
+        "{e}"
+    );
+    let e = spec_err(&GOOD.replace("samples = [1, 2]", "samples = [1, 0]"));
+    assert!(e.contains(":4:") && e.contains("samples"), "{e}");
+    let e = spec_err(&GOOD.replace("damping = 0.3", "damping = 0.0"));
+    assert!(e.contains(":13:") && e.contains("damping"), "{e}");
+    let e = spec_err(&GOOD.replace("target_accuracy = 0.8", "target_accuracy = 80"));
+    assert!(e.contains(":7:") && e.contains("(0, 1]"), "{e}");
+}
+
+#[test]
+fn missing_fields_and_typos_are_refused() {
+    let e = spec_err(&GOOD.replace("target_accuracy = 0.8\n", ""));
+    assert!(e.contains("missing field `target_accuracy`"), "{e}");
+    let e = spec_err(&GOOD.replace("lr = 0.05", "lrr = 0.05"));
+    assert!(
+        e.contains(":10:") && e.contains("lrr") && e.contains("`lr`"),
+        "{e}"
+    );
+    let e = spec_err(&GOOD.replace("epochs = 2", "epoch = 2"));
+    assert!(e.contains("epoch") && e.contains("`epochs`"), "{e}");
+    let e = spec_err(&GOOD.replace("epochs = 2", "epochs = \"two\""));
+    assert!(e.contains(":6:"), "{e}");
+}
+
+#[test]
+fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    drop(Store::open(&db).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The schema and the applied migrations, as a newer skfac would see them.
+    let snapshot = |extra: Option<&str>| -> Vec<String> {
+        rt.block_on(async {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            if let Some(sql) = extra {
+                sqlx::query(sql).execute(&mut c).await.unwrap();
+            }
+            let mut out: Vec<String> =
+                sqlx::query("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect();
+            for r in
+                sqlx::query("SELECT version, description FROM _sqlx_migrations ORDER BY version")
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+            {
+                out.push(format!("{} {}", r.get::<i64, _>(0), r.get::<String, _>(1)));
+            }
+            out
+        })
+    };
+    // Pretend a newer skfac applied migration 9999 and added a table.
+    let before = snapshot(Some(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'future', 1, x'00', 0); CREATE TABLE future (x INTEGER)",
+    ));
+    let e = Store::open(&db).err().expect("refused").to_string();
+    assert!(
+        e.contains("newer skfac") && e.contains("9999") && e.contains("untouched"),
+        "{e}"
+    );
+    assert!(before == snapshot(None), "the database was modified");
+}
+
+const FASHION: &str = "/usr/share/datasets/fashion-mnist";
+
+fn sweep_cmd(file: &Path, dir: &Path, db: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_skfac"));
+    c.args(["sweep"])
+        .arg(file)
+        .args(["--db"])
+        .arg(dir.join(db))
+        .args(["--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--results"])
+        .arg(dir.join(format!("results-{db}")))
+        .args(["--threads", "2"]);
+    c
+}
+
+#[test]
+fn a_sweep_killed_mid_run_resumes_without_duplicates_or_gaps() {
+    assert!(
+        Path::new(FASHION).is_dir(),
+        "{FASHION} is missing: run `bash scripts/setup.sh` (installs Debian's dataset-fashion-mnist)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("small.toml");
+    std::fs::write(
+        &file,
+        r#"
+models = ["mlp"]
+optimizers = ["sgd", "kfac"]
+seeds = [0, 1]
+epochs = 3
+train_subset = 3200
+target_accuracy = 0.7
+[hyper]
+damping = 0.3
+t_cov = 5
+t_inv = 20
+"#,
+    )
+    .unwrap();
+    // Uninterrupted, for the numbers a resumed sweep must reproduce.
+    let out = sweep_cmd(&file, dir.path(), "clean.db").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Killed with SIGKILL once the second run has logged an epoch.
+    let mut child = sweep_cmd(&file, dir.path(), "killed.db")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("killed.db");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the sweep never reached its second run"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it was killed"
+        );
+        let progressed = Store::open(&db).ok().and_then(|s| {
+            let runs = s.runs("small").ok()?;
+            let second = runs.get(1)?;
+            let checkpointed = dir
+                .path()
+                .join(format!(
+                    "results-killed.db/checkpoints/small/{}/latest",
+                    second.id
+                ))
+                .exists();
+            Some(
+                checkpointed
+                    && !s.epochs(second.id).ok()?.is_empty()
+                    && second.status == Status::Running,
+            )
+        });
+        if progressed == Some(true) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = sweep_cmd(&file, dir.path(), "killed.db").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{err}");
+    assert!(
+        err.contains("resuming at step"),
+        "the interrupted run restarted: {err}"
+    );
+
+    let (clean, killed) = (
+        Store::open(&dir.path().join("clean.db")).unwrap(),
+        Store::open(&db).unwrap(),
+    );
+    let (a, b) = (clean.runs("small").unwrap(), killed.runs("small").unwrap());
+    assert_eq!(b.len(), 4, "each run exactly once");
+    for (ra, rb) in a.iter().zip(&b) {
+        assert_eq!(rb.status, Status::Finished);
+        assert_eq!(ra.run_key, rb.run_key);
+        let steps = killed.steps(rb.id).unwrap();
+        assert_eq!(
+            steps,
+            (0..300).collect::<Vec<i64>>(),
+            "run {}: rows missing or repeated",
+            rb.id
+        );
+        let (ea, eb) = (clean.epochs(ra.id).unwrap(), killed.epochs(rb.id).unwrap());
+        assert_eq!(
+            eb.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        for (x, y) in ea.iter().zip(&eb) {
+            assert_eq!(
+                x.test_loss, y.test_loss,
+                "run {}: resumed numbers differ",
+                rb.id
+            );
+            assert_eq!(x.train_loss, y.train_loss);
+        }
+    }
+    // Nothing is left to do: a third start skips every run.
+    let out = sweep_cmd(&file, dir.path(), "killed.db").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 run(s) ran, 4 already done"));
+}
