@@ -25,6 +25,10 @@ train *args="--model resnet8 --optimizer sgd --epochs 1 --train-subset 5000": bu
     {{skfac}} data "$dataset" --dir data
     {{skfac}} train --data-dir data --threads {{threads}} {{args}}
 
+# Run sweeps/NAME.toml into results/runs.db (obtains its data first); run again to resume.
+sweep name="cifar10" *args="": build
+    {{skfac}} sweep sweeps/{{name}}.toml --threads {{threads}} {{args}}
+
 # Benchmarks: the K-FAC family's inverse and precondition stages on ResNet-34's layer shapes.
 bench:
     RAYON_NUM_THREADS={{threads}} cargo bench -p harness --bench curvature

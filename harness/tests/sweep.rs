@@ -291,3 +291,13 @@ t_inv = 20
     let out = sweep_cmd(&file, dir.path(), "killed.db").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 run(s) ran, 4 already done"));
 }
+
+#[test]
+fn the_preset_sweeps_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
+    for (name, runs) in [("cifar10", 9), ("cifar10-paper", 18), ("fashion-mnist", 6)] {
+        let s = sweep::load(&dir.join(format!("{name}.toml"))).unwrap();
+        assert_eq!(s.name, name);
+        assert_eq!(s.runs.len(), runs, "{name}");
+    }
+}
