@@ -114,6 +114,16 @@ pub fn damped_inverse(
     Ok(inv)
 }
 
+/// `(stat + λI)⁻¹` for a symmetric `stat` tensor, returned in its dtype and device.
+pub fn damped_inverse_tensor(
+    stat: &Tensor,
+    damping: f64,
+    method: DenseMethod,
+) -> Result<Tensor, FactorError> {
+    let inv = damped_inverse(&to_mat(stat)?, damping, method)?;
+    Ok(to_tensor(&inv, stat.dtype(), stat.device())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,8 +37,7 @@ impl Factor for DenseFactor {
 
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
         let stat = self.stat.as_ref().ok_or_else(|| missing("statistic"))?;
-        let inv = linalg::damped_inverse(&linalg::to_mat(stat)?, damping, self.method)?;
-        self.inv = Some(linalg::to_tensor(&inv, stat.dtype(), stat.device())?);
+        self.inv = Some(linalg::damped_inverse_tensor(stat, damping, self.method)?);
         Ok(())
     }
 
