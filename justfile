@@ -29,6 +29,19 @@ train *args="--model resnet8 --optimizer sgd --epochs 1 --train-subset 5000": bu
 sweep name="cifar10" *args="": build
     {{skfac}} sweep sweeps/{{name}}.toml --threads {{threads}} {{args}}
 
+# Write the report of sweep NAME (every sweep if empty) into results/reports/NAME/.
+report name="":
+    cargo build --release -p harness
+    if [ -n "{{name}}" ]; then {{skfac}} report --sweep "{{name}}"; else {{skfac}} report; fi
+
+# Time every optimizer on fixed shapes and store the stage times with the git commit.
+bench-gains *args="": build
+    {{skfac}} bench-gains --threads {{threads}} {{args}}
+
+# Compare the newest bench-gains record with a baseline; fails on a regressed ratio.
+regress *args="": build
+    {{skfac}} regress {{args}}
+
 # Benchmarks: the K-FAC family's inverse and precondition stages on ResNet-34's layer shapes.
 bench:
     RAYON_NUM_THREADS={{threads}} cargo bench -p harness --bench curvature

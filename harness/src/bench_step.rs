@@ -27,6 +27,35 @@ pub fn input_for(model: &str) -> ((usize, usize, usize), usize) {
     }
 }
 
+/// `model` as the benchmarks build it (seed 0, the input shape of [`input_for`]).
+pub fn network(model: &str) -> Result<models::Network> {
+    let (input, classes) = input_for(model);
+    Ok(models::build(
+        model,
+        &ModelConfig {
+            input,
+            classes,
+            seed: 0,
+        },
+        &Device::Cpu,
+    )?)
+}
+
+/// A batch of standard-normal images with labels cycling through the classes: the step time
+/// does not depend on the values.
+pub fn random_batch(model: &str, batch: usize) -> Result<Batch> {
+    let dev = Device::Cpu;
+    let (input, classes) = input_for(model);
+    let x = Tensor::randn(0f32, 1.0, (batch, input.0, input.1, input.2), &dev)?;
+    let labels: Vec<u8> = (0..batch).map(|i| (i % classes.min(256)) as u8).collect();
+    let y = Tensor::from_vec(
+        labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+        batch,
+        &dev,
+    )?;
+    Ok(Batch { x, y, labels })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -50,30 +79,13 @@ pub fn run(
         batch >= 1 && steps >= 1,
         "the batch size and the step count must be at least 1"
     );
-    let dev = Device::Cpu;
-    let (input, classes) = input_for(model);
-    let net = models::build(
-        model,
-        &ModelConfig {
-            input,
-            classes,
-            seed: 0,
-        },
-        &dev,
-    )?;
+    let net = network(model)?;
     let h = Hyper {
         lr: 0.01,
         ..Hyper::default()
     };
     let mut opt = build(OptimizerKind::parse(optimizer)?, &net.param_set(), &h)?;
-    let x = Tensor::randn(0f32, 1.0, (batch, input.0, input.1, input.2), &dev)?;
-    let labels: Vec<u8> = (0..batch).map(|i| (i % classes.min(256)) as u8).collect();
-    let y = Tensor::from_vec(
-        labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
-        batch,
-        &dev,
-    )?;
-    let b = Batch { x, y, labels };
+    let b = random_batch(model, batch)?;
     let mut runs: Vec<StageTimes> = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
         match train_step(&net, opt.as_mut(), &b, i as u64)? {

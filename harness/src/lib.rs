@@ -2,10 +2,12 @@
 //! store and sweeps, thread set-up. `main.rs` is only the command line on top.
 
 pub mod alloc;
+pub mod bench_gains;
 pub mod bench_step;
 pub mod checkpoint;
 pub mod data;
 pub mod meta;
+pub mod regress;
 pub mod store;
 pub mod sweep;
 pub mod threads;

@@ -52,6 +52,55 @@ enum Command {
     /// Run every combination of a sweep file into the results store; started again, it skips
     /// finished runs and resumes an interrupted one from its last checkpoint.
     Sweep(SweepArgs),
+    /// Write a sweep's report from the results store: convergence plots, the time-to-target
+    /// table, stage-time shares, report.md and report.html.
+    Report {
+        #[arg(long, default_value = store::DEFAULT_DB)]
+        db: PathBuf,
+        /// The sweep to report [default: every sweep in the database].
+        #[arg(long)]
+        sweep: Option<String>,
+        /// Folder for the files. With --sweep they go straight into it; without, each sweep
+        /// gets a subfolder [default: results/reports/<sweep>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Time every optimizer's training step on fixed shapes and store the per-stage means with
+    /// the git commit, for `skfac regress`.
+    BenchGains {
+        #[arg(long, default_value = store::DEFAULT_DB)]
+        db: PathBuf,
+        /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+        #[arg(long, default_value = "resnet8")]
+        model: String,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed steps per optimizer.
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Untimed steps per optimizer first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// The timed steps are run in this many interleaved rounds across the optimizers.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Threads for candle and rayon [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Compare the newest `bench-gains` record with a baseline on ratios between optimizers;
+    /// exits with status 1 when a ratio got worse by more than the tolerance.
+    Regress {
+        #[arg(long, default_value = store::DEFAULT_DB)]
+        db: PathBuf,
+        /// `previous` (the record before the newest), `latest-tagged` (the newest record of a
+        /// tagged commit) or a commit (prefix).
+        #[arg(long, default_value = "previous")]
+        baseline: String,
+        /// How much worse a ratio may get, e.g. 10% or 0.1.
+        #[arg(long, default_value = "10%", value_parser = harness::regress::parse_tolerance)]
+        tolerance: f64,
+    },
     /// Time training steps on a random batch; the last line is `N img/s` (median step).
     BenchStep {
         /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
@@ -311,6 +360,79 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sweep(args) => return sweep_command(args),
+        Command::Report { db, sweep, out } => report_command(&db, sweep.as_deref(), out)?,
+        Command::BenchGains {
+            db,
+            model,
+            batch,
+            steps,
+            warmup,
+            rounds,
+            threads,
+        } => {
+            let threads = harness::threads::configure(threads)?;
+            let cfg = harness::bench_gains::GainsConfig {
+                model,
+                batch,
+                steps,
+                warmup,
+                rounds,
+            };
+            let store = store::Store::open(&db)?;
+            say!(
+                "bench-gains: {} at batch {}, {} timed steps per optimizer, {} thread(s)",
+                cfg.model,
+                cfg.batch,
+                cfg.steps,
+                threads
+            );
+            let rec = harness::bench_gains::run(&cfg, |m| eprintln!("{m}"))?;
+            let hyper = serde_json::to_string(&harness::bench_gains::hyper())?;
+            let id = store.add_bench(&rec, &harness::meta::crate_versions(), &hyper)?;
+            for s in &rec.stages {
+                let parts: Vec<String> = StageTimes::NAMES
+                    .iter()
+                    .zip(s.seconds)
+                    .filter(|(_, v)| *v > 0.0)
+                    .map(|(n, v)| format!("{n} {:.2}", v * 1e3))
+                    .collect();
+                say!(
+                    "{:<13} step {:8.2} ms  ({})",
+                    s.label(),
+                    s.step() * 1e3,
+                    parts.join(", ")
+                );
+            }
+            say!(
+                "stored as benchmark record {id} (commit {}) in {}",
+                rec.git_commit,
+                db.display()
+            );
+        }
+        Command::Regress {
+            db,
+            baseline,
+            tolerance,
+        } => {
+            anyhow::ensure!(
+                db.exists(),
+                "{}: no such database; run `skfac bench-gains --db {}` first",
+                db.display(),
+                db.display()
+            );
+            let store = store::Store::open(&db)?;
+            let records = store.bench_records()?;
+            let (text, regressed) = harness::regress::report(
+                &records,
+                &harness::regress::Baseline::parse(&baseline),
+                tolerance,
+                &harness::meta::tags_of,
+            )?;
+            say!("{text}");
+            if regressed {
+                return Err(Regressed.into());
+            }
+        }
         Command::BenchStep {
             model,
             batch,
@@ -360,6 +482,58 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `skfac regress` found a regression (the table above says which): exit status 1.
+#[derive(Debug)]
+struct Regressed;
+
+impl std::fmt::Display for Regressed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a ratio regressed")
+    }
+}
+
+impl std::error::Error for Regressed {}
+
+fn report_command(db: &std::path::Path, sweep: Option<&str>, out: Option<PathBuf>) -> Result<()> {
+    anyhow::ensure!(
+        db.exists(),
+        "{}: no such database; run a sweep first (`just sweep NAME`), or pass --db",
+        db.display()
+    );
+    let store = store::Store::open(db)?;
+    let names = match sweep {
+        Some(s) => vec![s.to_string()],
+        None => store.sweep_names()?,
+    };
+    anyhow::ensure!(!names.is_empty(), "{}: holds no sweeps yet", db.display());
+    for name in &names {
+        let results = store.sweep_results(name)?.with_context(|| {
+            let known = store.sweep_names().unwrap_or_default();
+            format!(
+                "{}: no sweep named `{name}`; the database holds: {}",
+                db.display(),
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+        let dir = match (&out, sweep) {
+            (Some(o), Some(_)) => o.clone(),
+            (Some(o), None) => o.join(name),
+            (None, _) => PathBuf::from("results/reports").join(name),
+        };
+        let written = reports::write_report(&results, &dir)?;
+        say!(
+            "sweep {name}: wrote {} files to {} (open report.html)",
+            written.files.len(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -1,15 +1,28 @@
 //! What a run records about the code and hardware that produced it.
 
+fn git(args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Tags pointing at `commit` (a `-dirty` suffix is ignored), as git knows them now; `None`
+/// when git cannot answer (no repository, unknown commit).
+pub fn tags_of(commit: &str) -> Option<Vec<String>> {
+    let commit = commit.trim_end_matches("-dirty");
+    git(&["tag", "--points-at", commit]).map(|s| s.lines().map(str::to_string).collect())
+}
+
+/// Tags pointing at the working tree's commit.
+pub fn git_tags() -> Vec<String> {
+    tags_of("HEAD").unwrap_or_default()
+}
+
 /// The git commit of the working tree (`-dirty` when it has changes), or `unknown`.
 pub fn git_commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
     match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(c) if !c.is_empty() => {
             let dirty = git(&["status", "--porcelain", "--untracked-files=no"])

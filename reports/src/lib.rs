@@ -1,3 +1,40 @@
-//! Reports from the results store: convergence plots, the time-to-target table, stage-time
-//! shares and regression tracking. Filled in by the reports issue; the crate exists now so the
-//! workspace layout is final.
+//! Reports from sweep results: convergence plots (the paper's Fig. 1-2), the time-to-target
+//! table (Table 1), stage-time shares (Fig. 3), a Markdown and a self-contained HTML report
+//! tying them together, and the ratio comparison behind regression tracking.
+//!
+//! The crate is independent of the results store: the harness loads a [`SweepResults`] from
+//! its database and hands it here, so the arithmetic and the rendering are tested on plain
+//! values.
+
+mod data;
+mod document;
+mod font;
+mod format;
+pub mod plot;
+pub mod regress;
+mod series;
+mod stages;
+mod target;
+mod write;
+
+pub use data::{EpochPoint, RunResult, StageMeans, SweepResults, STAGES};
+pub use document::{Block, Document};
+pub use series::{groups, Group, Series};
+pub use stages::{stage_rows, StageRow};
+pub use target::{target_rows, TargetRow};
+pub use write::{write_report, Written};
+
+/// What can go wrong while writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("drawing {what}: {message}")]
+    Plot { what: String, message: String },
+    #[error("sweep `{0}` has no runs with a finished epoch yet: run the sweep first")]
+    Empty(String),
+}

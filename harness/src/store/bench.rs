@@ -1,0 +1,113 @@
+//! Benchmark records for regression tracking (`skfac bench-gains`, `skfac regress`).
+
+use reports::regress::{BenchRecord, BenchStage};
+use sqlx::Row;
+
+use super::{now, Result, Store};
+
+impl Store {
+    /// Stores a benchmark record (its `id` and `created_at` are assigned here); returns the id.
+    pub fn add_bench(
+        &self,
+        r: &BenchRecord,
+        crate_versions: &str,
+        hyper_json: &str,
+    ) -> Result<i64> {
+        self.rt
+            .block_on(async {
+                let mut tx = self.pool.begin().await?;
+                let created = if r.created_at.is_empty() { now() } else { r.created_at.clone() };
+                let id: i64 = sqlx::query(
+                    "INSERT INTO bench_records (created_at, git_commit, git_tags, cpu_model, threads,
+                         crate_versions, model, batch, steps, hyper)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(created)
+                .bind(&r.git_commit)
+                .bind(r.tags.join(" "))
+                .bind(&r.cpu_model)
+                .bind(r.threads as i64)
+                .bind(crate_versions)
+                .bind(&r.model)
+                .bind(r.batch as i64)
+                .bind(r.steps as i64)
+                .bind(hyper_json)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+                for s in &r.stages {
+                    let t = &s.seconds;
+                    sqlx::query(
+                        "INSERT INTO bench_stages (record_id, optimizer, samples, forward, backward,
+                             statistics, inverse, precondition, communication, \"update\")
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(id)
+                    .bind(&s.optimizer)
+                    .bind(s.samples.map(i64::from))
+                    .bind(t[0])
+                    .bind(t[1])
+                    .bind(t[2])
+                    .bind(t[3])
+                    .bind(t[4])
+                    .bind(t[5])
+                    .bind(t[6])
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(id)
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Every benchmark record, oldest first.
+    pub fn bench_records(&self) -> Result<Vec<BenchRecord>> {
+        self.rt
+            .block_on(async {
+                let recs = sqlx::query(
+                    "SELECT id, created_at, git_commit, git_tags, cpu_model, threads, model, batch,
+                         steps FROM bench_records ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(recs.len());
+                for r in &recs {
+                    let id: i64 = r.get(0);
+                    let stages = sqlx::query(
+                        "SELECT optimizer, samples, forward, backward, statistics, inverse,
+                             precondition, communication, \"update\"
+                         FROM bench_stages WHERE record_id = ? ORDER BY rowid",
+                    )
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    out.push(BenchRecord {
+                        id,
+                        created_at: r.get(1),
+                        git_commit: r.get(2),
+                        tags: r
+                            .get::<String, _>(3)
+                            .split_whitespace()
+                            .map(str::to_string)
+                            .collect(),
+                        cpu_model: r.get(4),
+                        threads: r.get::<i64, _>(5) as usize,
+                        model: r.get(6),
+                        batch: r.get::<i64, _>(7) as usize,
+                        steps: r.get::<i64, _>(8) as usize,
+                        stages: stages
+                            .iter()
+                            .map(|s| BenchStage {
+                                optimizer: s.get(0),
+                                samples: s.get::<Option<i64>, _>(1).map(|v| v as u32),
+                                seconds: std::array::from_fn(|i| s.get::<f64, _>(i + 2)),
+                            })
+                            .collect(),
+                    });
+                }
+                Ok(out)
+            })
+            .map_err(|e| self.sql(e))
+    }
+}

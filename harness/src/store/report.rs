@@ -1,0 +1,97 @@
+//! Reading a whole sweep back for `skfac report`: runs with their metadata, epochs and mean
+//! stage times (averaged in SQL, so millions of step rows never leave SQLite).
+
+use reports::{EpochPoint, RunResult, StageMeans, SweepResults};
+use sqlx::Row;
+
+use super::{Result, Store};
+
+impl Store {
+    /// Names of every sweep in the database, oldest first.
+    pub fn sweep_names(&self) -> Result<Vec<String>> {
+        let q = sqlx::query("SELECT name FROM sweeps ORDER BY id");
+        let rows = self
+            .rt
+            .block_on(q.fetch_all(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Sweep `name` with every run, or `None` when the database has no such sweep.
+    pub fn sweep_results(&self, name: &str) -> Result<Option<SweepResults>> {
+        self.rt
+            .block_on(async {
+                let Some(sweep) =
+                    sqlx::query("SELECT id, target_accuracy FROM sweeps WHERE name = ?")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?
+                else {
+                    return Ok(None);
+                };
+                let id: i64 = sweep.get(0);
+                let runs = sqlx::query(
+                    "SELECT id, model, dataset, optimizer, samples, seed, status, git_commit,
+                         cpu_model, threads, processes, crate_versions
+                     FROM runs WHERE sweep_id = ? ORDER BY id",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(runs.len());
+                for r in &runs {
+                    let run: i64 = r.get(0);
+                    let epochs = sqlx::query(
+                        "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy,
+                             wall_seconds FROM epochs WHERE run_id = ? ORDER BY epoch",
+                    )
+                    .bind(run)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let stages = sqlx::query(
+                        "SELECT COUNT(*), AVG(forward), AVG(backward), AVG(statistics),
+                             AVG(inverse), AVG(precondition), AVG(communication), AVG(\"update\")
+                         FROM iterations WHERE run_id = ?",
+                    )
+                    .bind(run)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    let steps: i64 = stages.get(0);
+                    out.push(RunResult {
+                        model: r.get(1),
+                        dataset: r.get(2),
+                        optimizer: r.get(3),
+                        samples: r.get::<Option<i64>, _>(4).map(|s| s as u32),
+                        seed: r.get::<i64, _>(5) as u64,
+                        status: r.get(6),
+                        git_commit: r.get(7),
+                        cpu_model: r.get(8),
+                        threads: r.get::<i64, _>(9) as usize,
+                        processes: r.get::<i64, _>(10) as usize,
+                        crate_versions: r.get(11),
+                        epochs: epochs
+                            .iter()
+                            .map(|e| EpochPoint {
+                                epoch: e.get::<i64, _>(0) as usize,
+                                train_loss: e.get(1),
+                                train_accuracy: e.get(2),
+                                test_loss: e.get(3),
+                                test_accuracy: e.get(4),
+                                wall_seconds: e.get(5),
+                            })
+                            .collect(),
+                        stages: (steps > 0).then(|| StageMeans {
+                            seconds: std::array::from_fn(|i| stages.get::<f64, _>(i + 1)),
+                            steps: steps as usize,
+                        }),
+                    });
+                }
+                Ok(Some(SweepResults {
+                    name: name.to_string(),
+                    target: sweep.get(1),
+                    runs: out,
+                }))
+            })
+            .map_err(|e| self.sql(e))
+    }
+}

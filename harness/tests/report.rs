@@ -1,0 +1,247 @@
+//! `skfac report`, `skfac bench-gains` and `skfac regress` on databases with known rows.
+
+use std::path::Path;
+use std::process::Command;
+
+use harness::store::{EpochRow, IterationRow, RunMeta, Status, Store};
+use optimizers::StageTimes;
+use reports::regress::{BenchRecord, BenchStage};
+
+fn skfac(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skfac"))
+        .args(args)
+        .output()
+        .expect("skfac runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+fn meta(optimizer: &str, seed: u64) -> RunMeta {
+    RunMeta {
+        run_key: format!("{optimizer}-{seed}"),
+        model: "mlp".into(),
+        dataset: "fashion-mnist".into(),
+        optimizer: optimizer.into(),
+        samples: None,
+        seed,
+        hyper_json: "{}".into(),
+        git_commit: "feedbeef".into(),
+        crate_versions: "{}".into(),
+        cpu_model: "Known CPU".into(),
+        threads: 2,
+    }
+}
+
+/// Two epochs per run; `acc` and `secs` per epoch; every step 10 ms forward, `inv` inverse.
+fn add_run(store: &Store, sweep: i64, optimizer: &str, acc: [f64; 2], secs: [f64; 2], inv: f64) {
+    let run = store.start_run(Some(sweep), &meta(optimizer, 0)).unwrap();
+    let rows: Vec<IterationRow> = (0..4)
+        .map(|step| IterationRow {
+            step,
+            epoch: step / 2,
+            loss: 1.0,
+            lr: 0.1,
+            times: StageTimes {
+                forward: 0.010,
+                inverse: inv,
+                ..StageTimes::default()
+            },
+        })
+        .collect();
+    store.write_iterations(run, &rows).unwrap();
+    for e in 0..2 {
+        store
+            .write_epoch(
+                run,
+                &EpochRow {
+                    epoch: e + 1,
+                    train_loss: 1.0 - acc[e],
+                    train_accuracy: acc[e],
+                    test_loss: 1.1 - acc[e],
+                    test_accuracy: acc[e],
+                    wall_seconds: secs[e],
+                    learning_rate: 0.1,
+                },
+            )
+            .unwrap();
+    }
+    store.end_run(run, Status::Finished, None).unwrap();
+}
+
+#[test]
+fn report_reads_the_store_and_writes_the_known_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    {
+        let store = Store::open(&db).unwrap();
+        let sweep = store
+            .sweep("known", "sweeps/known.toml", "", Some(0.8))
+            .unwrap();
+        add_run(&store, sweep, "sgd", [0.70, 0.82], [30.0, 60.0], 0.0);
+        add_run(&store, sweep, "kfac", [0.81, 0.85], [48.0, 96.0], 0.030);
+        add_run(&store, sweep, "skfac-rs", [0.75, 0.79], [36.0, 72.0], 0.001);
+    }
+    let out = dir.path().join("report");
+    let (ok, text) = skfac(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--sweep",
+        "known",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    let md = std::fs::read_to_string(out.join("time-to-target.md")).unwrap();
+    // SGD: epoch 2 at 60 s = 1 min; K-FAC: epoch 1 at 48 s = 0.8 min; 1 / 0.8 - 1 = +25%.
+    assert!(md.contains("| SGD | 2 | 1.00 | +25.00% | 82.00% |"), "{md}");
+    assert!(md.contains("| K-FAC | 1 | 0.80 | 0% | 85.00% |"), "{md}");
+    assert!(
+        md.contains("| SKFAC-RS | not reached | not reached | — | 79.00% |"),
+        "{md}"
+    );
+    let stages = std::fs::read_to_string(out.join("stage-times.csv")).unwrap();
+    assert!(
+        stages.contains("mlp,fashion-mnist,kfac,K-FAC,4,0.01,0,0,0.03,0,0,0,0.04"),
+        "{stages}"
+    );
+    for f in [
+        "convergence-epochs.png",
+        "convergence-time.svg",
+        "stage-times.png",
+        "report.html",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+
+    let (ok, text) = skfac(&["report", "--db", db.to_str().unwrap(), "--sweep", "nope"]);
+    assert!(
+        !ok && text.contains("no sweep named `nope`") && text.contains("known"),
+        "{text}"
+    );
+    let missing = dir.path().join("missing.db");
+    let (ok, text) = skfac(&["report", "--db", missing.to_str().unwrap()]);
+    assert!(!ok && text.contains("no such database"), "{text}");
+    assert!(
+        !missing.exists(),
+        "a typo'd --db must not create a database"
+    );
+}
+
+fn record(commit: &str, skfac_inverse: f64) -> BenchRecord {
+    let stage = |o: &str, inv: f64| BenchStage {
+        optimizer: o.into(),
+        samples: None,
+        seconds: [0.010, 0.020, 0.002, inv, 0.001, 0.0, 0.001],
+    };
+    BenchRecord {
+        id: 0,
+        created_at: String::new(),
+        git_commit: commit.into(),
+        tags: vec![],
+        cpu_model: "Known CPU".into(),
+        threads: 2,
+        model: "resnet8".into(),
+        batch: 32,
+        steps: 200,
+        stages: vec![
+            stage("sgd", 0.0),
+            stage("kfac", 0.020),
+            stage("skfac-rs", skfac_inverse),
+        ],
+    }
+}
+
+fn regress(db: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["regress", "--db", db.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    skfac(&args)
+}
+
+#[test]
+fn regress_fails_on_a_planted_regression_and_passes_a_clean_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let store = Store::open(&db).unwrap();
+    let (ok, text) = regress(&db, &[]);
+    assert!(!ok && text.contains("skfac bench-gains"), "{text}");
+
+    store
+        .add_bench(&record("aaaa1111", 0.002), "{}", "{}")
+        .unwrap();
+    // Within noise: the inverse speed-up goes from 10× to 9.5×.
+    store
+        .add_bench(&record("bbbb2222", 0.0021), "{}", "{}")
+        .unwrap();
+    let (ok, text) = regress(&db, &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("inverse speed-up kfac / skfac-rs"), "{text}");
+
+    // Planted: SKFAC's inverse became as slow as K-FAC's.
+    store
+        .add_bench(&record("cccc3333", 0.020), "{}", "{}")
+        .unwrap();
+    let (ok, text) = regress(&db, &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("REGRESSED"), "{text}");
+    // Against the first commit by prefix, and with a tolerance wide enough, it passes.
+    let (ok, text) = regress(&db, &["--baseline", "aaaa", "--tolerance", "2000%"]);
+    assert!(ok && text.contains("commit aaaa1111"), "{text}");
+    let (ok, text) = regress(&db, &["--baseline", "latest-tagged"]);
+    assert!(
+        !ok && text.contains("no baseline record (latest-tagged)"),
+        "{text}"
+    );
+    let (ok, text) = regress(&db, &["--tolerance", "ten"]);
+    assert!(!ok && text.contains("10%"), "{text}");
+}
+
+#[test]
+fn bench_gains_stores_a_record_regress_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let d = db.to_str().unwrap();
+    let args = [
+        "bench-gains",
+        "--db",
+        d,
+        "--model",
+        "mlp",
+        "--batch",
+        "16",
+        "--steps",
+        "4",
+        "--warmup",
+        "1",
+        "--rounds",
+        "2",
+        "--threads",
+        "1",
+    ];
+    for _ in 0..2 {
+        let (ok, text) = skfac(&args);
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("skfac-ss(1)") && text.contains("stored as benchmark record"),
+            "{text}"
+        );
+    }
+    let records = Store::open(&db).unwrap().bench_records().unwrap();
+    assert_eq!(records.len(), 2);
+    let r = &records[1];
+    assert_eq!((r.model.as_str(), r.batch, r.steps), ("mlp", 16, 4));
+    assert_eq!(r.stages.len(), 6);
+    for s in &r.stages {
+        assert!(s.seconds[0] > 0.0 && s.seconds[1] > 0.0, "{s:?}");
+        let second_order = !matches!(s.optimizer.as_str(), "sgd" | "adam");
+        // Preconditioning runs every step; SGD and Adam have nothing to precondition.
+        assert_eq!(s.seconds[4] > 0.0, second_order, "{s:?}");
+    }
+    let (ok, text) = regress(&db, &["--tolerance", "100000%"]);
+    assert!(ok && text.contains("overhead kfac / sgd"), "{text}");
+}

@@ -1,0 +1,68 @@
+//! The values a report is made from, as loaded from the results store.
+
+/// The stages of a training step, in the order the store and the paper's Fig. 3 list them.
+pub const STAGES: [&str; 7] = [
+    "forward",
+    "backward",
+    "statistics",
+    "inverse",
+    "precondition",
+    "communication",
+    "update",
+];
+
+/// A sweep and all of its runs.
+#[derive(Clone, Debug)]
+pub struct SweepResults {
+    pub name: String,
+    /// Test accuracy (a fraction) the time-to-target table measures against.
+    pub target: Option<f64>,
+    pub runs: Vec<RunResult>,
+}
+
+/// One run: what made it, how it ended, its epochs and its mean stage times.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub model: String,
+    pub dataset: String,
+    pub optimizer: String,
+    /// skfac-ss's s'.
+    pub samples: Option<u32>,
+    pub seed: u64,
+    /// `finished`, `diverged`, `failed` or `running`.
+    pub status: String,
+    pub git_commit: String,
+    pub cpu_model: String,
+    pub threads: usize,
+    pub processes: usize,
+    /// JSON object of crate names to versions.
+    pub crate_versions: String,
+    pub epochs: Vec<EpochPoint>,
+    /// Mean seconds per training step, per stage; `None` when no step was logged.
+    pub stages: Option<StageMeans>,
+}
+
+/// Metrics at the end of one epoch (1-based).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochPoint {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// Training seconds so far, evaluation excluded.
+    pub wall_seconds: f64,
+}
+
+/// Mean seconds per step of each stage in [`STAGES`], over `steps` logged steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageMeans {
+    pub seconds: [f64; 7],
+    pub steps: usize,
+}
+
+impl StageMeans {
+    pub fn total(&self) -> f64 {
+        self.seconds.iter().sum()
+    }
+}

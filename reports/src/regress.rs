@@ -1,0 +1,258 @@
+//! Regression tracking of wall-clock gains: ratios between optimizers measured side by side
+//! in one benchmark run (so they carry across machines, unlike seconds), compared between a
+//! baseline record and the newest one.
+
+use crate::data::STAGES;
+
+/// One optimizer's mean seconds per step, per stage, in a benchmark record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchStage {
+    pub optimizer: String,
+    pub samples: Option<u32>,
+    pub seconds: [f64; 7],
+}
+
+impl BenchStage {
+    pub fn step(&self) -> f64 {
+        self.seconds.iter().sum()
+    }
+
+    fn stage(&self, name: &str) -> f64 {
+        let i = STAGES
+            .iter()
+            .position(|s| *s == name)
+            .expect("a known stage");
+        self.seconds[i]
+    }
+
+    /// `skfac-ss(1)` style, as ratios name it.
+    pub fn label(&self) -> String {
+        match self.samples {
+            Some(s) if self.optimizer == "skfac-ss" => format!("skfac-ss({s})"),
+            _ => self.optimizer.clone(),
+        }
+    }
+}
+
+/// One `skfac bench-gains` run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRecord {
+    pub id: i64,
+    pub created_at: String,
+    pub git_commit: String,
+    pub tags: Vec<String>,
+    pub cpu_model: String,
+    pub threads: usize,
+    pub model: String,
+    pub batch: usize,
+    pub steps: usize,
+    pub stages: Vec<BenchStage>,
+}
+
+/// Whether a ratio should go down (a time ratio) or up (a speed-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ratio {
+    pub name: String,
+    pub better: Better,
+    pub value: f64,
+}
+
+/// The ratios a record is judged by:
+/// - each K-FAC-family step time over K-FAC's (SKFAC's gain; lower is better);
+/// - each optimizer's step time over SGD's (the overhead over SGD; lower is better);
+/// - K-FAC's inverse and precondition stages over each variant's (speed-ups; higher is better).
+pub fn ratios(r: &BenchRecord) -> Vec<Ratio> {
+    let find = |o: &str| r.stages.iter().find(|s| s.optimizer == o);
+    let mut out = Vec::new();
+    let kfac = find("kfac");
+    let sgd = find("sgd");
+    for s in &r.stages {
+        let second_order = s.optimizer != "sgd" && s.optimizer != "adam";
+        if let Some(k) = kfac.filter(|_| second_order && s.optimizer != "kfac") {
+            out.push(Ratio {
+                name: format!("step {} / kfac", s.label()),
+                better: Better::Lower,
+                value: s.step() / k.step(),
+            });
+            for stage in ["inverse", "precondition"] {
+                if k.stage(stage) > 0.0 && s.stage(stage) > 0.0 {
+                    out.push(Ratio {
+                        name: format!("{stage} speed-up kfac / {}", s.label()),
+                        better: Better::Higher,
+                        value: k.stage(stage) / s.stage(stage),
+                    });
+                }
+            }
+        }
+        if let Some(g) = sgd.filter(|_| s.optimizer != "sgd") {
+            out.push(Ratio {
+                name: format!("overhead {} / sgd", s.label()),
+                better: Better::Lower,
+                value: s.step() / g.step(),
+            });
+        }
+    }
+    out
+}
+
+/// A ratio in the baseline and in the current record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub name: String,
+    pub better: Better,
+    pub baseline: f64,
+    pub current: f64,
+    /// How much worse the current value is, as a fraction (negative: better).
+    pub worse_by: f64,
+    pub regressed: bool,
+}
+
+/// Compares every ratio both records have; a ratio regressed when it is worse by more than
+/// `tolerance` (a fraction: 0.10 for 10%).
+pub fn compare(baseline: &BenchRecord, current: &BenchRecord, tolerance: f64) -> Vec<Comparison> {
+    let base = ratios(baseline);
+    ratios(current)
+        .into_iter()
+        .filter_map(|c| {
+            let b = base.iter().find(|b| b.name == c.name)?;
+            let worse_by = match c.better {
+                Better::Lower => c.value / b.value - 1.0,
+                Better::Higher => b.value / c.value - 1.0,
+            };
+            Some(Comparison {
+                name: c.name,
+                better: c.better,
+                baseline: b.value,
+                current: c.value,
+                worse_by,
+                regressed: worse_by > tolerance,
+            })
+        })
+        .collect()
+}
+
+/// A plain-text table of the comparisons, with both records' step seconds under it.
+pub fn render(
+    baseline: &BenchRecord,
+    current: &BenchRecord,
+    rows: &[Comparison],
+    tolerance: f64,
+) -> String {
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(5).max(5);
+    let mut s = format!(
+        "baseline: record {} (commit {}{}, {})\ncurrent:  record {} (commit {}, {})\n\n",
+        baseline.id,
+        baseline.git_commit,
+        if baseline.tags.is_empty() {
+            String::new()
+        } else {
+            format!(", tag {}", baseline.tags.join(" "))
+        },
+        baseline.created_at,
+        current.id,
+        current.git_commit,
+        current.created_at
+    );
+    s.push_str(&format!(
+        "{:<width$}  {:>10}  {:>10}  {:>8}  verdict\n",
+        "ratio", "baseline", "current", "change"
+    ));
+    for r in rows {
+        let verdict = if r.regressed {
+            "REGRESSED"
+        } else if r.worse_by < -tolerance {
+            "improved"
+        } else {
+            "ok"
+        };
+        let arrow = match r.better {
+            Better::Lower => "↓",
+            Better::Higher => "↑",
+        };
+        s.push_str(&format!(
+            "{:<width$}  {:>10.4}  {:>10.4}  {:>+7.1}%  {verdict} ({arrow} is better)\n",
+            r.name,
+            r.baseline,
+            r.current,
+            100.0 * r.worse_by
+        ));
+    }
+    s.push_str("\nmean seconds per step (baseline → current):\n");
+    for c in &current.stages {
+        let b = baseline
+            .stages
+            .iter()
+            .find(|b| b.optimizer == c.optimizer && b.samples == c.samples);
+        s.push_str(&format!(
+            "  {:<14} {} → {:.4}\n",
+            c.label(),
+            b.map_or("—".to_string(), |b| format!("{:.4}", b.step())),
+            c.step()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(o: &str, samples: Option<u32>, fwd: f64, inv: f64) -> BenchStage {
+        BenchStage {
+            optimizer: o.into(),
+            samples,
+            seconds: [fwd, fwd, 0.0, inv, 0.0, 0.0, 0.0],
+        }
+    }
+
+    fn record(skfac_inverse: f64) -> BenchRecord {
+        BenchRecord {
+            id: 1,
+            created_at: "t".into(),
+            git_commit: "c".into(),
+            tags: vec![],
+            cpu_model: "cpu".into(),
+            threads: 2,
+            model: "resnet8".into(),
+            batch: 32,
+            steps: 10,
+            stages: vec![
+                stage("sgd", None, 1.0, 0.0),
+                stage("kfac", None, 1.0, 2.0),
+                stage("skfac-rs", None, 1.0, skfac_inverse),
+            ],
+        }
+    }
+
+    #[test]
+    fn ratios_are_the_documented_quotients() {
+        let r = ratios(&record(0.5));
+        let get = |n: &str| r.iter().find(|x| x.name == n).unwrap().value;
+        assert_eq!(get("step skfac-rs / kfac"), 2.5 / 4.0);
+        assert_eq!(get("inverse speed-up kfac / skfac-rs"), 4.0);
+        assert_eq!(get("overhead kfac / sgd"), 2.0);
+        assert_eq!(get("overhead skfac-rs / sgd"), 1.25);
+    }
+
+    #[test]
+    fn a_slower_inverse_beyond_tolerance_regresses_and_noise_within_it_does_not() {
+        let base = record(0.5);
+        let within = compare(&base, &record(0.54), 0.10);
+        assert!(within.iter().all(|c| !c.regressed), "{within:?}");
+        let worse = compare(&base, &record(1.0), 0.10);
+        let inv = worse
+            .iter()
+            .find(|c| c.name == "inverse speed-up kfac / skfac-rs")
+            .unwrap();
+        assert!(
+            inv.regressed && (inv.worse_by - 1.0).abs() < 1e-12,
+            "{inv:?}"
+        );
+    }
+}

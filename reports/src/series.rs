@@ -1,0 +1,124 @@
+//! Runs grouped for display: one group per (model, dataset), one series per optimizer (and
+//! per sampling count for skfac-ss), seeds pooled within a series.
+
+use crate::data::{RunResult, SweepResults};
+
+/// The runs of one model on one data set.
+#[derive(Debug)]
+pub struct Group<'a> {
+    pub model: &'a str,
+    pub dataset: &'a str,
+    pub series: Vec<Series<'a>>,
+}
+
+/// One optimizer configuration and its runs (one per seed).
+#[derive(Debug)]
+pub struct Series<'a> {
+    pub optimizer: &'a str,
+    pub samples: Option<u32>,
+    pub runs: Vec<&'a RunResult>,
+}
+
+impl Series<'_> {
+    /// The name the paper uses, e.g. `K-FAC`, `SKFAC-SS (s'=4)`.
+    pub fn label(&self) -> String {
+        let base = match self.optimizer {
+            "sgd" => "SGD".to_string(),
+            "adam" => "Adam".to_string(),
+            "kfac" => "K-FAC".to_string(),
+            "kfac-sua" => "SUA".to_string(),
+            "skfac-rs" => "SKFAC-RS".to_string(),
+            "skfac-ss" => "SKFAC-SS".to_string(),
+            other => other.to_string(),
+        };
+        match self.samples {
+            Some(s) if self.optimizer == "skfac-ss" => format!("{base} (s'={s})"),
+            _ => base,
+        }
+    }
+
+    /// A file-name-safe key, e.g. `skfac-ss-4`.
+    pub fn key(&self) -> String {
+        match self.samples {
+            Some(s) if self.optimizer == "skfac-ss" => format!("{}-{s}", self.optimizer),
+            _ => self.optimizer.to_string(),
+        }
+    }
+}
+
+/// The paper's order: SGD, Adam, K-FAC, SUA, SKFAC-RS, SKFAC-SS by s'; unknown names last.
+fn rank(optimizer: &str) -> usize {
+    ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"]
+        .iter()
+        .position(|o| *o == optimizer)
+        .unwrap_or(usize::MAX)
+}
+
+/// Groups the sweep's runs by (model, dataset) in order of first appearance, and within each
+/// group by optimizer configuration in the paper's order.
+pub fn groups(sweep: &SweepResults) -> Vec<Group<'_>> {
+    let mut out: Vec<Group> = Vec::new();
+    for run in &sweep.runs {
+        let g = match out
+            .iter()
+            .position(|g| g.model == run.model && g.dataset == run.dataset)
+        {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(Group {
+                    model: &run.model,
+                    dataset: &run.dataset,
+                    series: Vec::new(),
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        let samples = run.samples.filter(|_| run.optimizer == "skfac-ss");
+        match g
+            .series
+            .iter_mut()
+            .find(|s| s.optimizer == run.optimizer && s.samples == samples)
+        {
+            Some(s) => s.runs.push(run),
+            None => g.series.push(Series {
+                optimizer: &run.optimizer,
+                samples,
+                runs: vec![run],
+            }),
+        }
+    }
+    for g in &mut out {
+        g.series.sort_by(|a, b| {
+            (rank(a.optimizer), a.optimizer, a.samples).cmp(&(
+                rank(b.optimizer),
+                b.optimizer,
+                b.samples,
+            ))
+        });
+        for s in &mut g.series {
+            s.runs.sort_by_key(|r| r.seed);
+        }
+    }
+    out
+}
+
+/// Display names of the models and data sets the harness knows.
+pub fn model_name(model: &str) -> String {
+    match model {
+        "mlp" => "MLP".into(),
+        "resnet8" => "ResNet-8".into(),
+        "resnet20" => "ResNet-20".into(),
+        "resnet34" => "ResNet-34".into(),
+        "resnet50" => "ResNet-50".into(),
+        "vgg11" => "VGG-11".into(),
+        other => other.into(),
+    }
+}
+
+pub fn dataset_name(dataset: &str) -> String {
+    match dataset {
+        "cifar10" => "CIFAR-10".into(),
+        "fashion-mnist" => "Fashion-MNIST".into(),
+        other => other.into(),
+    }
+}

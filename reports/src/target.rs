@@ -1,0 +1,75 @@
+//! The time-to-target table (the paper's Table 1): epochs and training minutes until a run
+//! first reaches the target test accuracy, and the time gap to K-FAC.
+
+use crate::series::Group;
+
+/// One row of the table: one optimizer configuration, averaged over its seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetRow {
+    pub label: String,
+    pub optimizer: String,
+    pub samples: Option<u32>,
+    /// Runs (seeds) in the series, and how many of them reached the target.
+    pub runs: usize,
+    pub reached: usize,
+    pub diverged: usize,
+    /// Mean over the seeds that reached the target: the first epoch at or above it, and the
+    /// training minutes (evaluation excluded) at the end of that epoch.
+    pub epochs: Option<f64>,
+    pub minutes: Option<f64>,
+    /// `minutes / kfac minutes - 1`: the paper's "time gap" (+18.76% for its SGD).
+    pub gap: Option<f64>,
+    /// Mean test accuracy at the last epoch of the runs that did not diverge.
+    pub final_accuracy: Option<f64>,
+}
+
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The table for one group, against `target` (a fraction).
+pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
+    let mut rows: Vec<TargetRow> = group
+        .series
+        .iter()
+        .map(|s| {
+            let mut epochs = Vec::new();
+            let mut minutes = Vec::new();
+            let mut finals = Vec::new();
+            let mut diverged = 0;
+            for run in &s.runs {
+                if let Some(e) = run.epochs.iter().find(|e| e.test_accuracy >= target) {
+                    epochs.push(e.epoch as f64);
+                    minutes.push(e.wall_seconds / 60.0);
+                }
+                if run.status == "diverged" {
+                    diverged += 1;
+                } else if let Some(last) = run.epochs.last() {
+                    finals.push(last.test_accuracy);
+                }
+            }
+            TargetRow {
+                label: s.label(),
+                optimizer: s.optimizer.to_string(),
+                samples: s.samples,
+                runs: s.runs.len(),
+                reached: epochs.len(),
+                diverged,
+                epochs: mean(&epochs),
+                minutes: mean(&minutes),
+                gap: None,
+                final_accuracy: mean(&finals),
+            }
+        })
+        .collect();
+    let kfac = rows
+        .iter()
+        .find(|r| r.optimizer == "kfac")
+        .and_then(|r| r.minutes);
+    if let Some(k) = kfac.filter(|k| *k > 0.0) {
+        for r in &mut rows {
+            r.gap = r.minutes.map(|m| m / k - 1.0);
+        }
+    }
+    rows
+}

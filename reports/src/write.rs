@@ -1,0 +1,347 @@
+//! Writes every artefact of a sweep's report into one folder: figures (PNG and SVG), the
+//! time-to-target and stage-time tables (Markdown and CSV), `report.md` and `report.html`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::data::{SweepResults, STAGES};
+use crate::document::{Block, Document};
+use crate::format;
+use crate::plot::{self, XAxis};
+use crate::series::{dataset_name, groups, model_name, Group};
+use crate::stages::{stage_rows, StageRow};
+use crate::target::{target_rows, TargetRow};
+use crate::ReportError;
+
+/// The files a report wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+}
+
+fn write(out: &Path, name: &str, bytes: &[u8], written: &mut Written) -> Result<(), ReportError> {
+    let path = out.join(name);
+    std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    written.files.push(path);
+    Ok(())
+}
+
+/// The most common value of `f` over the runs, with how many other values there were.
+fn common<'a>(
+    sweep: &'a SweepResults,
+    f: impl Fn(&'a crate::RunResult) -> String,
+) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &sweep.runs {
+        *counts.entry(f(r)).or_default() += 1;
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// `Intel Xeon ..., 2 threads` for figure titles: the hardware most runs used.
+fn hardware(sweep: &SweepResults) -> String {
+    let cpu = common(sweep, |r| r.cpu_model.clone());
+    let threads = common(sweep, |r| r.threads.to_string());
+    let procs = common(sweep, |r| r.processes.to_string());
+    let mut s = format!(
+        "{}, {} thread{}",
+        cpu.first().map_or("unknown CPU", |c| c.0.as_str()),
+        threads.first().map_or("?", |t| t.0.as_str()),
+        if threads.first().is_some_and(|t| t.0 == "1") {
+            ""
+        } else {
+            "s"
+        }
+    );
+    if let Some((p, _)) = procs.first().filter(|p| p.0 != "1") {
+        s.push_str(&format!(" × {p} processes"));
+    }
+    s
+}
+
+fn target_table(rows: &[TargetRow], target: f64) -> Block {
+    let header = [
+        "optimizer".to_string(),
+        format!("epochs to {}", format::percent(target)),
+        "time (min)".into(),
+        "time gap vs K-FAC".into(),
+        "final test accuracy".into(),
+    ];
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let partial = if r.reached > 0 && r.reached < r.runs {
+                format!(" ({}/{} seeds)", r.reached, r.runs)
+            } else {
+                String::new()
+            };
+            let (epochs, minutes) = match (r.epochs, r.minutes) {
+                (Some(e), Some(m)) => {
+                    (format!("{}{partial}", format::epochs(e)), format!("{m:.2}"))
+                }
+                _ => ("not reached".into(), "not reached".into()),
+            };
+            let final_acc = match r.final_accuracy {
+                Some(a) => format::percent(a),
+                None if r.diverged > 0 => "diverged".into(),
+                None => "—".into(),
+            };
+            vec![
+                r.label.clone(),
+                epochs,
+                minutes,
+                r.gap.map_or("—".into(), format::gap),
+                final_acc,
+            ]
+        })
+        .collect();
+    Block::Table {
+        header: header.to_vec(),
+        rows,
+    }
+}
+
+fn stage_tables(rows: &[StageRow]) -> [Block; 2] {
+    let mut header = vec!["optimizer".to_string()];
+    header.extend(STAGES.iter().map(|s| s.to_string()));
+    header.push("step".into());
+    let ms = rows
+        .iter()
+        .map(|r| {
+            let mut v = vec![r.label.clone()];
+            v.extend(r.seconds.iter().map(|s| format::millis(*s)));
+            v.push(format::millis(r.total()));
+            v
+        })
+        .collect();
+    let mut share_header = header.clone();
+    share_header.pop();
+    let shares = rows
+        .iter()
+        .map(|r| {
+            let mut v = vec![r.label.clone()];
+            v.extend(r.shares().iter().map(|s| format!("{:.1}%", 100.0 * s)));
+            v
+        })
+        .collect();
+    [
+        Block::Table { header, rows: ms },
+        Block::Table {
+            header: share_header,
+            rows: shares,
+        },
+    ]
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| format!("{x}"))
+}
+
+/// A prefix that keeps several (model, dataset) groups' files apart.
+fn prefix(group: &Group, many: bool) -> String {
+    if many {
+        format!("{}-{}-", group.model, group.dataset)
+    } else {
+        String::new()
+    }
+}
+
+/// Writes the report of `sweep` into `out` (created if missing).
+pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportError> {
+    std::fs::create_dir_all(out).map_err(|source| ReportError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let gs = groups(sweep);
+    if !gs.iter().any(|g| {
+        g.series
+            .iter()
+            .any(|s| s.runs.iter().any(|r| !r.epochs.is_empty()))
+    }) {
+        return Err(ReportError::Empty(sweep.name.clone()));
+    }
+    let hw = hardware(sweep);
+    let mut w = Written::default();
+    let mut doc = Document {
+        title: format!("Sweep `{}`", sweep.name),
+        blocks: Vec::new(),
+    };
+    doc.blocks.push(Block::Paragraph(format!(
+        "Generated by `skfac report` from the results store. Times are training seconds, \
+         evaluation excluded; lines are means over seeds with the min-max band shaded where \
+         there are several. Hardware: {hw}."
+    )));
+    let mut target_csv = String::from(
+        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy\n",
+    );
+    let mut stage_csv = String::from("model,dataset,optimizer,label,steps");
+    for s in STAGES {
+        stage_csv.push_str(&format!(",{s}_seconds"));
+    }
+    stage_csv.push_str(",step_seconds\n");
+    let mut target_md = String::new();
+    let many = gs.len() > 1;
+    for g in &gs {
+        let name = format!("{} on {}", model_name(g.model), dataset_name(g.dataset));
+        let p = prefix(g, many);
+        doc.blocks.push(Block::Heading(1, name.clone()));
+
+        if let Some(target) = sweep.target {
+            let rows = target_rows(g, target);
+            let table = target_table(&rows, target);
+            doc.blocks.push(Block::Heading(
+                2,
+                format!("Time to {} test accuracy", format::percent(target)),
+            ));
+            doc.blocks.push(Block::Paragraph(
+                "Epochs and training minutes until the test accuracy first reached the target \
+                 (means over the seeds that reached it), and the time gap relative to K-FAC as \
+                 in the paper's Table 1."
+                    .into(),
+            ));
+            let one = Document {
+                title: format!("{name}: time to {} test accuracy", format::percent(target)),
+                blocks: vec![table.clone()],
+            };
+            target_md.push_str(&one.to_markdown());
+            target_md.push('\n');
+            doc.blocks.push(table);
+            for r in &rows {
+                let fields = [
+                    csv_field(g.model),
+                    csv_field(g.dataset),
+                    csv_field(&r.optimizer),
+                    r.samples.map_or(String::new(), |s| s.to_string()),
+                    csv_field(&r.label),
+                    r.runs.to_string(),
+                    r.reached.to_string(),
+                    r.diverged.to_string(),
+                    opt(r.epochs),
+                    opt(r.minutes),
+                    opt(r.gap),
+                    opt(r.final_accuracy),
+                ];
+                target_csv.push_str(&fields.join(","));
+                target_csv.push('\n');
+            }
+        }
+
+        doc.blocks.push(Block::Heading(2, "Convergence".into()));
+        for (x, file, what) in [
+            (XAxis::Epochs, "convergence-epochs", "against epochs"),
+            (XAxis::Minutes, "convergence-time", "against training time"),
+        ] {
+            let fig = plot::convergence(g, x, &format!("{name} ({hw})"))?;
+            let png = format!("{p}{file}.png");
+            write(out, &png, &fig.png, &mut w)?;
+            write(out, &format!("{p}{file}.svg"), fig.svg.as_bytes(), &mut w)?;
+            doc.blocks.push(Block::Figure {
+                caption: format!("{name}: test error and training loss {what}."),
+                png,
+                svg: fig.svg,
+            });
+        }
+
+        let rows = stage_rows(g);
+        if !rows.is_empty() {
+            doc.blocks.push(Block::Heading(
+                2,
+                "Where a training step's time goes".into(),
+            ));
+            let fig = plot::stage_bars(
+                &rows,
+                &format!("{name}: mean time per step by stage ({hw})"),
+            )?;
+            let png = format!("{p}stage-times.png");
+            write(out, &png, &fig.png, &mut w)?;
+            write(
+                out,
+                &format!("{p}stage-times.svg"),
+                fig.svg.as_bytes(),
+                &mut w,
+            )?;
+            doc.blocks.push(Block::Figure {
+                caption: format!("{name}: mean seconds per training step in each stage, as in the paper's Fig. 3."),
+                png,
+                svg: fig.svg,
+            });
+            let [ms, shares] = stage_tables(&rows);
+            doc.blocks
+                .push(Block::Paragraph("Mean milliseconds per step:".into()));
+            doc.blocks.push(ms);
+            doc.blocks
+                .push(Block::Paragraph("Share of the step:".into()));
+            doc.blocks.push(shares);
+            for r in &rows {
+                stage_csv.push_str(&format!(
+                    "{},{},{},{},{}",
+                    csv_field(g.model),
+                    csv_field(g.dataset),
+                    csv_field(&r.key),
+                    csv_field(&r.label),
+                    r.steps
+                ));
+                for s in r.seconds {
+                    stage_csv.push_str(&format!(",{s}"));
+                }
+                stage_csv.push_str(&format!(",{}\n", r.total()));
+            }
+        }
+    }
+    doc.blocks
+        .push(Block::Heading(1, "Runs and hardware".into()));
+    doc.blocks.push(Block::List(metadata(sweep)));
+
+    if sweep.target.is_some() {
+        write(out, "time-to-target.md", target_md.as_bytes(), &mut w)?;
+        write(out, "time-to-target.csv", target_csv.as_bytes(), &mut w)?;
+    }
+    write(out, "stage-times.csv", stage_csv.as_bytes(), &mut w)?;
+    write(out, "report.md", doc.to_markdown().as_bytes(), &mut w)?;
+    write(out, "report.html", doc.to_html().as_bytes(), &mut w)?;
+    Ok(w)
+}
+
+/// What made the numbers: statuses, commits, CPUs, threads, processes and crate versions.
+fn metadata(sweep: &SweepResults) -> Vec<String> {
+    let list = |v: Vec<(String, usize)>| {
+        v.iter()
+            .map(|(k, n)| format!("{k} ({n} run{})", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut items = vec![
+        format!("Runs: {}", list(common(sweep, |r| r.status.clone()))),
+        format!("Commits: {}", list(common(sweep, |r| r.git_commit.clone()))),
+        format!("CPU: {}", list(common(sweep, |r| r.cpu_model.clone()))),
+        format!(
+            "Threads per process: {}",
+            list(common(sweep, |r| r.threads.to_string()))
+        ),
+        format!(
+            "Processes: {}",
+            list(common(sweep, |r| r.processes.to_string()))
+        ),
+        format!(
+            "Crate versions: {}",
+            list(common(sweep, |r| r.crate_versions.clone()))
+        ),
+    ];
+    if let Some(t) = sweep.target {
+        items.push(format!("Target test accuracy: {}", format::percent(t)));
+    }
+    items
+}
