@@ -6,14 +6,23 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 threads := env("SKFAC_THREADS", "2")
 skfac := "target/release/skfac"
 
-# Run the test suite (release build: tests that train are fast, and it shares the binary's build).
+# Run the test suite (release build: tests that train are fast, and it shares the binary's build),
+# with the `mpi` feature so the two-process tests run (scripts/setup.sh installs Open MPI).
 # The thread count is fixed up front so parallel tests never change the environment mid-run.
 test:
+    RAYON_NUM_THREADS=2 cargo test --release --workspace --features harness/mpi
+
+# The test suite without MPI (no Open MPI or libclang needed).
+test-local:
     RAYON_NUM_THREADS=2 cargo test --release --workspace
 
 # Build the `skfac` binary.
 build:
     cargo build --release -p harness
+
+# Build `skfac` with data-parallel training over MPI (`mpirun -np P target/release/skfac train ...`).
+build-mpi:
+    cargo build --release -p harness --features mpi
 
 # Obtain and verify a data set (cifar10 or fashion-mnist) into data/; does nothing if present.
 data name="cifar10": build

@@ -109,3 +109,14 @@ impl Checkpoints {
         Ok(())
     }
 }
+
+/// Writes the model's tensors (parameters and buffers, by name) to one safetensors file.
+pub fn save_model(net: &Network, path: &Path) -> Result<()> {
+    let tensors: HashMap<String, candle_core::Tensor> = net
+        .named_vars()
+        .into_iter()
+        .map(|v| (v.name, v.var.as_tensor().clone()))
+        .collect();
+    candle_core::safetensors::save(&tensors, path)
+        .with_context(|| format!("cannot write the model to {}", path.display()))
+}

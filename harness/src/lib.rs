@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod bench_gains;
 pub mod bench_step;
 pub mod checkpoint;
+pub mod comm;
 pub mod data;
 pub mod meta;
 pub mod regress;

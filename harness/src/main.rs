@@ -138,6 +138,10 @@ struct SweepArgs {
     /// Runs at a time, each in its own process.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Train every run data-parallel on P processes of this machine (`mpirun -np P`; needs a
+    /// build with `--features mpi`). On a cluster, start `mpirun ... skfac sweep FILE` yourself.
+    #[arg(long, value_name = "P")]
+    mpi: Option<usize>,
     /// Internal: this process is worker K of N (`K/N`) of a `--jobs N` sweep.
     #[arg(long, hide = true)]
     worker: Option<String>,
@@ -212,6 +216,9 @@ struct TrainArgs {
     /// K-FAC family: where G comes from.
     #[arg(long, default_value = "sampled", value_parser = ["sampled", "empirical"])]
     fisher: String,
+    /// Write the trained model's tensors to this safetensors file.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
     /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
     #[arg(long, default_value = "applied", value_parser = ["applied", "formed"])]
     woodbury: String,
@@ -272,14 +279,23 @@ impl TrainArgs {
     }
 }
 
-/// Prints epochs and drives a progress bar (drawn only on a terminal).
+/// Prints epochs and drives a progress bar (drawn only on a terminal); in a data-parallel job
+/// only process 0 prints.
 struct Console {
     bar: Option<ProgressBar>,
     epochs: usize,
+    quiet: bool,
+    /// Communication totals: (steps, seconds, seconds waiting, bytes) of the gradient
+    /// all-reduce, and of the statistics exchange on the steps that had one.
+    grads: (usize, f64, f64, u64),
+    stats: (usize, f64, f64, u64),
 }
 
 impl Observer for Console {
     fn epoch_started(&mut self, epoch: usize, steps: usize) {
+        if self.quiet {
+            return;
+        }
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
             ProgressStyle::with_template(
@@ -293,6 +309,19 @@ impl Observer for Console {
     }
 
     fn step_done(&mut self, _step: usize, rec: &StepRecord) -> anyhow::Result<()> {
+        let t = &rec.traffic;
+        if t.gradient_bytes > 0 {
+            self.grads.0 += 1;
+            self.grads.1 += t.gradient_seconds;
+            self.grads.2 += t.gradient_wait_seconds;
+            self.grads.3 += t.gradient_bytes;
+        }
+        if t.statistics_bytes > 0 {
+            self.stats.0 += 1;
+            self.stats.1 += t.statistics_seconds;
+            self.stats.2 += t.statistics_wait_seconds;
+            self.stats.3 += t.statistics_bytes;
+        }
         if let Some(b) = &self.bar {
             b.set_message(format!("{:.4}", rec.loss));
             b.inc(1);
@@ -303,6 +332,9 @@ impl Observer for Console {
     fn epoch_done(&mut self, m: &EpochMetrics, _state: &RunState<'_>) -> anyhow::Result<()> {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+        }
+        if self.quiet {
+            return Ok(());
         }
         say!(
             "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {:.1} s training, lr {:.2e}",
@@ -457,22 +489,73 @@ fn run(cli: Cli) -> Result<()> {
             say!("{:.1} img/s", r.images_per_second);
         }
         Command::Train(args) => {
-            let threads = harness::threads::configure(args.threads)?;
+            // Launched by `mpirun -np P`: one of P data-parallel processes.
+            let job = harness::comm::join()?;
+            let threads = harness::threads::configure(args.threads.or_else(|| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (job.size() > 1).then(|| (cores / harness::comm::local_size()).max(1))
+            }))?;
             let cfg = args.config()?;
             let splits = data::load(&cfg.dataset, &args.data_dir)?;
             let n = cfg
                 .train_subset
                 .map_or(splits.train.len(), |s| s.min(splits.train.len()));
-            say!(
-                "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s)",
-                cfg.model, cfg.optimizer_label(), cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads
-            );
+            let quiet = job.rank() != 0;
+            if !quiet {
+                say!(
+                    "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s){}",
+                    cfg.model, cfg.optimizer_label(), cfg.dataset, n, splits.test.len(), cfg.batch_size, cfg.epochs, cfg.lr, cfg.seed, threads,
+                    if job.size() > 1 { format!(" × {} processes ({} images each per batch, {})", job.size(), cfg.batch_size / job.size().max(1), sweep::comm_strategy(&cfg.optimizer, job.size())) } else { String::new() }
+                );
+            }
             let mut console = Console {
                 bar: None,
                 epochs: cfg.epochs,
+                quiet,
+                grads: (0, 0.0, 0.0, 0),
+                stats: (0, 0.0, 0.0, 0),
             };
-            let summary = train::run(&cfg, &splits, &mut console)?;
+            let device = candle_core::Device::Cpu;
+            let net = train::build_model(&cfg, &splits, &device)?;
+            let mut opt = optimizers::build(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+            opt.set_communicator(job.comm.clone());
+            let summary = train::train_from_shared(
+                &cfg,
+                &splits,
+                &net,
+                opt.as_mut(),
+                &device,
+                &mut console,
+                train::Progress::default(),
+                job.comm.as_ref(),
+            )?;
+            if let Some(path) = args.save_model.as_ref().filter(|_| !quiet) {
+                harness::checkpoint::save_model(&net, path)?;
+                say!("saved the model to {}", path.display());
+            }
+            if quiet {
+                return Ok(());
+            }
             print_stage_times(&summary.mean_stage_times);
+            if job.size() > 1 {
+                let per = |(n, s, w, b): (usize, f64, f64, u64)| {
+                    let n = n.max(1) as f64;
+                    format!(
+                        "{:.2} ms ({:.2} ms of it waiting for the slowest process), {:.3} MB",
+                        1e3 * s / n,
+                        1e3 * w / n,
+                        b as f64 / n / 1e6
+                    )
+                };
+                say!(
+                    "communication per process: gradient all-reduce {} per step; statistics exchange ({}) {} per statistics step ({} of {} steps)",
+                    per(console.grads),
+                    sweep::comm_strategy(&cfg.optimizer, job.size()),
+                    per(console.stats),
+                    console.stats.0,
+                    summary.steps
+                );
+            }
             match summary.outcome {
                 Outcome::Finished => say!("finished: {} steps", summary.steps),
                 Outcome::Interrupted { step } => say!("interrupted after {step} steps"),
@@ -549,10 +632,47 @@ static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(
 fn sweep_command(args: SweepArgs) -> Result<()> {
     let spec = sweep::load(&args.file)?;
     anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
+    let job = harness::comm::join()?;
+    anyhow::ensure!(
+        args.mpi.is_none_or(|p| p >= 1),
+        "--mpi takes the number of processes, at least 1"
+    );
+    anyhow::ensure!(
+        args.jobs == 1 || (job.size() == 1 && args.mpi.is_none_or(|p| p == 1)),
+        "--jobs runs several runs at once, --mpi runs each on several processes: use one of them"
+    );
+    if job.size() == 1 && args.mpi.is_some_and(|p| p > 1) {
+        return sweep_mpirun(&args, args.mpi.unwrap_or(1));
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = args.threads.unwrap_or((cores / args.jobs).max(1));
+    let per_process = (cores / harness::comm::local_size().max(args.jobs)).max(1);
+    let threads = args.threads.unwrap_or(per_process);
     ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;
+    if job.size() > 1 {
+        harness::threads::configure(Some(threads))?;
+        let opts = sweep::SweepOptions {
+            db: args.db.clone(),
+            data_dir: args.data_dir.clone(),
+            results: args.results.clone(),
+            threads,
+            shard: None,
+            progress: job.rank() == 0 && std::io::stderr().is_terminal(),
+            comm: job.comm.clone(),
+        };
+        if job.rank() != 0 {
+            return sweep::follow_sweep(&spec, &opts, &STOP);
+        }
+        say!(
+            "sweep {}: {} runs, each on {} processes × {} thread(s), results in {}",
+            spec.name,
+            spec.runs.len(),
+            job.size(),
+            threads,
+            args.db.display()
+        );
+        return finish_sweep(&args, &spec, sweep::run_sweep(&spec, &opts, &STOP)?, false);
+    }
     if args.jobs > 1 && args.worker.is_none() {
         return sweep_parent(&args, &spec, threads);
     }
@@ -575,6 +695,7 @@ fn sweep_command(args: SweepArgs) -> Result<()> {
         threads,
         shard,
         progress: shard.is_none() && std::io::stderr().is_terminal(),
+        comm: job.comm.clone(),
     };
     if shard.is_none() {
         say!(
@@ -585,12 +706,67 @@ fn sweep_command(args: SweepArgs) -> Result<()> {
             args.db.display()
         );
     }
-    match sweep::run_sweep(&spec, &opts, &STOP)? {
+    let outcome = sweep::run_sweep(&spec, &opts, &STOP)?;
+    finish_sweep(&args, &spec, outcome, shard.is_some())
+}
+
+/// `--mpi P` on one machine: the same command under `mpirun -np P`.
+fn sweep_mpirun(args: &SweepArgs, processes: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the skfac executable")?;
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.arg("-np")
+        .arg(processes.to_string())
+        .arg(exe)
+        .arg("sweep")
+        .arg(&args.file)
+        .arg("--db")
+        .arg(&args.db)
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .arg("--results")
+        .arg(&args.results);
+    if let Some(t) = args.threads {
+        cmd.arg("--threads").arg(t.to_string());
+    }
+    if std::env::var_os("OMPI_ALLOW_RUN_AS_ROOT").is_none() && is_root() {
+        // Open MPI refuses root unless told; containers often run as root.
+        cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    }
+    let status = cmd.status().map_err(|e| {
+        anyhow::anyhow!("cannot start mpirun ({e}): install Open MPI (apt-get install openmpi-bin libopenmpi-dev) or drop --mpi")
+    })?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(130) => std::process::exit(130),
+        _ => anyhow::bail!("mpirun -np {processes} ended with {status}"),
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Reports how a sweep (or one worker's share of it) ended.
+fn finish_sweep(
+    args: &SweepArgs,
+    spec: &sweep::Sweep,
+    outcome: sweep::SweepOutcome,
+    worker: bool,
+) -> Result<()> {
+    match outcome {
         sweep::SweepOutcome::Interrupted => {
             say!("interrupted; run the same command again to resume");
             std::process::exit(130);
         }
-        sweep::SweepOutcome::Done { .. } if shard.is_some() => Ok(()),
+        sweep::SweepOutcome::Done { .. } if worker => Ok(()),
         sweep::SweepOutcome::Done {
             ran,
             skipped,

@@ -34,6 +34,8 @@ fn meta(optimizer: &str, seed: u64) -> RunMeta {
         crate_versions: "{}".into(),
         cpu_model: "Known CPU".into(),
         threads: 2,
+        processes: 1,
+        comm_strategy: "none".into(),
     }
 }
 
@@ -51,6 +53,7 @@ fn add_run(store: &Store, sweep: i64, optimizer: &str, acc: [f64; 2], secs: [f64
                 inverse: inv,
                 ..StageTimes::default()
             },
+            traffic: Default::default(),
         })
         .collect();
     store.write_iterations(run, &rows).unwrap();

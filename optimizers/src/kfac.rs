@@ -4,6 +4,7 @@
 //! only in their curvature blocks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
@@ -11,6 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+use crate::comm::{Communicator, Local};
 use crate::curvature::{Approx, Block, BlockOptions};
 use crate::error::{check, Error, Result};
 use crate::layer::{LayerStats, NamedVar, ParamSet};
@@ -147,6 +149,8 @@ pub struct Kfac {
     observed: bool,
     /// Whether the inverses have been computed at least once.
     refreshed: bool,
+    /// The other processes of a data-parallel job ([`Local`] when alone).
+    comm: Arc<dyn Communicator>,
 }
 
 impl Kfac {
@@ -168,6 +172,7 @@ impl Kfac {
             steps: 0,
             observed: false,
             refreshed: false,
+            comm: Arc::new(Local),
         })
     }
 
@@ -231,8 +236,8 @@ impl Optimizer for Kfac {
                 ))));
             }
             for (i, s) in stats.iter().enumerate() {
-                let mut rng = self.rng(k, i);
-                self.blocks[i].observe(s, self.cfg.stat_decay, &mut rng)?;
+                let rng = self.rng(k, i);
+                self.blocks[i].observe_shared(s, self.cfg.stat_decay, &rng, self.comm.as_ref())?;
             }
             self.observed = true;
         }
@@ -306,6 +311,10 @@ impl Optimizer for Kfac {
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.cfg.lr = lr;
+    }
+
+    fn set_communicator(&mut self, comm: Arc<dyn Communicator>) {
+        self.comm = comm;
     }
 
     fn steps(&self) -> usize {

@@ -6,6 +6,7 @@
 //! rows `A` and pre-activation gradient rows `G` ([`LayerStats`]) as defined in
 //! `docs/algorithms.md`. Everything else is a plain parameter.
 
+pub mod comm;
 pub mod curvature;
 pub mod error;
 pub mod kfac;
@@ -21,6 +22,7 @@ mod fused;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
+pub use comm::{Channel, Communicator, Local, Traffic};
 pub use error::{Error, Result};
 pub use kfac::{Fisher, Kfac, KfacConfig};
 pub use layer::{LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet};

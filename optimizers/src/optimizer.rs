@@ -50,6 +50,11 @@ pub trait Optimizer: Send {
 
     /// Restores a state from [`Optimizer::state`] of the same optimizer over the same model.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
+
+    /// For data-parallel training: how this process reaches the others. First-order methods
+    /// need nothing beyond the averaged gradients the loop hands them; the K-FAC family
+    /// exchanges its curvature statistics.
+    fn set_communicator(&mut self, _comm: std::sync::Arc<dyn crate::comm::Communicator>) {}
 }
 
 /// The optimizers this crate builds by name.

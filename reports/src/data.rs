@@ -35,6 +35,10 @@ pub struct RunResult {
     pub cpu_model: String,
     pub threads: usize,
     pub processes: usize,
+    /// What a data-parallel run exchanged besides gradients (`none` alone).
+    pub comm_strategy: String,
+    /// Its measured communication; `None` when no step was logged.
+    pub comm: Option<CommMeans>,
     /// JSON object of crate names to versions.
     pub crate_versions: String,
     pub epochs: Vec<EpochPoint>,
@@ -52,6 +56,21 @@ pub struct EpochPoint {
     pub test_accuracy: f64,
     /// Training seconds so far, evaluation excluded.
     pub wall_seconds: f64,
+}
+
+/// A data-parallel run's communication, per process: the gradient all-reduce per step, and
+/// the statistics exchange per step that had one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CommMeans {
+    /// Seconds in the calls, of which `*_wait_seconds` waiting for the slowest process.
+    pub gradient_seconds: f64,
+    pub gradient_wait_seconds: f64,
+    pub gradient_bytes: f64,
+    pub statistics_seconds: f64,
+    pub statistics_wait_seconds: f64,
+    pub statistics_bytes: f64,
+    /// Steps that exchanged statistics.
+    pub statistics_steps: usize,
 }
 
 /// Mean seconds per step of each stage in [`STAGES`], over `steps` logged steps.

@@ -17,7 +17,7 @@ mod stages;
 mod target;
 mod write;
 
-pub use data::{EpochPoint, RunResult, StageMeans, SweepResults, STAGES};
+pub use data::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults, STAGES};
 pub use document::{Block, Document};
 pub use series::{groups, Group, Series};
 pub use stages::{stage_rows, StageRow};

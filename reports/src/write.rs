@@ -138,6 +138,60 @@ fn stage_tables(rows: &[StageRow]) -> [Block; 2] {
     ]
 }
 
+/// For data-parallel runs: what each process sent and how long it spent in the collectives,
+/// averaged over the series' runs.
+fn comm_table(group: &Group) -> Option<Block> {
+    let rows: Vec<Vec<String>> = group
+        .series
+        .iter()
+        .filter_map(|s| {
+            let runs: Vec<_> = s
+                .runs
+                .iter()
+                .filter(|r| r.processes > 1)
+                .filter_map(|r| r.comm.map(|c| (r, c)))
+                .collect();
+            let first = runs.first()?;
+            let n = runs.len() as f64;
+            let mean =
+                |f: fn(&crate::CommMeans) -> f64| runs.iter().map(|(_, c)| f(c)).sum::<f64>() / n;
+            let refreshed = runs.iter().any(|(_, c)| c.statistics_steps > 0);
+            let or_dash = |v: String| if refreshed { v } else { "—".into() };
+            Some(vec![
+                s.label(),
+                first.0.processes.to_string(),
+                first.0.comm_strategy.clone(),
+                format!(
+                    "{} ({})",
+                    format::millis(mean(|c| c.gradient_seconds)),
+                    format::millis(mean(|c| c.gradient_wait_seconds))
+                ),
+                format!("{:.3}", mean(|c| c.gradient_bytes) / 1e6),
+                or_dash(format!(
+                    "{} ({})",
+                    format::millis(mean(|c| c.statistics_seconds)),
+                    format::millis(mean(|c| c.statistics_wait_seconds))
+                )),
+                or_dash(format!("{:.3}", mean(|c| c.statistics_bytes) / 1e6)),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Block::Table {
+        header: [
+            "optimizer",
+            "processes",
+            "exchange",
+            "gradient all-reduce ms/step (waiting)",
+            "gradient MB/step",
+            "statistics exchange ms/refresh (waiting)",
+            "statistics MB/refresh",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -285,6 +339,15 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
             doc.blocks
                 .push(Block::Paragraph("Share of the step:".into()));
             doc.blocks.push(shares);
+            if let Some(t) = comm_table(g) {
+                doc.blocks.push(Block::Paragraph(
+                    "Communication per process: time in the collective calls, with the part \
+                     spent waiting for the slowest process (load imbalance) in brackets, and the \
+                     bytes this process contributed:"
+                        .into(),
+                ));
+                doc.blocks.push(t);
+            }
             for r in &rows {
                 stage_csv.push_str(&format!(
                     "{},{},{},{},{}",

@@ -17,6 +17,8 @@ fn run(optimizer: &str, samples: Option<u32>, seed: u64, acc: &[f64], secs: &[f6
         cpu_model: "Test CPU".into(),
         threads: 2,
         processes: 1,
+        comm_strategy: "none".into(),
+        comm: None,
         crate_versions: "{}".into(),
         epochs: acc
             .iter()

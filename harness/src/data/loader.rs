@@ -98,6 +98,20 @@ pub fn make_batch(
     augment: Option<(u64, usize, usize)>,
     device: &Device,
 ) -> Result<Batch> {
+    make_shard(set, indices, 0..indices.len(), norm, augment, device)
+}
+
+/// The images `keep` of the batch `indices` (a data-parallel process's shard), with the
+/// augmentation a single process would give them: the batch's RNG is drawn for every image,
+/// but only the kept ones are assembled.
+pub fn make_shard(
+    set: &ImageSet,
+    indices: &[usize],
+    keep: std::ops::Range<usize>,
+    norm: &Normalisation,
+    augment: Option<(u64, usize, usize)>,
+    device: &Device,
+) -> Result<Batch> {
     let (h, w, c) = (set.height, set.width, set.channels);
     let scale: Vec<f32> = norm.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
     let shift: Vec<f32> = norm
@@ -107,9 +121,10 @@ pub fn make_batch(
         .map(|(m, s)| -m / s)
         .collect();
     let mut rng = augment.map(|(s, e, b)| rng_for(s, e, b));
-    let mut x = vec![0f32; indices.len() * h * w * c];
-    for (dst, &i) in x.chunks_mut(h * w * c).zip(indices) {
-        let src = set.image(i);
+    let kept = &indices[keep.clone()];
+    let mut x = vec![0f32; kept.len() * h * w * c];
+    let mut chunks = x.chunks_mut(h * w * c);
+    for (k, &i) in indices.iter().enumerate() {
         // Offsets into the zero-padded image, and whether to mirror.
         let (oy, ox, flip) = match rng.as_mut() {
             Some(r) => (
@@ -119,6 +134,11 @@ pub fn make_batch(
             ),
             None => (CROP_PAD, CROP_PAD, false),
         };
+        if !keep.contains(&k) {
+            continue;
+        }
+        let dst = chunks.next().expect("one chunk per kept image");
+        let src = set.image(i);
         for y in 0..h {
             for xx in 0..w {
                 let sx = if flip { w - 1 - xx } else { xx };
@@ -138,11 +158,11 @@ pub fn make_batch(
             }
         }
     }
-    let labels: Vec<u8> = indices.iter().map(|&i| set.labels[i]).collect();
+    let labels: Vec<u8> = kept.iter().map(|&i| set.labels[i]).collect();
     let y: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
     Ok(Batch {
-        x: Tensor::from_vec(x, (indices.len(), h, w, c), device)?,
-        y: Tensor::from_vec(y, indices.len(), device)?,
+        x: Tensor::from_vec(x, (kept.len(), h, w, c), device)?,
+        y: Tensor::from_vec(y, kept.len(), device)?,
         labels,
     })
 }
@@ -227,6 +247,24 @@ mod tests {
                 "value {v} not from image"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_shard_is_the_matching_slice_of_the_augmented_batch() -> Result<()> {
+        let s = set(8);
+        let norm = Normalisation {
+            mean: vec![0.5; 3],
+            std: vec![0.25; 3],
+        };
+        let idx: Vec<usize> = (0..8).rev().collect();
+        let full = make_batch(&s, &idx, &norm, Some((5, 0, 3)), &Device::Cpu)?;
+        let shard = make_shard(&s, &idx, 4..8, &norm, Some((5, 0, 3)), &Device::Cpu)?;
+        assert_eq!(shard.labels, full.labels[4..]);
+        assert_eq!(
+            shard.x.flatten_all()?.to_vec1::<f32>()?,
+            full.x.narrow(0, 4, 4)?.flatten_all()?.to_vec1::<f32>()?
+        );
         Ok(())
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use optimizers::StageTimes;
+use optimizers::{StageTimes, Traffic};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -92,6 +92,9 @@ pub struct RunMeta {
     pub crate_versions: String,
     pub cpu_model: String,
     pub threads: usize,
+    /// Processes of a data-parallel run (1 alone) and how they exchange statistics.
+    pub processes: usize,
+    pub comm_strategy: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -101,6 +104,7 @@ pub struct IterationRow {
     pub loss: f64,
     pub lr: f64,
     pub times: StageTimes,
+    pub traffic: Traffic,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -260,10 +264,12 @@ impl Store {
     pub fn start_run(&self, sweep: Option<i64>, m: &RunMeta) -> Result<i64> {
         let q = sqlx::query(
             "INSERT INTO runs (sweep_id, run_key, model, dataset, optimizer, samples, seed, hyper,
-                 status, git_commit, crate_versions, cpu_model, threads, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)
+                 status, git_commit, crate_versions, cpu_model, threads, started_at, processes,
+                 comm_strategy)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(sweep_id, run_key) DO UPDATE SET status = 'running', error = NULL,
-                 ended_at = NULL
+                 ended_at = NULL, processes = excluded.processes,
+                 comm_strategy = excluded.comm_strategy
              RETURNING id",
         )
         .bind(sweep)
@@ -278,7 +284,9 @@ impl Store {
         .bind(&m.crate_versions)
         .bind(&m.cpu_model)
         .bind(m.threads as i64)
-        .bind(now());
+        .bind(now())
+        .bind(m.processes as i64)
+        .bind(&m.comm_strategy);
         let row = self
             .rt
             .block_on(q.fetch_one(&self.pool))
@@ -331,8 +339,11 @@ impl Store {
                     let t = &r.times;
                     sqlx::query(
                         "INSERT INTO iterations (run_id, step, epoch, loss, lr, forward, backward,
-                             statistics, inverse, precondition, communication, \"update\")
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             statistics, inverse, precondition, communication, \"update\",
+                             comm_gradient_seconds, comm_gradient_wait_seconds, comm_gradient_bytes,
+                             comm_statistics_seconds, comm_statistics_wait_seconds,
+                             comm_statistics_bytes)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(run)
                     .bind(r.step as i64)
@@ -346,6 +357,12 @@ impl Store {
                     .bind(t.precondition)
                     .bind(t.communication)
                     .bind(t.update)
+                    .bind(r.traffic.gradient_seconds)
+                    .bind(r.traffic.gradient_wait_seconds)
+                    .bind(r.traffic.gradient_bytes as i64)
+                    .bind(r.traffic.statistics_seconds)
+                    .bind(r.traffic.statistics_wait_seconds)
+                    .bind(r.traffic.statistics_bytes as i64)
                     .execute(&mut *tx)
                     .await?;
                 }

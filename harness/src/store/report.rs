@@ -1,7 +1,7 @@
 //! Reading a whole sweep back for `skfac report`: runs with their metadata, epochs and mean
 //! stage times (averaged in SQL, so millions of step rows never leave SQLite).
 
-use reports::{EpochPoint, RunResult, StageMeans, SweepResults};
+use reports::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults};
 use sqlx::Row;
 
 use super::{Result, Store};
@@ -32,7 +32,7 @@ impl Store {
                 let id: i64 = sweep.get(0);
                 let runs = sqlx::query(
                     "SELECT id, model, dataset, optimizer, samples, seed, status, git_commit,
-                         cpu_model, threads, processes, crate_versions
+                         cpu_model, threads, processes, crate_versions, comm_strategy
                      FROM runs WHERE sweep_id = ? ORDER BY id",
                 )
                 .bind(id)
@@ -50,7 +50,11 @@ impl Store {
                     .await?;
                     let stages = sqlx::query(
                         "SELECT COUNT(*), AVG(forward), AVG(backward), AVG(statistics),
-                             AVG(inverse), AVG(precondition), AVG(communication), AVG(\"update\")
+                             AVG(inverse), AVG(precondition), AVG(communication), AVG(\"update\"),
+                             AVG(comm_gradient_seconds), CAST(AVG(comm_gradient_bytes) AS REAL),
+                             SUM(comm_statistics_seconds), CAST(SUM(comm_statistics_bytes) AS REAL),
+                             SUM(comm_statistics_bytes > 0), AVG(comm_gradient_wait_seconds),
+                             SUM(comm_statistics_wait_seconds)
                          FROM iterations WHERE run_id = ?",
                     )
                     .bind(run)
@@ -69,6 +73,19 @@ impl Store {
                         threads: r.get::<i64, _>(9) as usize,
                         processes: r.get::<i64, _>(10) as usize,
                         crate_versions: r.get(11),
+                        comm_strategy: r.get(12),
+                        comm: (steps > 0).then(|| {
+                            let n = stages.get::<i64, _>(12).max(1) as f64;
+                            CommMeans {
+                                gradient_seconds: stages.get(8),
+                                gradient_wait_seconds: stages.get(13),
+                                gradient_bytes: stages.get(9),
+                                statistics_seconds: stages.get::<f64, _>(10) / n,
+                                statistics_wait_seconds: stages.get::<f64, _>(14) / n,
+                                statistics_bytes: stages.get::<f64, _>(11) / n,
+                                statistics_steps: stages.get::<i64, _>(12) as usize,
+                            }
+                        }),
                         epochs: epochs
                             .iter()
                             .map(|e| EpochPoint {

@@ -5,5 +5,5 @@ mod record;
 mod run;
 pub mod spec;
 
-pub use run::{run_sweep, SweepOptions, SweepOutcome};
+pub use run::{comm_strategy, follow_sweep, run_sweep, SweepOptions, SweepOutcome};
 pub use spec::{load, parse, PlannedRun, SpecError, Sweep};

@@ -3,19 +3,20 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Result;
 use candle_core::Device;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use optimizers::build as build_optimizer;
+use optimizers::{build as build_optimizer, Channel, Communicator};
 
-use super::record::Recorder;
+use super::record::{Follower, Recorder};
 use super::spec::{PlannedRun, Sweep};
 use crate::checkpoint::Checkpoints;
 use crate::data::{self, Splits};
 use crate::meta;
 use crate::store::{RunMeta, Status, Store};
-use crate::train::{build_model, train_from, Outcome};
+use crate::train::{build_model, train_from_shared, Outcome};
 
 pub struct SweepOptions {
     pub db: PathBuf,
@@ -27,6 +28,79 @@ pub struct SweepOptions {
     pub shard: Option<(usize, usize)>,
     /// Draw progress bars (on a terminal).
     pub progress: bool,
+    /// The processes of a data-parallel sweep (every run trained by all of them); process 0
+    /// writes the store and the checkpoints, the others follow ([`follow_sweep`]).
+    pub comm: Arc<dyn Communicator>,
+}
+
+/// Process 0's `value` on every process of the job (the others pass `None`): a broadcast as
+/// a sum to which only process 0 contributes.
+pub(super) fn share(comm: &dyn Communicator, value: Option<f64>) -> f64 {
+    let mut v = [value.unwrap_or(0.0)];
+    comm.all_reduce_sum_f64(&mut v, Channel::Other);
+    v[0]
+}
+
+/// What a data-parallel run exchanges besides gradients, as recorded in the store.
+pub fn comm_strategy(optimizer: &str, processes: usize) -> &'static str {
+    match optimizer {
+        _ if processes == 1 => "none",
+        "kfac" | "kfac-sua" => "allreduce-factors",
+        "skfac-rs" | "skfac-ss" => "allgather-rows",
+        _ => "allreduce-grads",
+    }
+}
+
+fn checkpoints_of(opts: &SweepOptions, sweep: &Sweep, run: i64) -> Checkpoints {
+    Checkpoints::new(
+        opts.results
+            .join("checkpoints")
+            .join(&sweep.name)
+            .join(run.to_string()),
+    )
+}
+
+/// The part of a data-parallel sweep that processes other than 0 run: the same runs in the
+/// same order, told by process 0 which to skip and which run id (and so checkpoint) to use,
+/// without touching the store. Checkpoints must be on a file system every process sees.
+pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Result<()> {
+    let comm = opts.comm.as_ref();
+    let mut loaded: Option<(String, Splits)> = None;
+    for planned in &sweep.runs {
+        if share(comm, None) != 0.0 {
+            continue; // done already
+        }
+        let run = share(comm, None) as i64;
+        let cfg = &planned.cfg;
+        if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
+            loaded = Some((
+                cfg.dataset.clone(),
+                data::load(&cfg.dataset, &opts.data_dir)?,
+            ));
+        }
+        let splits = &loaded.as_ref().expect("loaded above").1;
+        let checkpoints = checkpoints_of(opts, sweep, run);
+        let device = Device::Cpu;
+        let net = build_model(cfg, splits, &device)?;
+        let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+        opt.set_communicator(opts.comm.clone());
+        let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
+        let mut obs = Follower { comm, stop };
+        let summary = train_from_shared(
+            cfg,
+            splits,
+            &net,
+            opt.as_mut(),
+            &device,
+            &mut obs,
+            progress,
+            comm,
+        )?;
+        if matches!(summary.outcome, Outcome::Interrupted { .. }) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +121,8 @@ pub fn run_key(p: &PlannedRun) -> String {
 }
 
 pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Result<SweepOutcome> {
+    let comm = opts.comm.as_ref();
+    let procs = comm.size();
     let store = Store::open(&opts.db)?;
     let sweep_id = store.sweep(
         &sweep.name,
@@ -89,12 +165,16 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
     let (mut ran, mut skipped, mut failed) = (0, 0, 0);
     for (i, planned) in mine {
         let key = run_key(planned);
-        if let Some(r) = store.find_run(sweep_id, &key)? {
-            if r.status.is_done() {
-                skipped += 1;
-                overall.inc(1);
-                continue;
-            }
+        let done = store
+            .find_run(sweep_id, &key)?
+            .is_some_and(|r| r.status.is_done());
+        if procs > 1 {
+            share(comm, Some(if done { 1.0 } else { 0.0 }));
+        }
+        if done {
+            skipped += 1;
+            overall.inc(1);
+            continue;
         }
         let cfg = &planned.cfg;
         if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
@@ -125,14 +205,15 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             crate_versions: meta::crate_versions(),
             cpu_model: meta::cpu_model(),
             threads: opts.threads,
+            processes: procs,
+            comm_strategy: comm_strategy(&cfg.optimizer, procs).into(),
         };
         let run = store.start_run(Some(sweep_id), &run_meta)?;
-        let checkpoints = Checkpoints::new(
-            opts.results
-                .join("checkpoints")
-                .join(&sweep.name)
-                .join(run.to_string()),
-        );
+        if procs > 1 {
+            // The data is on disk now, and the followers learn where the checkpoints go.
+            share(comm, Some(run as f64));
+        }
+        let checkpoints = checkpoints_of(opts, sweep, run);
         let mut rec = Recorder {
             store: &store,
             run,
@@ -140,17 +221,28 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             stop,
             bar: &epoch_bar,
             buffer: Vec::new(),
+            comm,
         };
         let result = (|| -> Result<Outcome> {
             let device = Device::Cpu;
             let net = build_model(cfg, splits, &device)?;
             let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+            opt.set_communicator(opts.comm.clone());
             let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
             if progress.step > 0 {
                 note(format!("{label}: resuming at step {}", progress.step));
             }
             store.truncate_run(run, progress.step, progress.epochs.len())?;
-            let summary = train_from(cfg, splits, &net, opt.as_mut(), &device, &mut rec, progress)?;
+            let summary = train_from_shared(
+                cfg,
+                splits,
+                &net,
+                opt.as_mut(),
+                &device,
+                &mut rec,
+                progress,
+                comm,
+            )?;
             rec.flush()?;
             Ok(summary.outcome)
         })();

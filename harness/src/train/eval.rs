@@ -4,6 +4,7 @@ use anyhow::Result;
 use candle_core::Device;
 use candle_nn::loss::cross_entropy;
 use models::{Ctx, Network};
+use optimizers::{Channel, Communicator, Local};
 
 use super::step::count_correct;
 use crate::data::{loader::make_batch, BatchPlan, ImageSet, Normalisation};
@@ -21,15 +22,31 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
+    evaluate_shared(net, set, norm, batch_size, device, &Local)
+}
+
+/// [`evaluate`] split over the processes of a data-parallel job (process `r` takes batches
+/// `r, r + P, ...`); every process gets the totals.
+pub fn evaluate_shared(
+    net: &Network,
+    set: &ImageSet,
+    norm: &Normalisation,
+    batch_size: usize,
+    device: &Device,
+    comm: &dyn Communicator,
+) -> Result<Evaluation> {
     let plan = BatchPlan::eval(set.len(), batch_size);
     let (mut loss, mut correct) = (0.0, 0usize);
-    for b in 0..plan.len() {
+    for b in (comm.rank()..plan.len()).step_by(comm.size()) {
         let batch = make_batch(set, plan.indices(b), norm, None, device)?;
         let logits = net.forward(&batch.x, &Ctx::EVAL)?;
         loss += cross_entropy(&logits, &batch.y)?.to_scalar::<f32>()? as f64
             * batch.labels.len() as f64;
         correct += count_correct(&logits, &batch.y)?;
     }
+    let mut sums = [loss, correct as f64];
+    comm.all_reduce_sum_f64(&mut sums, Channel::Other);
+    let (loss, correct) = (sums[0], sums[1].round() as usize);
     Ok(Evaluation {
         loss: loss / set.len() as f64,
         accuracy: correct as f64 / set.len() as f64,

@@ -6,9 +6,17 @@ use rand_chacha::ChaCha8Rng;
 
 /// One label per row of `logits`, drawn from `softmax(logits)` by inverse-CDF sampling.
 pub fn sample_labels(logits: &Tensor, seed: u64) -> Result<Tensor> {
+    sample_labels_from(logits, seed, 0)
+}
+
+/// [`sample_labels`] for rows that start at row `first_row` of the global batch: each row
+/// takes one `f64` (two 32-bit words) of the stream, so a shard skips to its first row's words
+/// and draws what a single process would.
+pub fn sample_labels_from(logits: &Tensor, seed: u64, first_row: usize) -> Result<Tensor> {
     let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F64)?, D::Minus1)?
         .to_vec2::<f64>()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_word_pos(2 * first_row as u128);
     let labels: Vec<u32> = probs
         .iter()
         .map(|p| {
@@ -46,6 +54,12 @@ mod tests {
             );
         }
         assert_eq!(s, sample_labels(&logits, 11)?.to_vec1::<u32>()?, "seeded");
+        let tail = sample_labels_from(&logits.narrow(0, 12_345, 7_655)?, 11, 12_345)?;
+        assert_eq!(
+            tail.to_vec1::<u32>()?,
+            s[12_345..],
+            "a shard draws the batch's labels"
+        );
         Ok(())
     }
 }

@@ -2,23 +2,24 @@
 //! evaluation on the test split after each epoch, divergence detection.
 
 mod config;
+pub mod distributed;
 mod eval;
 mod fisher;
 mod step;
 
 pub use config::{ScheduleKind, TrainConfig};
-pub use eval::{evaluate, Evaluation};
-pub use fisher::sample_labels;
-pub use step::{train_step, StepOutcome};
+pub use eval::{evaluate, evaluate_shared, Evaluation};
+pub use fisher::{sample_labels, sample_labels_from};
+pub use step::{train_step, train_step_shared, StepOutcome};
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
 use models::{ModelConfig, Network};
-use optimizers::{build as build_optimizer, Optimizer, StageTimes};
+use optimizers::{build as build_optimizer, Communicator, Local, Optimizer, StageTimes, Traffic};
 
-use crate::data::{loader::make_batch, BatchPlan, Splits};
+use crate::data::{loader::make_shard, BatchPlan, Splits};
 
 /// Metrics at the end of one epoch.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -88,6 +89,8 @@ pub struct StepRecord {
     pub loss: f64,
     pub lr: f64,
     pub times: StageTimes,
+    /// Collective calls of a data-parallel step (zero alone).
+    pub traffic: Traffic,
 }
 
 /// The run at a step boundary, for an observer that checkpoints.
@@ -168,9 +171,33 @@ pub fn train_from(
     opt: &mut dyn Optimizer,
     device: &Device,
     obs: &mut dyn Observer,
+    p: Progress,
+) -> Result<RunSummary> {
+    train_from_shared(cfg, data, net, opt, device, obs, p, &Local)
+}
+
+/// [`train_from`] on one process of a data-parallel job over `comm`: every process walks the
+/// same global batches and trains on its equal shard of each; metrics are global. `opt` must
+/// hold the same `comm` ([`Optimizer::set_communicator`]).
+#[allow(clippy::too_many_arguments)]
+pub fn train_from_shared(
+    cfg: &TrainConfig,
+    data: &Splits,
+    net: &Network,
+    opt: &mut dyn Optimizer,
+    device: &Device,
+    obs: &mut dyn Observer,
     mut p: Progress,
+    comm: &dyn Communicator,
 ) -> Result<RunSummary> {
     cfg.validate()?;
+    let (rank, procs) = (comm.rank(), comm.size());
+    anyhow::ensure!(
+        cfg.batch_size % procs == 0,
+        "the batch size {} does not split evenly over {procs} processes: choose a multiple of {procs}",
+        cfg.batch_size
+    );
+    let shard = cfg.batch_size / procs;
     let n_train = cfg
         .train_subset
         .map_or(data.train.len(), |s| s.min(data.train.len()));
@@ -192,13 +219,14 @@ pub fn train_from(
             let lr = schedule.at(p.step);
             opt.set_learning_rate(lr);
             let aug = data.augment.then_some((cfg.seed, epoch, b));
-            let batch = make_batch(&data.train, plan.indices(b), &data.norm, aug, device)?;
+            let keep = rank * shard..(rank + 1) * shard;
+            let batch = make_shard(&data.train, plan.indices(b), keep, &data.norm, aug, device)?;
             // A stream of its own: at step 0 the seed must not equal the model-init seed.
             let fisher_seed = cfg.seed
                 ^ (p.step as u64)
                     .wrapping_add(1)
                     .wrapping_mul(0xA24B_AED4_963E_E407);
-            match train_step(net, opt, &batch, fisher_seed)? {
+            match train_step_shared(net, opt, &batch, fisher_seed, comm)? {
                 StepOutcome::Diverged { loss } => {
                     return Ok(summary(&p, Outcome::Diverged { step: p.step, loss }));
                 }
@@ -206,17 +234,19 @@ pub fn train_from(
                     loss,
                     correct,
                     times,
+                    traffic,
                 } => {
                     p.totals.add(&times);
-                    p.epoch_loss_sum += loss * batch.labels.len() as f64;
+                    p.epoch_loss_sum += loss * cfg.batch_size as f64;
                     p.epoch_correct += correct;
-                    p.epoch_seen += batch.labels.len();
+                    p.epoch_seen += cfg.batch_size;
                     let rec = StepRecord {
                         epoch,
                         step: p.step,
                         loss,
                         lr,
                         times,
+                        traffic,
                     };
                     p.step += 1;
                     p.batch += 1;
@@ -234,7 +264,15 @@ pub fn train_from(
             }
         }
         p.train_seconds += p.epoch_seconds;
-        let test = evaluate(net, &data.test, &data.norm, cfg.eval_batch_size, device)?;
+        distributed::sync_buffers(net, comm)?;
+        let test = evaluate_shared(
+            net,
+            &data.test,
+            &data.norm,
+            cfg.eval_batch_size,
+            device,
+            comm,
+        )?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             train_loss: p.epoch_loss_sum / p.epoch_seen as f64,

@@ -4,16 +4,22 @@ use anyhow::Result;
 use candle_core::{DType, Tensor, D};
 use candle_nn::loss::cross_entropy;
 use models::{Ctx, Network};
-use optimizers::{LayerStats, Optimizer, StageTimes, StatsRequest, Stopwatch};
+use optimizers::{
+    Communicator, LayerStats, Local, Optimizer, StageTimes, StatsRequest, Stopwatch, Traffic,
+};
 
-use super::fisher::sample_labels;
+use super::distributed::average_gradients;
+use super::fisher::sample_labels_from;
 use crate::data::Batch;
 
 pub enum StepOutcome {
+    /// `loss` and `correct` are over the global batch (all processes).
     Done {
         loss: f64,
         correct: usize,
         times: StageTimes,
+        /// Seconds and bytes of this step's collective calls.
+        traffic: Traffic,
     },
     /// The loss was NaN or infinite; no update was applied.
     Diverged { loss: f64 },
@@ -37,6 +43,22 @@ pub fn train_step(
     batch: &Batch,
     fisher_seed: u64,
 ) -> Result<StepOutcome> {
+    train_step_shared(net, opt, batch, fisher_seed, &Local)
+}
+
+/// [`train_step`] on one process of a data-parallel job: `batch` is this process's equal
+/// shard of the global batch; gradients are averaged over the processes (one fused
+/// all-reduce, timed as communication) before the optimizer steps, so every process applies
+/// the same update. The optimizer must hold the same `comm` for its statistics.
+pub fn train_step_shared(
+    net: &Network,
+    opt: &mut dyn Optimizer,
+    batch: &Batch,
+    fisher_seed: u64,
+    comm: &dyn Communicator,
+) -> Result<StepOutcome> {
+    // Whatever ran between steps (evaluation) is not this step's traffic.
+    comm.take_traffic();
     let req = opt.stats_request();
     let ctx = if req == StatsRequest::None {
         Ctx::TRAIN
@@ -46,33 +68,55 @@ pub fn train_step(
     let mut sw = Stopwatch::start();
     let logits = net.forward(&batch.x, &ctx)?;
     let loss = cross_entropy(&logits, &batch.y)?;
-    let loss_value = loss.to_scalar::<f32>()? as f64;
+    let mut loss_value = loss.to_scalar::<f32>()? as f64;
     let forward = sw.lap();
-    if !loss_value.is_finite() {
+    let shared = comm.size() > 1;
+    // Alone, a diverged loss stops the step here; in a job every process must still join the
+    // all-reduce below, which then tells all of them alike.
+    if !loss_value.is_finite() && !shared {
         net.clear_stats();
         return Ok(StepOutcome::Diverged { loss: loss_value });
     }
-    let grads = loss.backward()?;
+    let mut grads = loss.backward()?;
     let backward = sw.lap();
+    let mut correct = count_correct(&logits, &batch.y)?;
+    if shared {
+        let params = opt_params(net);
+        (loss_value, correct) = average_gradients(&mut grads, &params, loss_value, correct, comm)?;
+        sw.lap();
+        if !loss_value.is_finite() {
+            net.clear_stats();
+            return Ok(StepOutcome::Diverged { loss: loss_value });
+        }
+    }
     let stats: Option<Vec<LayerStats>> = match req {
         StatsRequest::None => None,
         StatsRequest::Empirical => Some(net.take_stats(&grads)?),
         StatsRequest::Sampled => {
             // G from the loss on labels drawn from the model's own predictive distribution.
-            let sampled = sample_labels(&logits.detach(), fisher_seed)?;
+            let first_row = comm.rank() * batch.labels.len();
+            let sampled = sample_labels_from(&logits.detach(), fisher_seed, first_row)?;
             let fisher_grads = cross_entropy(&logits, &sampled)?.backward()?;
             Some(net.take_stats(&fisher_grads)?)
         }
     };
     let statistics = sw.lap();
-    let correct = count_correct(&logits, &batch.y)?;
     let mut times = opt.step(&grads, stats.as_deref())?;
+    let traffic = comm.take_traffic();
     times.forward = forward;
     times.backward = backward;
-    times.statistics += statistics;
+    // The optimizer timed its statistics exchange as part of its statistics stage.
+    times.statistics = (times.statistics + statistics - traffic.statistics_seconds).max(0.0);
+    times.communication = traffic.gradient_seconds + traffic.statistics_seconds;
     Ok(StepOutcome::Done {
         loss: loss_value,
         correct,
         times,
+        traffic,
     })
+}
+
+/// The trainable variables in the fixed order every process agrees on.
+fn opt_params(net: &Network) -> Vec<optimizers::NamedVar> {
+    net.param_set().all()
 }

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, D};
-use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 use super::{
     rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, SuaFactor, WoodburyMode,
 };
+use crate::comm::{Communicator, Local};
 use crate::layer::{LayerKind, LayerSpec, LayerStats};
 
 /// The curvature approximation of a K-FAC-family optimizer.
@@ -68,15 +69,28 @@ impl Block {
         &self.spec.name
     }
 
-    /// Folds one batch of this layer's statistics into both factors.
-    pub fn observe(&mut self, stats: &LayerStats, decay: f64, rng: &mut impl Rng) -> Result<()> {
+    /// Folds one batch of this layer's statistics into both factors. `rng` seeds the
+    /// spatial subsampling (one stream per example).
+    pub fn observe(&mut self, stats: &LayerStats, decay: f64, rng: &ChaCha8Rng) -> Result<()> {
+        self.observe_shared(stats, decay, rng, &Local)
+    }
+
+    /// [`Block::observe`] in a data-parallel job: `stats` hold this process's equal shard of
+    /// the global batch, and the factors exchange what they need through `comm`.
+    pub fn observe_shared(
+        &mut self,
+        stats: &LayerStats,
+        decay: f64,
+        rng: &ChaCha8Rng,
+        comm: &dyn Communicator,
+    ) -> Result<()> {
         let (a, g) = match self.approx {
             Approx::Kfac | Approx::KfacSua => rows::all(stats)?,
             Approx::ReduceSum => rows::reduce_sum(stats)?,
-            Approx::Subsample(s) => rows::subsample(stats, s, rng)?,
+            Approx::Subsample(s) => rows::subsample(stats, s, rng, comm.rank() * stats.batch)?,
         };
-        self.omega.observe(&a, decay)?;
-        self.gamma.observe(&g, decay)
+        self.omega.observe_shared(&a, decay, comm)?;
+        self.gamma.observe_shared(&g, decay, comm)
     }
 
     /// Refreshes both inverses, retrying with 10× the damping up to three times. On failure the

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use candle_core::{Result, Tensor};
 
 use super::{moving_average, put, take, Factor};
+use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
 
 pub struct DenseFactor {
@@ -28,9 +29,10 @@ pub(crate) fn missing(what: &str) -> candle_core::Error {
 }
 
 impl Factor for DenseFactor {
-    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
+    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
         let n = rows.dim(0)? as f64;
-        let batch = (rows.t()?.matmul(rows)? / n)?;
+        // Equal shards: the mean of the shards' statistics is the global batch's.
+        let batch = all_reduce_mean(comm, &(rows.t()?.matmul(rows)? / n)?, Channel::Statistics)?;
         self.stat = Some(moving_average(self.stat.as_ref(), batch, decay)?);
         Ok(())
     }

@@ -11,6 +11,7 @@ use faer::{Mat, Side};
 
 use super::dense::missing;
 use super::{moving_average, put, take, Factor};
+use crate::comm::{all_gather_rows, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
 
 /// How the Woodbury inverse is used.
@@ -53,7 +54,11 @@ impl LowRankFactor {
 }
 
 impl Factor for LowRankFactor {
-    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
+    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
+        // SKFAC sends its rows, not an n×n statistic: every process gets the global batch's
+        // `Y` (before the shape check, which must then agree on every process).
+        let gathered = all_gather_rows(comm, rows, Channel::Statistics)?;
+        let rows = &gathered;
         if let Some(old) = &self.ema {
             if old.dims() != rows.dims() {
                 // A different row count (a last, smaller batch): skip rather than mix shapes.

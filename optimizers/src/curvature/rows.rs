@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 use rand::seq::index::sample;
-use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::layer::LayerStats;
 
@@ -27,7 +27,16 @@ pub fn reduce_sum(stats: &LayerStats) -> Result<(Tensor, Tensor)> {
 
 /// Spatial Subsampling (paper §3.2.1): `s` positions per example, drawn without replacement,
 /// the same positions for `A` and `G`; all positions when `s ≥ T`.
-pub fn subsample(stats: &LayerStats, s: usize, rng: &mut impl Rng) -> Result<(Tensor, Tensor)> {
+///
+/// Example `e` draws from stream `first_example + e` of `rng`, so a process holding a shard
+/// of the global batch (its first example being `first_example`) draws what a single process
+/// would for those examples.
+pub fn subsample(
+    stats: &LayerStats,
+    s: usize,
+    rng: &ChaCha8Rng,
+    first_example: usize,
+) -> Result<(Tensor, Tensor)> {
     let (m, t) = (stats.batch, stats.positions);
     let (a, g) = all(stats)?;
     if s >= t {
@@ -35,7 +44,9 @@ pub fn subsample(stats: &LayerStats, s: usize, rng: &mut impl Rng) -> Result<(Te
     }
     let mut idx = Vec::with_capacity(m * s);
     for example in 0..m {
-        let mut picked = sample(rng, t, s).into_vec();
+        let mut r = rng.clone();
+        r.set_stream((first_example + example) as u64);
+        let mut picked = sample(&mut r, t, s).into_vec();
         picked.sort_unstable();
         idx.extend(picked.into_iter().map(|p| (example * t + p) as u32));
     }
@@ -78,7 +89,7 @@ mod tests {
     fn subsampling_keeps_a_and_g_rows_paired_and_distinct_per_example() {
         let st = stats(4, 9);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (a, g) = subsample(&st, 4, &mut rng).unwrap();
+        let (a, g) = subsample(&st, 4, &rng, 0).unwrap();
         assert_eq!(a.dims(), &[16, 3]);
         let (a, g) = (a.to_vec2::<f64>().unwrap(), g.to_vec2::<f64>().unwrap());
         for (k, (ar, gr)) in a.iter().zip(&g).enumerate() {
@@ -91,7 +102,20 @@ mod tests {
             rows.dedup();
             assert_eq!(rows.len(), 4, "without replacement");
         }
-        let (a_all, _) = subsample(&st, 9, &mut rng).unwrap();
+        let (a_all, _) = subsample(&st, 9, &rng, 0).unwrap();
         assert_eq!(a_all.dims(), &[36, 3]);
+        // A shard starting at example 2 draws what the whole batch drew for examples 2 and 3.
+        let half = LayerStats {
+            a: st.a.narrow(0, 18, 18).unwrap(),
+            g: st.g.narrow(0, 18, 18).unwrap(),
+            batch: 2,
+            ..st.clone()
+        };
+        let (a_half, _) = subsample(&half, 4, &rng, 2).unwrap();
+        let first = |v: Vec<Vec<f64>>| v.iter().map(|r| r[0]).collect::<Vec<_>>();
+        assert_eq!(
+            first(a_half.to_vec2::<f64>().unwrap()),
+            a[8..].iter().map(|r| r[0]).collect::<Vec<_>>()
+        );
     }
 }

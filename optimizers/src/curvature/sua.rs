@@ -12,6 +12,7 @@ use candle_core::{Result, Tensor, D};
 
 use super::dense::missing;
 use super::{moving_average, put, take, Factor};
+use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
 
 pub struct SuaFactor {
@@ -65,13 +66,14 @@ impl SuaFactor {
 }
 
 impl Factor for SuaFactor {
-    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
+    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
         let n = rows.dim(0)?;
         let x = rows
             .narrow(1, 0, self.width())?
             .contiguous()?
             .reshape((n * self.offsets, self.channels))?;
         let batch = (x.t()?.matmul(&x)? / (n * self.offsets) as f64)?;
+        let batch = all_reduce_mean(comm, &batch, Channel::Statistics)?;
         self.stat = Some(moving_average(self.stat.as_ref(), batch, decay)?);
         Ok(())
     }

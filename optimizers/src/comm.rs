@@ -1,0 +1,142 @@
+//! Data-parallel communication as the optimizers need it, without tying the crate to MPI: a
+//! training loop that runs on several processes hands its optimizer a [`Communicator`]
+//! (the `skfac` harness implements one over MPI); a single process uses [`Local`].
+//!
+//! What each K-FAC-family variant exchanges (algorithms.md, "Distributed data parallel"):
+//! K-FAC and SUA all-reduce (average) their factors' batch statistics; SKFAC all-gathers the
+//! low-rank rows `Y` instead, so every process forms the same inverses from the global batch.
+
+use candle_core::{DType, Result, Tensor};
+
+/// What a collective call carries, for accounting its time and bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// The gradient all-reduce of every step.
+    Gradients,
+    /// The K-FAC-family statistics exchange of a statistics step.
+    Statistics,
+    /// Anything else (evaluation sums, agreement on the loss).
+    Other,
+}
+
+/// Seconds spent in collective calls and bytes this process contributed to them, per channel,
+/// since the last [`Communicator::take_traffic`]. `*_seconds` is all the time in the calls;
+/// `*_wait_seconds` the part spent waiting for the slowest process to arrive (load
+/// imbalance, not transfer), where the communicator can tell them apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    pub gradient_seconds: f64,
+    pub gradient_wait_seconds: f64,
+    pub gradient_bytes: u64,
+    pub statistics_seconds: f64,
+    pub statistics_wait_seconds: f64,
+    pub statistics_bytes: u64,
+    pub other_seconds: f64,
+    pub other_bytes: u64,
+}
+
+impl Traffic {
+    /// Adds one call's seconds (`wait` of them waiting) and bytes to its channel.
+    pub fn record(&mut self, channel: Channel, seconds: f64, wait: f64, bytes: u64) {
+        let (s, w, b) = match channel {
+            Channel::Gradients => (
+                &mut self.gradient_seconds,
+                &mut self.gradient_wait_seconds,
+                &mut self.gradient_bytes,
+            ),
+            Channel::Statistics => (
+                &mut self.statistics_seconds,
+                &mut self.statistics_wait_seconds,
+                &mut self.statistics_bytes,
+            ),
+            Channel::Other => (&mut self.other_seconds, &mut 0.0, &mut self.other_bytes),
+        };
+        *s += seconds;
+        *w += wait;
+        *b += bytes;
+    }
+}
+
+/// Collective operations over the processes of one data-parallel job. Every process must make
+/// the same calls in the same order with buffers of the agreed sizes.
+pub trait Communicator: Send + Sync {
+    /// This process's index, `0..size`.
+    fn rank(&self) -> usize;
+    /// Number of processes.
+    fn size(&self) -> usize;
+    /// Element-wise sum over all processes, in place.
+    fn all_reduce_sum_f32(&self, buf: &mut [f32], channel: Channel);
+    fn all_reduce_sum_f64(&self, buf: &mut [f64], channel: Channel);
+    /// Every process's buffer (lengths may differ), concatenated in rank order.
+    fn all_gather_f32(&self, mine: &[f32], channel: Channel) -> Vec<f32>;
+    fn all_gather_f64(&self, mine: &[f64], channel: Channel) -> Vec<f64>;
+    /// The traffic since the last call, and resets it.
+    fn take_traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+}
+
+/// One process: every collective is the identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Local;
+
+impl Communicator for Local {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn all_reduce_sum_f32(&self, _: &mut [f32], _: Channel) {}
+    fn all_reduce_sum_f64(&self, _: &mut [f64], _: Channel) {}
+    fn all_gather_f32(&self, mine: &[f32], _: Channel) -> Vec<f32> {
+        mine.to_vec()
+    }
+    fn all_gather_f64(&self, mine: &[f64], _: Channel) -> Vec<f64> {
+        mine.to_vec()
+    }
+}
+
+/// The mean over all processes of a tensor of the same shape on each.
+pub fn all_reduce_mean(comm: &dyn Communicator, t: &Tensor, channel: Channel) -> Result<Tensor> {
+    let p = comm.size();
+    if p == 1 {
+        return Ok(t.clone());
+    }
+    let shape = t.shape().clone();
+    match t.dtype() {
+        DType::F64 => {
+            let mut v = t.flatten_all()?.to_vec1::<f64>()?;
+            comm.all_reduce_sum_f64(&mut v, channel);
+            v.iter_mut().for_each(|x| *x /= p as f64);
+            Tensor::from_vec(v, shape, t.device())
+        }
+        _ => {
+            let mut v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            comm.all_reduce_sum_f32(&mut v, channel);
+            v.iter_mut().for_each(|x| *x /= p as f32);
+            Tensor::from_vec(v, shape, t.device())?.to_dtype(t.dtype())
+        }
+    }
+}
+
+/// The rows `[n_i, d]` of every process stacked in rank order: `[Σ n_i, d]`.
+pub fn all_gather_rows(comm: &dyn Communicator, t: &Tensor, channel: Channel) -> Result<Tensor> {
+    if comm.size() == 1 {
+        return Ok(t.clone());
+    }
+    let d = t.dim(1)?;
+    match t.dtype() {
+        DType::F64 => {
+            let v = comm.all_gather_f64(&t.flatten_all()?.to_vec1::<f64>()?, channel);
+            let n = v.len() / d;
+            Tensor::from_vec(v, (n, d), t.device())
+        }
+        _ => {
+            let mine = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            let v = comm.all_gather_f32(&mine, channel);
+            let n = v.len() / d;
+            Tensor::from_vec(v, (n, d), t.device())?.to_dtype(t.dtype())
+        }
+    }
+}
