@@ -180,5 +180,9 @@ mod mpi_comm {
         fn take_traffic(&self) -> Traffic {
             std::mem::take(&mut *self.traffic.lock().expect("traffic lock"))
         }
+
+        fn abort(&self, code: i32) -> ! {
+            mpi::traits::Communicator::abort(&self.world, code)
+        }
     }
 }

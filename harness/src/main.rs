@@ -365,7 +365,7 @@ fn print_stage_times(t: &StageTimes) {
     );
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, job: &harness::comm::Job) -> Result<()> {
     match cli.command {
         Command::Data {
             dataset,
@@ -391,7 +391,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Sweep(args) => return sweep_command(args),
+        Command::Sweep(args) => return sweep_command(args, job),
         Command::Report { db, sweep, out } => report_command(&db, sweep.as_deref(), out)?,
         Command::BenchGains {
             db,
@@ -489,8 +489,6 @@ fn run(cli: Cli) -> Result<()> {
             say!("{:.1} img/s", r.images_per_second);
         }
         Command::Train(args) => {
-            // Launched by `mpirun -np P`: one of P data-parallel processes.
-            let job = harness::comm::join()?;
             let threads = harness::threads::configure(args.threads.or_else(|| {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 (job.size() > 1).then(|| (cores / harness::comm::local_size()).max(1))
@@ -611,7 +609,14 @@ fn report_command(db: &std::path::Path, sweep: Option<&str>, out: Option<PathBuf
             (Some(o), None) => o.join(name),
             (None, _) => PathBuf::from("results/reports").join(name),
         };
-        let written = reports::write_report(&results, &dir)?;
+        let written = match reports::write_report(&results, &dir) {
+            // Reporting every sweep: one that has not finished an epoch yet is skipped.
+            Err(e @ reports::ReportError::Empty(_)) if sweep.is_none() => {
+                say!("{e}; skipped");
+                continue;
+            }
+            r => r?,
+        };
         say!(
             "sweep {name}: wrote {} files to {} (open report.html)",
             written.files.len(),
@@ -629,10 +634,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// exits; started again, it resumes.
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn sweep_command(args: SweepArgs) -> Result<()> {
+fn sweep_command(args: SweepArgs, job: &harness::comm::Job) -> Result<()> {
     let spec = sweep::load(&args.file)?;
     anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
-    let job = harness::comm::join()?;
     anyhow::ensure!(
         args.mpi.is_none_or(|p| p >= 1),
         "--mpi takes the number of processes, at least 1"
@@ -650,6 +654,21 @@ fn sweep_command(args: SweepArgs) -> Result<()> {
     ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;
     if job.size() > 1 {
+        // Checked on every process before any collective call, so all of them stop alike.
+        let uneven: Vec<String> = spec
+            .runs
+            .iter()
+            .filter(|r| r.cfg.batch_size % job.size() != 0)
+            .map(|r| format!("{} (batch {})", r.cfg.optimizer_label(), r.cfg.batch_size))
+            .collect();
+        anyhow::ensure!(
+            uneven.is_empty(),
+            "{}: the batch size of {} does not split evenly over {} processes: use a batch_size that is a multiple of {}",
+            args.file.display(),
+            uneven.join(", "),
+            job.size(),
+            job.size()
+        );
         harness::threads::configure(Some(threads))?;
         let opts = sweep::SweepOptions {
             db: args.db.clone(),
@@ -714,9 +733,13 @@ fn sweep_command(args: SweepArgs) -> Result<()> {
 fn sweep_mpirun(args: &SweepArgs, processes: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the skfac executable")?;
     let mut cmd = std::process::Command::new("mpirun");
-    cmd.arg("-np")
-        .arg(processes.to_string())
-        .arg(exe)
+    cmd.arg("-np").arg(processes.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if processes > cores {
+        // Open MPI allows one process per core unless told otherwise.
+        cmd.arg("--oversubscribe");
+    }
+    cmd.arg(exe)
         .arg("sweep")
         .arg(&args.file)
         .arg("--db")
@@ -891,11 +914,29 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    // Launched by `mpirun -np P`: one of P data-parallel processes (alone otherwise).
+    let job = match harness::comm::join() {
+        Ok(job) => job,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli, &job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Regressed>() => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if job.size() > 1 {
+                // The other processes may be waiting in a collective call for this one.
+                job.comm.abort(1);
+            }
+            ExitCode::from(if e.is::<harness::regress::CannotCompare>() {
+                2
+            } else {
+                1
+            })
         }
     }
 }

@@ -1,7 +1,13 @@
 //! `skfac regress`: picks the baseline benchmark record and compares the newest one with it.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use reports::regress::{compare, render, BenchRecord};
+
+/// The records cannot be compared (no records, no baseline, no shared ratio): an error of its
+/// own, so that `skfac regress` exits with status 2 here and 1 only on a regression.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CannotCompare(pub String);
 
 /// Which record the newest one is compared with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,11 +61,17 @@ pub fn select<'a>(
     git_tags: &dyn Fn(&str) -> Option<Vec<String>>,
 ) -> Result<(&'a BenchRecord, BenchRecord)> {
     let Some(current) = records.last() else {
-        bail!("the database holds no benchmark records: run `skfac bench-gains` first");
+        return Err(CannotCompare(
+            "the database holds no benchmark records: run `skfac bench-gains` first".into(),
+        )
+        .into());
     };
+    // Ratios depend on the shapes and on the thread count (the inverse stages most).
     let older: Vec<&BenchRecord> = records[..records.len() - 1]
         .iter()
-        .filter(|r| r.model == current.model && r.batch == current.batch)
+        .filter(|r| {
+            r.model == current.model && r.batch == current.batch && r.threads == current.threads
+        })
         .collect();
     let found = match baseline {
         Baseline::Previous => older.last().copied(),
@@ -80,8 +92,8 @@ pub fn select<'a>(
             b.tags = tags(&b, git_tags);
             Ok((current, b))
         }
-        None => bail!(
-            "no baseline record ({}) of {} at batch {} older than record {}: run `skfac bench-gains` on the baseline commit, or pass --baseline previous",
+        None => Err(CannotCompare(format!(
+            "no baseline record ({}) of {} at batch {} on {} thread(s) older than record {}: run `skfac bench-gains` with the same settings on the baseline commit, or pass --baseline previous",
             match baseline {
                 Baseline::Previous => "previous".to_string(),
                 Baseline::LatestTagged => "latest-tagged".to_string(),
@@ -89,8 +101,10 @@ pub fn select<'a>(
             },
             current.model,
             current.batch,
+            current.threads,
             current.id
-        ),
+        ))
+        .into()),
     }
 }
 
@@ -103,6 +117,13 @@ pub fn report(
 ) -> Result<(String, bool)> {
     let (current, base) = select(records, baseline, git_tags)?;
     let rows = compare(&base, current, tolerance);
+    if rows.is_empty() {
+        return Err(CannotCompare(format!(
+            "records {} and {} share no ratio (different optimizers?)",
+            base.id, current.id
+        ))
+        .into());
+    }
     let regressed = rows.iter().filter(|r| r.regressed).count();
     let mut text = render(&base, current, &rows, tolerance);
     text.push_str(&if regressed > 0 {

@@ -236,3 +236,53 @@ t_inv = 4
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| SKFAC-RS | 2 | allgather-rows |"), "{md}");
 }
+
+#[test]
+fn a_batch_that_does_not_split_over_the_processes_ends_the_job_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("odd.toml");
+    std::fs::write(
+        &file,
+        "models = [\"mlp\"]\noptimizers = [\"sgd\"]\nseeds = [0]\nepochs = 1\n\
+         train_subset = 256\nbatch_size = 63\ntarget_accuracy = 0.5\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skfac"))
+        .args([
+            "sweep",
+            file.to_str().unwrap(),
+            "--mpi",
+            "2",
+            "--threads",
+            "1",
+            "--db",
+        ])
+        .arg(dir.path().join("odd.db"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--results")
+        .arg(dir.path().join("results"))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang would be the failure this guards against.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the job hung instead of ending");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("multiple of 2") && text.contains("odd.toml"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+}

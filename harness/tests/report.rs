@@ -160,6 +160,15 @@ fn record(commit: &str, skfac_inverse: f64) -> BenchRecord {
     }
 }
 
+fn regress_status(db: &Path) -> Option<i32> {
+    Command::new(env!("CARGO_BIN_EXE_skfac"))
+        .args(["regress", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
 fn regress(db: &Path, extra: &[&str]) -> (bool, String) {
     let mut args = vec!["regress", "--db", db.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -173,6 +182,11 @@ fn regress_fails_on_a_planted_regression_and_passes_a_clean_record() {
     let store = Store::open(&db).unwrap();
     let (ok, text) = regress(&db, &[]);
     assert!(!ok && text.contains("skfac bench-gains"), "{text}");
+    assert_eq!(
+        regress_status(&db),
+        Some(2),
+        "nothing to compare is not a regression"
+    );
 
     store
         .add_bench(&record("aaaa1111", 0.002), "{}", "{}")
@@ -192,6 +206,7 @@ fn regress_fails_on_a_planted_regression_and_passes_a_clean_record() {
     let (ok, text) = regress(&db, &[]);
     assert!(!ok, "{text}");
     assert!(text.contains("REGRESSED"), "{text}");
+    assert_eq!(regress_status(&db), Some(1));
     // Against the first commit by prefix, and with a tolerance wide enough, it passes.
     let (ok, text) = regress(&db, &["--baseline", "aaaa", "--tolerance", "2000%"]);
     assert!(ok && text.contains("commit aaaa1111"), "{text}");

@@ -74,6 +74,12 @@ pub trait Communicator: Send + Sync {
     fn take_traffic(&self) -> Traffic {
         Traffic::default()
     }
+
+    /// Ends every process of the job: one process failing alone would leave the others
+    /// waiting in a collective call forever.
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
 }
 
 /// One process: every collective is the identity.

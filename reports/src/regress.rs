@@ -131,7 +131,8 @@ pub fn compare(baseline: &BenchRecord, current: &BenchRecord, tolerance: f64) ->
                 baseline: b.value,
                 current: c.value,
                 worse_by,
-                regressed: worse_by > tolerance,
+                // A ratio that is no longer finite (a stage timed at zero) counts as regressed.
+                regressed: !(worse_by <= tolerance),
             })
         })
         .collect()

@@ -9,7 +9,8 @@ pub struct TargetRow {
     pub label: String,
     pub optimizer: String,
     pub samples: Option<u32>,
-    /// Runs (seeds) in the series, and how many of them reached the target.
+    /// Finished or diverged runs (seeds) in the series, and how many of them reached the
+    /// target. Runs still running or failed are left out.
     pub runs: usize,
     pub reached: usize,
     pub diverged: usize,
@@ -19,7 +20,7 @@ pub struct TargetRow {
     pub minutes: Option<f64>,
     /// `minutes / kfac minutes - 1`: the paper's "time gap" (+18.76% for its SGD).
     pub gap: Option<f64>,
-    /// Mean test accuracy at the last epoch of the runs that did not diverge.
+    /// Mean test accuracy at the last epoch of the finished runs.
     pub final_accuracy: Option<f64>,
 }
 
@@ -37,7 +38,13 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
             let mut minutes = Vec::new();
             let mut finals = Vec::new();
             let mut diverged = 0;
-            for run in &s.runs {
+            let done = s
+                .runs
+                .iter()
+                .filter(|r| r.status == "finished" || r.status == "diverged");
+            let mut runs = 0;
+            for run in done {
+                runs += 1;
                 if let Some(e) = run.epochs.iter().find(|e| e.test_accuracy >= target) {
                     epochs.push(e.epoch as f64);
                     minutes.push(e.wall_seconds / 60.0);
@@ -52,7 +59,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
                 label: s.label(),
                 optimizer: s.optimizer.to_string(),
                 samples: s.samples,
-                runs: s.runs.len(),
+                runs,
                 reached: epochs.len(),
                 diverged,
                 epochs: mean(&epochs),

@@ -5,8 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 use indicatif::ProgressBar;
 
-use optimizers::Communicator;
-
 use crate::checkpoint::Checkpoints;
 use crate::store::{EpochRow, IterationRow, Store};
 use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
@@ -22,31 +20,17 @@ pub(super) struct Recorder<'a> {
     pub stop: &'a AtomicBool,
     pub bar: &'a ProgressBar,
     pub buffer: Vec<IterationRow>,
-    /// The job's processes; all must agree to stop at the same step.
-    pub comm: &'a dyn Communicator,
 }
 
-/// Stops every process of a job at the same step when any of them was asked to.
-fn agree_to_stop(comm: &dyn Communicator, stop: &AtomicBool) -> bool {
-    let mine = stop.load(Ordering::Relaxed);
-    if comm.size() == 1 {
-        return mine;
-    }
-    let mut v = [f64::from(u8::from(mine))];
-    comm.all_reduce_sum_f64(&mut v, optimizers::Channel::Other);
-    v[0] > 0.0
-}
-
-/// The observer of processes other than 0 in a data-parallel sweep: they record nothing but
-/// must stop when the others stop.
+/// The observer of processes other than 0 in a data-parallel sweep: they record nothing, but
+/// their Ctrl-C stops the job too (the training loop shares the flag in its all-reduce).
 pub(super) struct Follower<'a> {
-    pub comm: &'a dyn Communicator,
     pub stop: &'a AtomicBool,
 }
 
 impl Observer for Follower<'_> {
     fn should_stop(&self) -> bool {
-        agree_to_stop(self.comm, self.stop)
+        self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -109,7 +93,7 @@ impl Observer for Recorder<'_> {
     }
 
     fn should_stop(&self) -> bool {
-        agree_to_stop(self.comm, self.stop)
+        self.stop.load(Ordering::Relaxed)
     }
 
     fn interrupted(&mut self, state: &RunState<'_>) -> Result<()> {

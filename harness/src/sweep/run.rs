@@ -85,7 +85,16 @@ pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Re
         let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
         opt.set_communicator(opts.comm.clone());
         let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
-        let mut obs = Follower { comm, stop };
+        let leader_step = share(comm, None) as usize;
+        anyhow::ensure!(
+            leader_step == progress.step,
+            "process {} found its checkpoint at step {} but process 0 at step {leader_step}: \
+             the results folder ({}) must be one folder every process sees",
+            comm.rank(),
+            progress.step,
+            opts.results.display()
+        );
+        let mut obs = Follower { stop };
         let summary = train_from_shared(
             cfg,
             splits,
@@ -221,7 +230,6 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             stop,
             bar: &epoch_bar,
             buffer: Vec::new(),
-            comm,
         };
         let result = (|| -> Result<Outcome> {
             let device = Device::Cpu;
@@ -229,6 +237,10 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
             opt.set_communicator(opts.comm.clone());
             let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
+            if procs > 1 {
+                // Every process must resume from the same step (a shared results folder).
+                share(comm, Some(progress.step as f64));
+            }
             if progress.step > 0 {
                 note(format!("{label}: resuming at step {}", progress.step));
             }
@@ -273,6 +285,12 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
                 let why = format!("{e:#}");
                 note(format!("{label}: failed: {why}"));
                 store.end_run(run, Status::Failed, Some(&why))?;
+                if procs > 1 {
+                    // The other processes may be mid-step, waiting for this one: end the job
+                    // (the run is recorded; started again, the sweep retries it).
+                    note("ending the data-parallel job: a run failed on process 0".into());
+                    comm.abort(1);
+                }
             }
         }
         overall.inc(1);

@@ -8,16 +8,19 @@ use models::Network;
 use optimizers::comm::all_reduce_mean;
 use optimizers::{Channel, Communicator, NamedVar};
 
-/// Averages every parameter's gradient over the processes in one fused all-reduce, and sums
-/// `loss·m` and `correct` in the same call. Returns the global mean loss and correct count.
-/// Parameters without a gradient are skipped alike on every process (same graph).
+/// Averages every parameter's gradient over the processes in one fused all-reduce, which also
+/// carries the shard's mean loss, its correct count and whether this process was asked to
+/// stop. Returns the global mean loss, the global correct count and whether any process was
+/// asked to stop. Parameters without a gradient are skipped alike on every process (same
+/// graph).
 pub fn average_gradients(
     grads: &mut GradStore,
     params: &[NamedVar],
     local_loss: f64,
     local_correct: usize,
+    stop: bool,
     comm: &dyn Communicator,
-) -> Result<(f64, usize)> {
+) -> Result<(f64, usize, bool)> {
     let p = comm.size() as f32;
     let mut parts: Vec<(usize, Tensor)> = Vec::with_capacity(params.len());
     let mut len = 0;
@@ -35,6 +38,7 @@ pub fn average_gradients(
     // Equal shards: the global mean loss is the mean of the shards' means.
     buf.push(local_loss as f32);
     buf.push(local_correct as f32);
+    buf.push(f32::from(u8::from(stop)));
     comm.all_reduce_sum_f32(&mut buf, Channel::Gradients);
     let mut at = 0;
     for (i, g) in parts {
@@ -45,7 +49,11 @@ pub fn average_gradients(
         let t = Tensor::from_vec(mean, var.shape(), var.device())?.to_dtype(var.dtype())?;
         grads.insert(var.as_tensor(), t);
     }
-    Ok(((buf[at] / p) as f64, buf[at + 1].round() as usize))
+    Ok((
+        (buf[at] / p) as f64,
+        buf[at + 1].round() as usize,
+        buf[at + 2] > 0.0,
+    ))
 }
 
 /// Makes every process's BatchNorm running statistics their mean, so that evaluation and

@@ -226,7 +226,10 @@ pub fn train_from_shared(
                 ^ (p.step as u64)
                     .wrapping_add(1)
                     .wrapping_mul(0xA24B_AED4_963E_E407);
-            match train_step_shared(net, opt, &batch, fisher_seed, comm)? {
+            // Read before the step so that, in a job, the answer travels with its all-reduce.
+            let asked_to_stop = obs.should_stop();
+            let stop;
+            match train_step_shared(net, opt, &batch, fisher_seed, comm, asked_to_stop)? {
                 StepOutcome::Diverged { loss } => {
                     return Ok(summary(&p, Outcome::Diverged { step: p.step, loss }));
                 }
@@ -235,7 +238,10 @@ pub fn train_from_shared(
                     correct,
                     times,
                     traffic,
+                    stop: any_stop,
                 } => {
+                    // Alone, a Ctrl-C during this step stops right after it.
+                    stop = any_stop || (procs == 1 && obs.should_stop());
                     p.totals.add(&times);
                     p.epoch_loss_sum += loss * cfg.batch_size as f64;
                     p.epoch_correct += correct;
@@ -254,7 +260,9 @@ pub fn train_from_shared(
                     obs.step_done(b, &rec)?;
                 }
             }
-            if obs.should_stop() {
+            if stop {
+                // The checkpoint holds one model: every process's running statistics averaged.
+                distributed::sync_buffers(net, comm)?;
                 obs.interrupted(&RunState {
                     progress: &p,
                     net,

@@ -20,6 +20,8 @@ pub enum StepOutcome {
         times: StageTimes,
         /// Seconds and bytes of this step's collective calls.
         traffic: Traffic,
+        /// Whether any process of the job was asked to stop (Ctrl-C) before this step.
+        stop: bool,
     },
     /// The loss was NaN or infinite; no update was applied.
     Diverged { loss: f64 },
@@ -43,19 +45,22 @@ pub fn train_step(
     batch: &Batch,
     fisher_seed: u64,
 ) -> Result<StepOutcome> {
-    train_step_shared(net, opt, batch, fisher_seed, &Local)
+    train_step_shared(net, opt, batch, fisher_seed, &Local, false)
 }
 
 /// [`train_step`] on one process of a data-parallel job: `batch` is this process's equal
 /// shard of the global batch; gradients are averaged over the processes (one fused
 /// all-reduce, timed as communication) before the optimizer steps, so every process applies
-/// the same update. The optimizer must hold the same `comm` for its statistics.
+/// the same update. The optimizer must hold the same `comm` for its statistics. `stop` (this
+/// process was asked to stop) rides along in the all-reduce, so that every process learns at
+/// the same step whether any of them was.
 pub fn train_step_shared(
     net: &Network,
     opt: &mut dyn Optimizer,
     batch: &Batch,
     fisher_seed: u64,
     comm: &dyn Communicator,
+    stop: bool,
 ) -> Result<StepOutcome> {
     // Whatever ran between steps (evaluation) is not this step's traffic.
     comm.take_traffic();
@@ -80,10 +85,14 @@ pub fn train_step_shared(
     let mut grads = loss.backward()?;
     let backward = sw.lap();
     let mut correct = count_correct(&logits, &batch.y)?;
+    let mut stop = stop;
+    // The whole exchange, packing the gradients into one buffer and back included.
+    let mut gradient_exchange = 0.0;
     if shared {
         let params = opt_params(net);
-        (loss_value, correct) = average_gradients(&mut grads, &params, loss_value, correct, comm)?;
-        sw.lap();
+        (loss_value, correct, stop) =
+            average_gradients(&mut grads, &params, loss_value, correct, stop, comm)?;
+        gradient_exchange = sw.lap();
         if !loss_value.is_finite() {
             net.clear_stats();
             return Ok(StepOutcome::Diverged { loss: loss_value });
@@ -107,12 +116,13 @@ pub fn train_step_shared(
     times.backward = backward;
     // The optimizer timed its statistics exchange as part of its statistics stage.
     times.statistics = (times.statistics + statistics - traffic.statistics_seconds).max(0.0);
-    times.communication = traffic.gradient_seconds + traffic.statistics_seconds;
+    times.communication = gradient_exchange + traffic.statistics_seconds;
     Ok(StepOutcome::Done {
         loss: loss_value,
         correct,
         times,
         traffic,
+        stop,
     })
 }
 
