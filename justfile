@@ -63,3 +63,4 @@ bench-step model="resnet8" batch="32" threads=threads: build
 lint:
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
+    cargo clippy --release --workspace --all-targets --features harness/mpi -- -D warnings

@@ -147,8 +147,8 @@ fn main() {
                 woodbury: var.woodbury,
             };
             let mut b = Block::new(s.spec.clone(), var.approx, opts);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-            b.observe(&s.stats, 0.0, &mut rng).unwrap();
+            let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+            b.observe(&s.stats, 0.0, &rng).unwrap();
             let n = s.stats.a.dim(1).unwrap();
             let runs = if var.approx == Approx::Kfac && n > 1000 {
                 1

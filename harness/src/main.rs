@@ -658,7 +658,7 @@ fn sweep_command(args: SweepArgs, job: &harness::comm::Job) -> Result<()> {
         let uneven: Vec<String> = spec
             .runs
             .iter()
-            .filter(|r| r.cfg.batch_size % job.size() != 0)
+            .filter(|r| !r.cfg.batch_size.is_multiple_of(job.size()))
             .map(|r| format!("{} (batch {})", r.cfg.optimizer_label(), r.cfg.batch_size))
             .collect();
         anyhow::ensure!(

@@ -101,7 +101,7 @@ fn precondition(
     damping: f64,
 ) -> Result<Vec<Vec<f64>>> {
     let mut b = Block::new(spec.clone(), approx, BlockOptions::default());
-    b.observe(st, 0.0, &mut rng(9))?;
+    b.observe(st, 0.0, &rng(9))?;
     b.refresh(damping).unwrap();
     Ok(mat(&b.precondition(v)?.expect("an inverse")))
 }
@@ -125,7 +125,7 @@ fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
                 ..Default::default()
             },
         );
-        b.observe(&st, 0.0, &mut rng(0))?;
+        b.observe(&st, 0.0, &rng(0))?;
         b.refresh(lambda).unwrap();
         let got = mat(&b.precondition(&v)?.unwrap());
         assert!(rel_err(&got, &want) < 1e-9, "{method:?}");
@@ -178,7 +178,7 @@ fn reduce_sum_factors_are_built_from_per_example_means() -> Result<()> {
     let spec = conv_spec(2, 3, 1, false, DType::F64)?;
     let st = stats(5, 4, 2, 3, false, &mut r)?;
     let mut b = Block::new(spec, Approx::ReduceSum, BlockOptions::default());
-    b.observe(&st, 0.0, &mut rng(0))?;
+    b.observe(&st, 0.0, &rng(0))?;
     let a = mat(&st.a);
     let means: Vec<Vec<f64>> = (0..5)
         .map(|e| {
@@ -286,7 +286,7 @@ fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
     let mut st = stats(4, 1, 5, 3, true, &mut r)?;
     st.a = (st.a * f64::NAN)?;
     let mut b = Block::new(spec, Approx::Kfac, BlockOptions::default());
-    b.observe(&st, 0.0, &mut rng(0))?;
+    b.observe(&st, 0.0, &rng(0))?;
     assert!(b.refresh(1e-3).is_err());
     assert!(b
         .precondition(&randn(3, 6, 1.0, DType::F64, &mut r)?)?

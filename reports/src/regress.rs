@@ -132,7 +132,7 @@ pub fn compare(baseline: &BenchRecord, current: &BenchRecord, tolerance: f64) ->
                 current: c.value,
                 worse_by,
                 // A ratio that is no longer finite (a stage timed at zero) counts as regressed.
-                regressed: !(worse_by <= tolerance),
+                regressed: worse_by.is_nan() || worse_by > tolerance,
             })
         })
         .collect()

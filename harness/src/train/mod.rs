@@ -193,7 +193,7 @@ pub fn train_from_shared(
     cfg.validate()?;
     let (rank, procs) = (comm.rank(), comm.size());
     anyhow::ensure!(
-        cfg.batch_size % procs == 0,
+        cfg.batch_size.is_multiple_of(procs),
         "the batch size {} does not split evenly over {procs} processes: choose a multiple of {procs}",
         cfg.batch_size
     );

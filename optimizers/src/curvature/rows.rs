@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn subsampling_keeps_a_and_g_rows_paired_and_distinct_per_example() {
         let st = stats(4, 9);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let (a, g) = subsample(&st, 4, &rng, 0).unwrap();
         assert_eq!(a.dims(), &[16, 3]);
         let (a, g) = (a.to_vec2::<f64>().unwrap(), g.to_vec2::<f64>().unwrap());
