@@ -739,15 +739,7 @@ fn sweep_mpirun(args: &SweepArgs, processes: usize) -> Result<()> {
         // Open MPI allows one process per core unless told otherwise.
         cmd.arg("--oversubscribe");
     }
-    cmd.arg(exe)
-        .arg("sweep")
-        .arg(&args.file)
-        .arg("--db")
-        .arg(&args.db)
-        .arg("--data-dir")
-        .arg(&args.data_dir)
-        .arg("--results")
-        .arg(&args.results);
+    cmd.arg(exe).args(same_sweep(args));
     if let Some(t) = args.threads {
         cmd.arg("--threads").arg(t.to_string());
     }
@@ -764,6 +756,20 @@ fn sweep_mpirun(args: &SweepArgs, processes: usize) -> Result<()> {
         Some(130) => std::process::exit(130),
         _ => anyhow::bail!("mpirun -np {processes} ended with {status}"),
     }
+}
+
+/// The arguments that make another `skfac` process run the same sweep into the same store.
+fn same_sweep(args: &SweepArgs) -> [&std::ffi::OsStr; 8] {
+    [
+        "sweep".as_ref(),
+        args.file.as_os_str(),
+        "--db".as_ref(),
+        args.db.as_os_str(),
+        "--data-dir".as_ref(),
+        args.data_dir.as_os_str(),
+        "--results".as_ref(),
+        args.results.as_os_str(),
+    ]
 }
 
 fn is_root() -> bool {
@@ -829,14 +835,7 @@ fn sweep_parent(args: &SweepArgs, spec: &sweep::Sweep, threads: usize) -> Result
     let mut children = Vec::new();
     for k in 0..args.jobs {
         let child = std::process::Command::new(&exe)
-            .arg("sweep")
-            .arg(&args.file)
-            .arg("--db")
-            .arg(&args.db)
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-            .arg("--results")
-            .arg(&args.results)
+            .args(same_sweep(args))
             .arg("--threads")
             .arg(threads.to_string())
             .arg("--worker")

@@ -1,20 +1,7 @@
 //! The `skfac` command: bad input ends with a one-line error naming the fix, never a panic.
 
-use std::process::Command;
-
-fn skfac(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skfac"))
-        .args(args)
-        .output()
-        .expect("skfac runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!text.contains("panicked"), "{text}");
-    (out.status.success(), text)
-}
+mod common;
+use common::skfac;
 
 #[test]
 fn missing_data_names_the_command_that_fetches_it() {

@@ -1,25 +1,13 @@
 //! `skfac report`, `skfac bench-gains` and `skfac regress` on databases with known rows.
 
+mod common;
+use common::skfac;
 use std::path::Path;
 use std::process::Command;
 
 use harness::store::{EpochRow, IterationRow, RunMeta, Status, Store};
 use optimizers::StageTimes;
 use reports::regress::{BenchRecord, BenchStage};
-
-fn skfac(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skfac"))
-        .args(args)
-        .output()
-        .expect("skfac runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!text.contains("panicked"), "{text}");
-    (out.status.success(), text)
-}
 
 fn meta(optimizer: &str, seed: u64) -> RunMeta {
     RunMeta {
