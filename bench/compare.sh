@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Side-by-side training-step throughput, candle (`skfac bench-step`) vs PyTorch
 # (bench/pytorch_step.py), as a markdown table on stdout; the benchmarks' own output goes to
-# stderr. Run from anywhere; override THREADS, MODELS, BATCHES and SKFAC_BIN via the environment.
+# stderr. Run from anywhere; override THREADS, MODELS, BATCHES, REPEAT and SKFAC_BIN via the
+# environment. With REPEAT=n each pair is measured n times, alternating candle and PyTorch, and
+# the table gives the medians: on a shared machine one pair can be off by 30%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 MODELS=${MODELS:-resnet8 resnet20 vgg11}
 BATCHES=${BATCHES:-32 128}
+REPEAT=${REPEAT:-1}
 SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
 # Both runtimes size their pools from these, so each side gets the same cores.
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
@@ -24,17 +27,25 @@ img_per_s() {
     echo "${BASH_REMATCH[1]}"
 }
 
-echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' SKFAC_BIN=$SKFAC_BIN bench/compare.sh"
+# The median of its arguments (numbers).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' REPEAT=$REPEAT SKFAC_BIN=$SKFAC_BIN bench/compare.sh"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $(bench/.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
 echo
 echo "| model | batch | threads | candle img/s | PyTorch img/s | candle/PyTorch |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 for model in $MODELS; do
     for batch in $BATCHES; do
-        # One after the other, never concurrently: they would share the cores.
-        candle=$(img_per_s "$SKFAC_BIN" bench-step "$model" "$batch" "$THREADS")
-        torch=$(img_per_s bench/.venv/bin/python bench/pytorch_step.py "$model" "$batch" "$THREADS")
-        ratio=$(awk -v a="$candle" -v b="$torch" 'BEGIN { printf "%.2f", a / b }')
+        cs=() ts=() rs=()
+        for ((r = 0; r < REPEAT; r++)); do
+            # One after the other, never concurrently: they would share the cores.
+            c=$(img_per_s "$SKFAC_BIN" bench-step "$model" "$batch" "$THREADS")
+            t=$(img_per_s bench/.venv/bin/python bench/pytorch_step.py "$model" "$batch" "$THREADS")
+            cs+=("$c") ts+=("$t") rs+=("$(awk -v a="$c" -v b="$t" 'BEGIN { print a / b }')")
+        done
+        candle=$(median "${cs[@]}") torch=$(median "${ts[@]}")
+        ratio=$(awk -v r="$(median "${rs[@]}")" 'BEGIN { printf "%.2f", r }')
         echo "| $model | $batch | $THREADS | $candle | $torch | $ratio |"
     done
 done
