@@ -669,28 +669,6 @@ fn sweep_command(args: SweepArgs, job: &harness::comm::Job) -> Result<()> {
             job.size(),
             job.size()
         );
-        harness::threads::configure(Some(threads))?;
-        let opts = sweep::SweepOptions {
-            db: args.db.clone(),
-            data_dir: args.data_dir.clone(),
-            results: args.results.clone(),
-            threads,
-            shard: None,
-            progress: job.rank() == 0 && std::io::stderr().is_terminal(),
-            comm: job.comm.clone(),
-        };
-        if job.rank() != 0 {
-            return sweep::follow_sweep(&spec, &opts, &STOP);
-        }
-        say!(
-            "sweep {}: {} runs, each on {} processes × {} thread(s), results in {}",
-            spec.name,
-            spec.runs.len(),
-            job.size(),
-            threads,
-            args.db.display()
-        );
-        return finish_sweep(&args, &spec, sweep::run_sweep(&spec, &opts, &STOP)?, false);
     }
     if args.jobs > 1 && args.worker.is_none() {
         return sweep_parent(&args, &spec, threads);
@@ -713,10 +691,22 @@ fn sweep_command(args: SweepArgs, job: &harness::comm::Job) -> Result<()> {
         results: args.results.clone(),
         threads,
         shard,
-        progress: shard.is_none() && std::io::stderr().is_terminal(),
+        progress: shard.is_none() && job.rank() == 0 && std::io::stderr().is_terminal(),
         comm: job.comm.clone(),
     };
-    if shard.is_none() {
+    if job.rank() != 0 {
+        return sweep::follow_sweep(&spec, &opts, &STOP);
+    }
+    if job.size() > 1 {
+        say!(
+            "sweep {}: {} runs, each on {} processes × {} thread(s), results in {}",
+            spec.name,
+            spec.runs.len(),
+            job.size(),
+            threads,
+            args.db.display()
+        );
+    } else if shard.is_none() {
         say!(
             "sweep {}: {} runs, {} thread(s), results in {}",
             spec.name,

@@ -416,28 +416,33 @@ impl Store {
 
     /// The epoch rows of a run, ascending.
     pub fn epochs(&self, run: i64) -> Result<Vec<EpochRow>> {
-        let q = sqlx::query(
-            "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy, wall_seconds,
-                 learning_rate FROM epochs WHERE run_id = ? ORDER BY epoch",
-        )
-        .bind(run);
-        let rows = self
-            .rt
-            .block_on(q.fetch_all(&self.pool))
-            .map_err(|e| self.sql(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| EpochRow {
-                epoch: r.get::<i64, _>(0) as usize,
-                train_loss: r.get(1),
-                train_accuracy: r.get(2),
-                test_loss: r.get(3),
-                test_accuracy: r.get(4),
-                wall_seconds: r.get(5),
-                learning_rate: r.get(6),
-            })
-            .collect())
+        self.rt
+            .block_on(fetch_epochs(&self.pool, run))
+            .map_err(|e| self.sql(e))
     }
+}
+
+/// The epoch rows of a run, ascending (for callers already inside the runtime).
+async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>> {
+    let rows = sqlx::query(
+        "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy, wall_seconds,
+             learning_rate FROM epochs WHERE run_id = ? ORDER BY epoch",
+    )
+    .bind(run)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| EpochRow {
+            epoch: r.get::<i64, _>(0) as usize,
+            train_loss: r.get(1),
+            train_accuracy: r.get(2),
+            test_loss: r.get(3),
+            test_accuracy: r.get(4),
+            wall_seconds: r.get(5),
+            learning_rate: r.get(6),
+        })
+        .collect())
 }
 
 fn record(r: &sqlx::sqlite::SqliteRow) -> RunRecord {

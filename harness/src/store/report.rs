@@ -4,7 +4,7 @@
 use reports::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults};
 use sqlx::Row;
 
-use super::{Result, Store};
+use super::{fetch_epochs, Result, Store};
 
 impl Store {
     /// Names of every sweep in the database, oldest first.
@@ -41,13 +41,7 @@ impl Store {
                 let mut out = Vec::with_capacity(runs.len());
                 for r in &runs {
                     let run: i64 = r.get(0);
-                    let epochs = sqlx::query(
-                        "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy,
-                             wall_seconds FROM epochs WHERE run_id = ? ORDER BY epoch",
-                    )
-                    .bind(run)
-                    .fetch_all(&self.pool)
-                    .await?;
+                    let epochs = fetch_epochs(&self.pool, run).await?;
                     let stages = sqlx::query(
                         "SELECT COUNT(*), AVG(forward), AVG(backward), AVG(statistics),
                              AVG(inverse), AVG(precondition), AVG(communication), AVG(\"update\"),
@@ -89,12 +83,12 @@ impl Store {
                         epochs: epochs
                             .iter()
                             .map(|e| EpochPoint {
-                                epoch: e.get::<i64, _>(0) as usize,
-                                train_loss: e.get(1),
-                                train_accuracy: e.get(2),
-                                test_loss: e.get(3),
-                                test_accuracy: e.get(4),
-                                wall_seconds: e.get(5),
+                                epoch: e.epoch,
+                                train_loss: e.train_loss,
+                                train_accuracy: e.train_accuracy,
+                                test_loss: e.test_loss,
+                                test_accuracy: e.test_accuracy,
+                                wall_seconds: e.wall_seconds,
                             })
                             .collect(),
                         stages: (steps > 0).then(|| StageMeans {
