@@ -514,9 +514,7 @@ fn run(cli: Cli, job: &harness::comm::Job) -> Result<()> {
                 stats: (0, 0.0, 0.0, 0),
             };
             let device = candle_core::Device::Cpu;
-            let net = train::build_model(&cfg, &splits, &device)?;
-            let mut opt = optimizers::build(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
-            opt.set_communicator(job.comm.clone());
+            let (net, mut opt) = train::build_run(&cfg, &splits, &device, job.comm.clone())?;
             let summary = train::train_from_shared(
                 &cfg,
                 &splits,

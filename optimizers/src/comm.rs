@@ -15,7 +15,7 @@ pub enum Channel {
     Gradients,
     /// The K-FAC-family statistics exchange of a statistics step.
     Statistics,
-    /// Anything else (evaluation sums, agreement on the loss).
+    /// Anything else (evaluation sums, process 0's decisions in a sweep).
     Other,
 }
 

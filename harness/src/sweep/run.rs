@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use candle_core::Device;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use optimizers::{build as build_optimizer, Channel, Communicator};
+use optimizers::{Channel, Communicator};
 
 use super::record::{Follower, Recorder};
 use super::spec::{PlannedRun, Sweep};
@@ -16,7 +16,7 @@ use crate::checkpoint::Checkpoints;
 use crate::data::{self, Splits};
 use crate::meta;
 use crate::store::{RunMeta, Status, Store};
-use crate::train::{build_model, train_from_shared, Outcome};
+use crate::train::{build_run, train_from_shared, Outcome};
 
 pub struct SweepOptions {
     pub db: PathBuf,
@@ -81,9 +81,7 @@ pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Re
         let splits = &loaded.as_ref().expect("loaded above").1;
         let checkpoints = checkpoints_of(opts, sweep, run);
         let device = Device::Cpu;
-        let net = build_model(cfg, splits, &device)?;
-        let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
-        opt.set_communicator(opts.comm.clone());
+        let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
         let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
         let leader_step = share(comm, None) as usize;
         anyhow::ensure!(
@@ -233,9 +231,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         };
         let result = (|| -> Result<Outcome> {
             let device = Device::Cpu;
-            let net = build_model(cfg, splits, &device)?;
-            let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
-            opt.set_communicator(opts.comm.clone());
+            let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
             let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
             if procs > 1 {
                 // Every process must resume from the same step (a shared results folder).

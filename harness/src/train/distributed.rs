@@ -31,7 +31,7 @@ pub fn average_gradients(
             parts.push((i, g));
         }
     }
-    let mut buf: Vec<f32> = Vec::with_capacity(len + 2);
+    let mut buf: Vec<f32> = Vec::with_capacity(len + 3);
     for (_, g) in &parts {
         buf.extend_from_slice(&g.to_vec1::<f32>()?);
     }

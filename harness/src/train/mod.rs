@@ -12,6 +12,7 @@ pub use eval::{evaluate, evaluate_shared, Evaluation};
 pub use fisher::{sample_labels, sample_labels_from};
 pub use step::{train_step, train_step_shared, StepOutcome};
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -123,12 +124,25 @@ pub trait Observer {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// Builds the model and optimizer for `cfg` and trains on `data`.
+/// Builds the model and optimizer for `cfg` and trains on `data`, alone.
 pub fn run(cfg: &TrainConfig, data: &Splits, obs: &mut dyn Observer) -> Result<RunSummary> {
     let device = Device::Cpu;
-    let net = build_model(cfg, data, &device)?;
-    let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+    let (net, mut opt) = build_run(cfg, data, &device, Arc::new(Local))?;
     train(cfg, data, &net, opt.as_mut(), &device, obs)
+}
+
+/// The model and optimizer `cfg` names, shaped for `data`, the optimizer reaching the other
+/// processes of its job through `comm` ([`Local`] alone).
+pub fn build_run(
+    cfg: &TrainConfig,
+    data: &Splits,
+    device: &Device,
+    comm: Arc<dyn Communicator>,
+) -> Result<(Network, Box<dyn Optimizer>)> {
+    let net = build_model(cfg, data, device)?;
+    let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+    opt.set_communicator(comm);
+    Ok((net, opt))
 }
 
 /// The network `cfg` names, shaped for `data`.

@@ -89,7 +89,7 @@ pub fn train_step_shared(
     // The whole exchange, packing the gradients into one buffer and back included.
     let mut gradient_exchange = 0.0;
     if shared {
-        let params = opt_params(net);
+        let params = net.param_set().all();
         (loss_value, correct, stop) =
             average_gradients(&mut grads, &params, loss_value, correct, stop, comm)?;
         gradient_exchange = sw.lap();
@@ -124,9 +124,4 @@ pub fn train_step_shared(
         traffic,
         stop,
     })
-}
-
-/// The trainable variables in the fixed order every process agrees on.
-fn opt_params(net: &Network) -> Vec<optimizers::NamedVar> {
-    net.param_set().all()
 }
