@@ -67,7 +67,15 @@ fn join_mpi(n: usize) -> anyhow::Result<Job> {
 
 #[cfg(feature = "mpi")]
 fn join_mpi(_n: usize) -> anyhow::Result<Job> {
-    let universe = mpi::initialize().ok_or_else(|| anyhow::anyhow!("MPI was initialised twice"))?;
+    use mpi::Threading;
+    // Training steps run on a rayon worker (`threads::on_pool`), not on the thread that
+    // initialised MPI; one thread at a time calls MPI, which is the serialized level.
+    let (universe, level) = mpi::initialize_with_threading(Threading::Serialized)
+        .ok_or_else(|| anyhow::anyhow!("MPI was initialised twice"))?;
+    anyhow::ensure!(
+        matches!(level, Threading::Serialized | Threading::Multiple),
+        "this MPI library offers thread level {level:?}; skfac needs MPI_THREAD_SERIALIZED"
+    );
     let comm = Arc::new(mpi_comm::MpiComm::new(universe.world()));
     Ok(Job {
         comm,
@@ -94,9 +102,9 @@ mod mpi_comm {
         traffic: Mutex<Traffic>,
     }
 
-    // SAFETY: MPI is initialised at the default (single) thread level, and every collective
-    // is called from the training thread only (rayon's workers never communicate); the
-    // handle is only shared to live in the optimizer beside that thread.
+    // SAFETY: MPI is initialised at the serialized thread level, and collectives are called
+    // by one thread at a time: the thread running the training step or the evaluation (a
+    // rayon worker, see `threads::on_pool`); the kernels' parallel tasks never communicate.
     unsafe impl Send for MpiComm {}
     unsafe impl Sync for MpiComm {}
 

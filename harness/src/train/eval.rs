@@ -39,10 +39,13 @@ pub fn evaluate_shared(
     let (mut loss, mut correct) = (0.0, 0usize);
     for b in (comm.rank()..plan.len()).step_by(comm.size()) {
         let batch = make_batch(set, plan.indices(b), norm, None, device)?;
-        let logits = net.forward(&batch.x, &Ctx::EVAL)?;
-        loss += cross_entropy(&logits, &batch.y)?.to_scalar::<f32>()? as f64
-            * batch.labels.len() as f64;
-        correct += count_correct(&logits, &batch.y)?;
+        let (l, c) = crate::threads::on_pool(|| -> Result<(f64, usize)> {
+            let logits = net.forward(&batch.x, &Ctx::EVAL)?;
+            let l = cross_entropy(&logits, &batch.y)?.to_scalar::<f32>()? as f64;
+            Ok((l, count_correct(&logits, &batch.y)?))
+        })?;
+        loss += l * batch.labels.len() as f64;
+        correct += c;
     }
     let mut sums = [loss, correct as f64];
     comm.all_reduce_sum_f64(&mut sums, Channel::Other);

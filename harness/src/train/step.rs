@@ -62,6 +62,18 @@ pub fn train_step_shared(
     comm: &dyn Communicator,
     stop: bool,
 ) -> Result<StepOutcome> {
+    // On a pool worker every parallel op shares its work with the calling thread.
+    crate::threads::on_pool(|| step_here(net, opt, batch, fisher_seed, comm, stop))
+}
+
+fn step_here(
+    net: &Network,
+    opt: &mut dyn Optimizer,
+    batch: &Batch,
+    fisher_seed: u64,
+    comm: &dyn Communicator,
+    stop: bool,
+) -> Result<StepOutcome> {
     // Whatever ran between steps (evaluation) is not this step's traffic.
     comm.take_traffic();
     let req = opt.stats_request();

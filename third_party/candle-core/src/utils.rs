@@ -362,6 +362,28 @@ impl Drop for BarrierPool {
 
 static BARRIER_POOL: OnceLock<BarrierPool> = OnceLock::new();
 
+/// Runs `f` over `0..n_items`, split into chunks, on rayon's current pool.
+///
+/// Patched (see `third_party/README.md`): upstream ran candle's element-wise ops on its own
+/// barrier pool, whose threads spin after every op while rayon's threads (the matmuls, every
+/// other parallel kernel) want the same cores. One pool keeps one thread per core.
+pub fn par_chunked<F: Fn(std::ops::Range<usize>) + Sync>(n_items: usize, f: F) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    if n_items == 0 {
+        return;
+    }
+    if threads <= 1 || n_items == 1 {
+        f(0..n_items);
+        return;
+    }
+    // A few chunks per thread: work stealing balances a straggler without per-item overhead.
+    let chunk = n_items.div_ceil(threads * 4).max(1);
+    (0..n_items.div_ceil(chunk))
+        .into_par_iter()
+        .for_each(|c| f(c * chunk..n_items.min((c + 1) * chunk)));
+}
+
 /// Persistent barrier pool
 pub fn barrier_pool() -> &'static BarrierPool {
     BARRIER_POOL.get_or_init(|| BarrierPool::new(candle_num_threads().saturating_sub(1)))

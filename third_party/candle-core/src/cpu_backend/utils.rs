@@ -384,7 +384,7 @@ pub fn unary_map_vec_par<
             let mut ys: Vec<U> = Vec::with_capacity(len);
             let ys_ptr = ys.as_mut_ptr() as usize;
             let n_units = len.div_ceil(PAR_ELEMWISE_CHUNK);
-            crate::utils::barrier_pool().execute_chunked(n_units, |range| {
+            crate::utils::par_chunked(n_units, |range| {
                 let ys_ptr = ys_ptr as *mut U;
                 for unit in range {
                     let lo = unit * PAR_ELEMWISE_CHUNK;
@@ -429,7 +429,7 @@ pub fn binary_map_vec_par<
     let mut ys: Vec<T> = Vec::with_capacity(el_count);
     let ys_ptr = ys.as_mut_ptr() as usize;
     let n_units = el_count.div_ceil(PAR_ELEMWISE_CHUNK);
-    crate::utils::barrier_pool().execute_chunked(n_units, |range| {
+    crate::utils::par_chunked(n_units, |range| {
         let ys_ptr = ys_ptr as *mut T;
         for unit in range {
             let mut dst_offset = unit * PAR_ELEMWISE_CHUNK;
