@@ -5,6 +5,7 @@ use candle_core::{Result, Tensor};
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d};
 use crate::network::{Ctx, Module};
+use crate::ops::{add_relu, relu};
 
 /// How a block's input reaches its output.
 pub enum Shortcut {
@@ -113,12 +114,9 @@ fn shortcut(
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let h = self
-            .bn1
-            .forward(&self.conv1.forward(x, ctx)?, ctx)?
-            .relu()?;
+        let h = relu(&self.bn1.forward(&self.conv1.forward(x, ctx)?, ctx)?)?;
         let h = self.bn2.forward(&self.conv2.forward(&h, ctx)?, ctx)?;
-        (h + self.shortcut.forward(x, ctx)?)?.relu()
+        add_relu(&h, &self.shortcut.forward(x, ctx)?)
     }
 }
 
@@ -165,9 +163,9 @@ impl Module for Bottleneck {
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
             h = bn.forward(&conv.forward(&h, ctx)?, ctx)?;
             if i < 2 {
-                h = h.relu()?;
+                h = relu(&h)?;
             }
         }
-        (h + self.shortcut.forward(x, ctx)?)?.relu()
+        add_relu(&h, &self.shortcut.forward(x, ctx)?)
     }
 }

@@ -3,6 +3,7 @@ use candle_core::{Result, Tensor};
 use crate::builder::Builder;
 use crate::layers::Linear;
 use crate::network::{Ctx, Module};
+use crate::ops::relu;
 
 /// Fully connected ReLU network on flattened inputs (SKFAC's fully connected case, §3.1).
 pub struct Mlp {
@@ -29,7 +30,7 @@ impl Module for Mlp {
         for (i, l) in self.layers.iter().enumerate() {
             h = l.forward(&h, ctx)?;
             if i + 1 < self.layers.len() {
-                h = h.relu()?;
+                h = relu(&h)?;
             }
         }
         Ok(h)

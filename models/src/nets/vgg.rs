@@ -3,7 +3,7 @@ use candle_core::{Result, Tensor};
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d, Linear};
 use crate::network::{Ctx, Module};
-use crate::ops::{max_pool2d, Window};
+use crate::ops::{max_pool2d, relu, Window};
 
 enum Stage {
     Conv(Conv2d, BatchNorm),
@@ -45,7 +45,7 @@ impl Module for Vgg {
         let mut h = x.clone();
         for s in &self.stages {
             h = match s {
-                Stage::Conv(conv, bn) => bn.forward(&conv.forward(&h, ctx)?, ctx)?.relu()?,
+                Stage::Conv(conv, bn) => relu(&bn.forward(&conv.forward(&h, ctx)?, ctx)?)?,
                 Stage::Pool => max_pool2d(
                     &h,
                     Window {

@@ -8,8 +8,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+
+use super::cpu::par_fill;
 
 /// Rows per parallel chunk: large enough to amortise the per-chunk channel sums.
 const CHUNK_ROWS: usize = 256;
@@ -57,23 +61,24 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
     }
 }
 
-/// Per-channel sums of `f(row, channel, value)` over all rows, in f64, in parallel.
+/// Per-channel sums over the rows of `a` and `b` (`[R, C]` each): `row(a_row, b_row, s0, s1)`
+/// adds one row's terms. Each chunk of rows sums in `T`, so the row loop vectorises; the chunks
+/// combine in f64, so f32 sums lose nothing over more than `CHUNK_ROWS` rows.
 fn channel_sums<T: WithDType>(
-    x: &[T],
+    a: &[T],
+    b: &[T],
     c: usize,
-    f: impl Fn(usize, f64) -> [f64; 2] + Sync,
+    row: impl Fn(&[T], &[T], &mut [T], &mut [T]) + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
-    x.par_chunks(CHUNK_ROWS * c)
-        .map(|chunk| {
-            let (mut s0, mut s1) = (vec![0f64; c], vec![0f64; c]);
-            for row in chunk.chunks_exact(c) {
-                for (j, v) in row.iter().enumerate() {
-                    let [a, b] = f(j, v.to_f64());
-                    s0[j] += a;
-                    s1[j] += b;
-                }
+    let f64s = |v: &[T]| v.iter().map(|x| x.to_f64()).collect::<Vec<f64>>();
+    a.par_chunks(CHUNK_ROWS * c)
+        .zip(b.par_chunks(CHUNK_ROWS * c))
+        .map(|(ac, bc)| {
+            let (mut s0, mut s1) = (vec![T::zero(); c], vec![T::zero(); c]);
+            for (ar, br) in ac.chunks_exact(c).zip(bc.chunks_exact(c)) {
+                row(ar, br, &mut s0, &mut s1);
             }
-            (s0, s1)
+            (f64s(&s0), f64s(&s1))
         })
         .reduce(
             || (vec![0f64; c], vec![0f64; c]),
@@ -83,6 +88,11 @@ fn channel_sums<T: WithDType>(
                 (a0, a1)
             },
         )
+}
+
+/// Per-channel coefficients in the tensor's type, for the element-wise passes.
+fn cast<T: WithDType>(v: impl Iterator<Item = f64>) -> Vec<T> {
+    v.map(T::from_f64).collect()
 }
 
 impl BatchNormTrain {
@@ -96,31 +106,40 @@ impl BatchNormTrain {
         }
         let r = x.len() / c;
         // Shifted by the first row for a stable variance in one pass.
-        let shift: Vec<f64> = x[..c].iter().map(|v| v.to_f64()).collect();
-        let (s, ss) = channel_sums(x, c, |j, v| {
-            let d = v - shift[j];
-            [d, d * d]
+        let shift = &x[..c];
+        let (s, ss) = channel_sums(x, x, c, |xr, _, s0, s1| {
+            let terms = s0.iter_mut().zip(s1.iter_mut()).zip(xr.iter().zip(shift));
+            for ((a, b), (&v, &sh)) in terms {
+                let d = v - sh;
+                *a += d;
+                *b += d * d;
+            }
         });
-        let mean: Vec<f64> = (0..c).map(|j| shift[j] + s[j] / r as f64).collect();
+        let rf = r as f64;
+        let mean: Vec<f64> = (0..c).map(|j| shift[j].to_f64() + s[j] / rf).collect();
         let var: Vec<f64> = (0..c)
-            .map(|j| (ss[j] / r as f64 - (s[j] / r as f64).powi(2)).max(0.0))
+            .map(|j| (ss[j] / rf - (s[j] / rf).powi(2)).max(0.0))
             .collect();
         let scale: Vec<f64> = (0..c)
             .map(|j| gamma[j].to_f64() / (var[j] + self.eps).sqrt())
             .collect();
-        let shift_out: Vec<f64> = (0..c)
-            .map(|j| beta[j].to_f64() - mean[j] * scale[j])
-            .collect();
-        let mut y = vec![T::zero(); x.len()];
-        y.par_chunks_mut(CHUNK_ROWS * c)
-            .zip(x.par_chunks(CHUNK_ROWS * c))
-            .for_each(|(dst, src)| {
-                for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                    for j in 0..c {
-                        d[j] = T::from_f64(s[j].to_f64() * scale[j] + shift_out[j]);
-                    }
+        // y = (x − μ)·scale + β, with x − μ formed in T: exact enough even when |μ| ≫ σ.
+        let (mu, sc, be): (Vec<T>, Vec<T>, Vec<T>) = (
+            cast(mean.iter().copied()),
+            cast(scale.iter().copied()),
+            beta.to_vec(),
+        );
+        let fill = |i: usize, dst: &mut [MaybeUninit<T>]| {
+            let src = &x[i * CHUNK_ROWS * c..];
+            for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                let coef = mu.iter().zip(sc.iter().zip(&be));
+                for ((d, &v), (&m, (&k, &b))) in d.iter_mut().zip(s).zip(coef) {
+                    d.write((v - m) * k + b);
                 }
-            });
+            }
+        };
+        // SAFETY: every row of every chunk is written above.
+        let y = unsafe { par_fill(x.len(), CHUNK_ROWS * c, fill) };
         let st = BatchStats { mean, var, rows: r };
         *self.report.lock().expect("batch-norm statistics lock") = st.clone();
         *self.own.lock().expect("batch-norm statistics lock") = st;
@@ -140,56 +159,46 @@ impl BatchNormTrain {
             candle_core::bail!("batch_norm backward: shapes do not match the forward pass");
         }
         let r = x.len() / c;
-        let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let (dbeta, dgamma) = {
-            let xh = |j: usize, v: f64| (v - st.mean[j]) * inv_std[j];
-            // Two sums over the same rows of x and dy: zip them row-wise.
-            let pairs: Vec<(Vec<f64>, Vec<f64>)> = x
-                .par_chunks(CHUNK_ROWS * c)
-                .zip(dy.par_chunks(CHUNK_ROWS * c))
-                .map(|(xs, gs)| {
-                    let (mut sb, mut sg) = (vec![0f64; c], vec![0f64; c]);
-                    for (xr, gr) in xs.chunks_exact(c).zip(gs.chunks_exact(c)) {
-                        for j in 0..c {
-                            let g = gr[j].to_f64();
-                            sb[j] += g;
-                            sg[j] += g * xh(j, xr[j].to_f64());
-                        }
-                    }
-                    (sb, sg)
-                })
-                .collect();
-            let mut sb = vec![0f64; c];
-            let mut sg = vec![0f64; c];
-            for (b, g) in pairs {
-                sb.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
-                sg.iter_mut().zip(&g).for_each(|(a, v)| *a += v);
-            }
-            (sb, sg)
-        };
-        let k: Vec<f64> = (0..c).map(|j| gamma[j].to_f64() * inv_std[j]).collect();
         let rf = r as f64;
-        let mut dx = vec![T::zero(); x.len()];
-        dx.par_chunks_mut(CHUNK_ROWS * c)
-            .zip(
-                x.par_chunks(CHUNK_ROWS * c)
-                    .zip(dy.par_chunks(CHUNK_ROWS * c)),
-            )
-            .for_each(|(d, (xs, gs))| {
-                for (dr, (xr, gr)) in d
-                    .chunks_exact_mut(c)
-                    .zip(xs.chunks_exact(c).zip(gs.chunks_exact(c)))
+        let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let mu: Vec<T> = cast(st.mean.iter().copied());
+        // dβ = Σ dy and Σ dy·(x − μ) (= dγ·σ).
+        let (dbeta, dyxc) = channel_sums(x, dy, c, |xr, gr, sb, sg| {
+            let terms = sb
+                .iter_mut()
+                .zip(sg.iter_mut())
+                .zip(xr.iter().zip(gr).zip(&mu));
+            for ((b, g), ((&v, &dy), &m)) in terms {
+                *b += dy;
+                *g += dy * (v - m);
+            }
+        });
+        let dgamma: Vec<f64> = (0..c).map(|j| dyxc[j] * inv_std[j]).collect();
+        // dx = k·dy + kx·(x − μ) + k0 per channel, from
+        // dx = γ/σ · (dy − dβ/R − x̂·dγ/R) with x̂ = (x − μ)/σ.
+        let k: Vec<f64> = (0..c).map(|j| gamma[j].to_f64() * inv_std[j]).collect();
+        let (kd, kx, k0): (Vec<T>, Vec<T>, Vec<T>) = (
+            cast(k.iter().copied()),
+            cast((0..c).map(|j| -k[j] * inv_std[j] * dgamma[j] / rf)),
+            cast((0..c).map(|j| -k[j] * dbeta[j] / rf)),
+        );
+        let fill = |i: usize, dst: &mut [MaybeUninit<T>]| {
+            let at = i * CHUNK_ROWS * c;
+            let rows = dst
+                .chunks_exact_mut(c)
+                .zip(x[at..].chunks_exact(c).zip(dy[at..].chunks_exact(c)));
+            for (d, (xr, gr)) in rows {
+                let coef = kd.iter().zip(&kx).zip(k0.iter().zip(&mu));
+                for ((d, (&v, &dy)), ((&a, &b), (&c0, &m))) in
+                    d.iter_mut().zip(xr.iter().zip(gr)).zip(coef)
                 {
-                    for j in 0..c {
-                        let xh = (xr[j].to_f64() - st.mean[j]) * inv_std[j];
-                        dr[j] = T::from_f64(
-                            k[j] * (gr[j].to_f64() - dbeta[j] / rf - xh * dgamma[j] / rf),
-                        );
-                    }
+                    d.write(a * dy + b * (v - m) + c0);
                 }
-            });
-        let cast = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
-        Ok((dx, cast(dgamma), cast(dbeta)))
+            }
+        };
+        // SAFETY: every row of every chunk is written above.
+        let dx = unsafe { par_fill(x.len(), CHUNK_ROWS * c, fill) };
+        Ok((dx, cast(dgamma.into_iter()), cast(dbeta.into_iter())))
     }
 }
 
@@ -332,6 +341,30 @@ mod tests {
         )?;
         let want = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
         assert!(diff(&y32.to_dtype(DType::F64)?, &want)? < 1e-5);
+        // The f32 gradients (what training uses; sums in f32 per chunk of rows) against the
+        // f64 oracle's, relative to their size.
+        let vars32: Vec<Var> = [&x, &gamma, &beta]
+            .iter()
+            .map(|v| Var::from_tensor(&v.to_dtype(DType::F32)?))
+            .collect::<Result<_>>()?;
+        let y32 = batch_norm_train(
+            vars32[0].as_tensor(),
+            vars32[1].as_tensor(),
+            vars32[2].as_tensor(),
+            1e-5,
+            &stats,
+        )?;
+        let g32 = (y32 * w.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
+        for (v32, v) in vars32.iter().zip([&x, &gamma, &beta]) {
+            let a = g32.get(v32.as_tensor()).unwrap().to_dtype(DType::F64)?;
+            let b = g2.get(v.as_tensor()).unwrap();
+            let scale = b.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(
+                diff(&a, b)? < 1e-4 * scale,
+                "f32 gradient of a {:?} input",
+                v.shape()
+            );
+        }
         Ok(())
     }
 }

@@ -1,7 +1,10 @@
 //! What every CPU kernel here needs: NHWC dimensions, contiguous slices, and dispatch over the
 //! float types (f32 for training, f64 for oracle tests).
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, Layout, Result, Shape, WithDType};
+use rayon::prelude::*;
 
 /// A kernel over contiguous inputs of one float type; the first input's shape is `dims`.
 pub(crate) trait Kernel {
@@ -20,7 +23,8 @@ fn dims4(l: &Layout, op: &str) -> Result<(usize, usize, usize, usize)> {
     }
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+/// The contiguous elements of one input, of any rank.
+pub(crate) fn flat<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
     match l.contiguous_offsets() {
         // `as_slice` also rejects an input of another type than the first.
         Some((a, b)) => Ok(&s.as_slice::<T>()?[a..b]),
@@ -38,10 +42,7 @@ pub(crate) fn run_float<K: Kernel>(
         inputs: &[(&'a CpuStorage, &Layout)],
         op: &str,
     ) -> Result<Vec<&'a [T]>> {
-        inputs
-            .iter()
-            .map(|(s, l)| contiguous::<T>(s, l, op))
-            .collect()
+        inputs.iter().map(|(s, l)| flat::<T>(s, l, op)).collect()
     }
     match inputs[0].0 {
         CpuStorage::F32(_) => {
@@ -53,5 +54,35 @@ pub(crate) fn run_float<K: Kernel>(
             Ok((CpuStorage::F64(v), sh))
         }
         _ => candle_core::bail!("{}: only f32 and f64 are supported", K::NAME),
+    }
+}
+
+/// A `len`-long vector built in parallel: `fill(i, chunk)` writes the `i`-th run of `chunk`
+/// elements (the last may be shorter). Nothing is zeroed first: for an op's output that would
+/// be one more pass over memory than the op itself needs.
+///
+/// # Safety
+/// `fill` must write every element of the chunk it is given.
+pub(crate) unsafe fn par_fill<T: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| fill(i, c));
+    // SAFETY: the caller's `fill` initialised all `len` elements.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Writes `src` into the uninitialised `dst` (same length).
+#[inline]
+pub(crate) fn write_copy<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.write(*s);
     }
 }

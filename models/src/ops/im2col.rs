@@ -4,7 +4,9 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 
-use super::cpu::{run_float, Kernel};
+use std::mem::MaybeUninit;
+
+use super::cpu::{par_fill, run_float, write_copy, Kernel};
 use rayon::prelude::*;
 
 use super::geometry::Window;
@@ -35,30 +37,35 @@ impl Kernel for Im2Col {
             candle_core::bail!("im2col: window {win:?} does not fit a {h}x{w} input");
         };
         let k = win.kh * win.kw * c;
-        let mut out = vec![T::zero(); n * ho * wo * k];
+        if k == 0 {
+            candle_core::bail!("im2col: the input has no channels");
+        }
         // One output row (n, oy) per task: each writes its own slice, so no synchronisation.
-        out.par_chunks_mut(wo * k)
-            .enumerate()
-            .for_each(|(row, dst)| {
-                let (b, oy) = (row / ho, row % ho);
-                let img = &x[b * h * w * c..(b + 1) * h * w * c];
-                for ox in 0..wo {
-                    let patch = &mut dst[ox * k..(ox + 1) * k];
-                    for ki in 0..win.kh {
-                        let Some(iy) = win.source(oy, ki, h) else {
-                            continue;
-                        };
-                        for kj in 0..win.kw {
-                            let Some(ix) = win.source(ox, kj, w) else {
-                                continue;
-                            };
-                            let at = (ki * win.kw + kj) * c;
-                            let src = (iy * w + ix) * c;
-                            patch[at..at + c].copy_from_slice(&img[src..src + c]);
+        let fill = |row: usize, dst: &mut [MaybeUninit<T>]| {
+            let (b, oy) = (row / ho, row % ho);
+            let img = &x[b * h * w * c..(b + 1) * h * w * c];
+            for (ox, patch) in dst.chunks_exact_mut(k).enumerate() {
+                for ki in 0..win.kh {
+                    let iy = win.source(oy, ki, h);
+                    for kj in 0..win.kw {
+                        let at = (ki * win.kw + kj) * c;
+                        let dst = &mut patch[at..at + c];
+                        match (iy, win.source(ox, kj, w)) {
+                            (Some(iy), Some(ix)) => {
+                                let src = (iy * w + ix) * c;
+                                write_copy(dst, &img[src..src + c]);
+                            }
+                            // The window covers padding.
+                            _ => dst.iter_mut().for_each(|d| {
+                                d.write(T::zero());
+                            }),
                         }
                     }
                 }
-            });
+            }
+        };
+        // SAFETY: every patch entry is either copied from the input or set to zero above.
+        let out = unsafe { par_fill(n * ho * wo * k, wo * k, fill) };
         Ok((out, Shape::from((n, ho, wo, k))))
     }
 }

@@ -4,7 +4,9 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::cpu::{run_float, Kernel};
+use std::mem::MaybeUninit;
+
+use super::cpu::{par_fill, run_float, Kernel};
 use super::geometry::Window;
 
 /// `[N, H, W, C]` → `[N, Ho, Wo, C]`; padding never wins the maximum.
@@ -58,20 +60,17 @@ impl Kernel for MaxPool {
         else {
             candle_core::bail!("max_pool2d: window {win:?} does not fit a {h}x{w} input");
         };
-        let mut out = vec![T::zero(); n * ho * wo * c];
-        out.par_chunks_mut(wo * c)
-            .enumerate()
-            .for_each(|(row, dst)| {
-                let (b, oy) = (row / ho, row % ho);
-                for ox in 0..wo {
-                    for ch in 0..c {
-                        // Padding is smaller than the window, so every window holds an input pixel.
-                        let at =
-                            argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
-                        dst[ox * c + ch] = x[at];
-                    }
-                }
-            });
+        let fill = |row: usize, dst: &mut [MaybeUninit<T>]| {
+            let (b, oy) = (row / ho, row % ho);
+            for (i, d) in dst.iter_mut().enumerate() {
+                let (ox, ch) = (i / c, i % c);
+                // Padding is smaller than the window, so every window holds an input pixel.
+                let at = argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
+                d.write(x[at]);
+            }
+        };
+        // SAFETY: the loop above writes every element of each output row.
+        let out = unsafe { par_fill(n * ho * wo * c, wo * c, fill) };
         Ok((out, Shape::from((n, ho, wo, c))))
     }
 }
