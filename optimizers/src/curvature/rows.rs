@@ -1,8 +1,9 @@
 //! Which rows each variant feeds its two factors (algorithms.md, "Which `Y` each variant uses").
 
-use candle_core::{Result, Tensor};
+use candle_core::{CpuStorage, Result, Storage, Tensor, WithDType};
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::layer::LayerStats;
 
@@ -14,15 +15,59 @@ pub fn all(stats: &LayerStats) -> Result<(Tensor, Tensor)> {
 /// Reduce Sum (paper §3.2.2): per-example means over the `T` positions, `M` rows each.
 pub fn reduce_sum(stats: &LayerStats) -> Result<(Tensor, Tensor)> {
     let (m, t) = (stats.batch, stats.positions);
-    let (a, g) = all(stats)?;
     if t == 1 {
-        return Ok((a, g));
+        return all(stats);
     }
-    let mean = |x: Tensor| -> Result<Tensor> {
-        let cols = x.dim(1)?;
-        x.reshape((m, t, cols))?.mean(1)
+    // The mean of A_aug is the mean of A with its column of ones: augment the M rows only.
+    let a = LayerStats {
+        a: mean_over_positions(&stats.a, m, t)?,
+        ..stats.clone()
     };
-    Ok((mean(a)?, mean(g)?))
+    Ok((a.a_augmented()?, mean_over_positions(&stats.g, m, t)?))
+}
+
+/// `[M·T, C]` → `[M, C]`: the mean of each example's `T` consecutive rows.
+///
+/// On CPU this sums whole rows, one example per task. Candle's `mean(1)` over the middle axis
+/// of `[M, T, C]` walked the `T` values of each output entry with stride `C` on one thread:
+/// it was most of SKFAC-RS's statistics stage on a ResNet-8 (`perf`, `bench-gains`).
+fn mean_over_positions(x: &Tensor, m: usize, t: usize) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let x = x.contiguous()?;
+    let rows = {
+        let (storage, layout) = x.storage_and_layout();
+        let range = layout.contiguous_offsets();
+        match (&*storage, range) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((lo, hi))) => {
+                Some(CpuStorage::F32(row_means(&v[lo..hi], t, c)))
+            }
+            (Storage::Cpu(CpuStorage::F64(v)), Some((lo, hi))) => {
+                Some(CpuStorage::F64(row_means(&v[lo..hi], t, c)))
+            }
+            _ => None,
+        }
+    };
+    match rows {
+        Some(CpuStorage::F32(v)) => Tensor::from_vec(v, (m, c), x.device()),
+        Some(CpuStorage::F64(v)) => Tensor::from_vec(v, (m, c), x.device()),
+        // Other devices and types: candle's reduction.
+        _ => x.reshape((m, t, c))?.mean(1),
+    }
+}
+
+/// Means of consecutive blocks of `t` rows of `c` values.
+fn row_means<T: WithDType>(x: &[T], t: usize, c: usize) -> Vec<T> {
+    let scale = T::from_f64(1.0 / t as f64);
+    let mut out = vec![T::zero(); x.len() / t];
+    out.par_chunks_mut(c.max(1))
+        .zip(x.par_chunks(t * c.max(1)))
+        .for_each(|(acc, block)| {
+            for row in block.chunks_exact(c) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+            acc.iter_mut().for_each(|a| *a = *a * scale);
+        });
+    out
 }
 
 /// Spatial Subsampling (paper §3.2.1): `s` positions per example, drawn without replacement,
@@ -83,6 +128,31 @@ mod tests {
         );
         assert_eq!(g.dims(), &[2, 3]);
         assert_eq!(g.to_vec2::<f64>().unwrap()[0], vec![-3., -4., -5.]);
+    }
+
+    #[test]
+    fn reduce_sum_matches_candles_mean_in_both_types() {
+        let dev = Device::Cpu;
+        let (m, t, c) = (3, 50, 7);
+        let x = Tensor::randn(0f64, 1.0, (m * t, c), &dev).unwrap();
+        let want = x.reshape((m, t, c)).unwrap().mean(1).unwrap();
+        for dtype in [candle_core::DType::F64, candle_core::DType::F32] {
+            let got = mean_over_positions(&x.to_dtype(dtype).unwrap(), m, t).unwrap();
+            let err = (got.to_dtype(candle_core::DType::F64).unwrap() - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(err < 1e-6, "{dtype:?}: {err}");
+        }
+        // A strided (transposed) input is made contiguous first.
+        let xt = x.t().unwrap().contiguous().unwrap().t().unwrap();
+        let got = mean_over_positions(&xt, m, t).unwrap();
+        let err = (got - &want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(err.to_scalar::<f64>().unwrap() < 1e-12);
     }
 
     #[test]
