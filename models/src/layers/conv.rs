@@ -4,10 +4,12 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::capture::Capture;
 use crate::network::{Ctx, Module};
-use crate::ops::{im2col, Window};
+use crate::ops::{conv2d_tiled, im2col, tiling_pays, Window};
 
-/// 2-d convolution on NHWC input as im2col + one matmul. The im2col rows are K-FAC's `A`, and
-/// the matmul output rows `[N*Ho*Wo, c_out]` are its pre-activations, already in NHWC order.
+/// 2-d convolution on NHWC input as im2col + matmul. The im2col rows are K-FAC's `A`, and the
+/// matmul output rows `[N*Ho*Wo, c_out]` are its pre-activations, already in NHWC order. On
+/// steps that capture statistics the im2col matrix is built whole (it is `A`); otherwise, for
+/// the layers where that pays ([`tiling_pays`]), the tiled op (`ops/conv.rs`) never stores it.
 pub struct Conv2d {
     /// `[c_out, kh, kw, c_in]`, i.e. `[c_out, kh*kw*c_in]` as a matrix.
     weight: Var,
@@ -39,18 +41,23 @@ impl Module for Conv2d {
         };
         let k = kh * kw * c_in;
         let rows = n * ho * wo;
-        let a = if kh == 1 && kw == 1 && self.win.stride == 1 && self.win.padding == 0 {
-            x.reshape((rows, k))?
-        } else {
-            im2col(x, self.win)?.reshape((rows, k))?
-        };
         let w2 = ctx.param(&self.weight).reshape((c_out, k))?;
-        let mut s = a.matmul(&w2.t()?)?;
+        let pointwise = kh == 1 && kw == 1 && self.win.stride == 1 && self.win.padding == 0;
+        let (mut s, a) = if pointwise {
+            let a = x.reshape((rows, k))?;
+            (a.matmul(&w2.t()?)?, Some(a))
+        } else if ctx.capture || !tiling_pays(rows, k, c_out) {
+            // K-FAC needs the im2col rows themselves: materialise them on statistics steps.
+            let a = im2col(x, self.win)?.reshape((rows, k))?;
+            (a.matmul(&w2.t()?)?, Some(a))
+        } else {
+            (conv2d_tiled(x, &w2, self.win)?, None)
+        };
         if let Some(b) = &self.bias {
             s = s.broadcast_add(&ctx.param(b))?;
         }
-        if ctx.capture {
-            s = self.capture.attach(&s, &a, n, ho * wo)?;
+        if let (true, Some(a)) = (ctx.capture, &a) {
+            s = self.capture.attach(&s, a, n, ho * wo)?;
         }
         s.reshape((n, ho, wo, c_out))
     }

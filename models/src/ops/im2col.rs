@@ -21,6 +21,62 @@ pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> 
     cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, h, w })
 }
 
+/// Writes the patch of output pixel `(oy, ox)` of one `[H, W, C]` image: `kh·kw·C` values,
+/// zeros where the window covers padding.
+#[inline]
+pub(crate) fn write_patch<T: WithDType>(
+    img: &[T],
+    win: Window,
+    (h, w, c): (usize, usize, usize),
+    (oy, ox): (usize, usize),
+    patch: &mut [MaybeUninit<T>],
+) {
+    for ki in 0..win.kh {
+        let iy = win.source(oy, ki, h);
+        for kj in 0..win.kw {
+            let at = (ki * win.kw + kj) * c;
+            let dst = &mut patch[at..at + c];
+            match (iy, win.source(ox, kj, w)) {
+                (Some(iy), Some(ix)) => {
+                    let src = (iy * w + ix) * c;
+                    write_copy(dst, &img[src..src + c]);
+                }
+                // The window covers padding.
+                _ => dst.iter_mut().for_each(|d| {
+                    d.write(T::zero());
+                }),
+            }
+        }
+    }
+}
+
+/// Adds the patch gradient of output pixel `(oy, ox)` onto the input pixels it came from in
+/// one `[H, W, C]` image (the adjoint of [`write_patch`]).
+#[inline]
+pub(crate) fn add_patch<T: WithDType>(
+    img: &mut [T],
+    win: Window,
+    (h, w, c): (usize, usize, usize),
+    (oy, ox): (usize, usize),
+    patch: &[T],
+) {
+    for ki in 0..win.kh {
+        let Some(iy) = win.source(oy, ki, h) else {
+            continue;
+        };
+        for kj in 0..win.kw {
+            let Some(ix) = win.source(ox, kj, w) else {
+                continue;
+            };
+            let at = (ki * win.kw + kj) * c;
+            let dst = &mut img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
+            for (d, s) in dst.iter_mut().zip(&patch[at..at + c]) {
+                *d += *s;
+            }
+        }
+    }
+}
+
 struct Im2Col(Window);
 
 impl Kernel for Im2Col {
@@ -45,23 +101,7 @@ impl Kernel for Im2Col {
             let (b, oy) = (row / ho, row % ho);
             let img = &x[b * h * w * c..(b + 1) * h * w * c];
             for (ox, patch) in dst.chunks_exact_mut(k).enumerate() {
-                for ki in 0..win.kh {
-                    let iy = win.source(oy, ki, h);
-                    for kj in 0..win.kw {
-                        let at = (ki * win.kw + kj) * c;
-                        let dst = &mut patch[at..at + c];
-                        match (iy, win.source(ox, kj, w)) {
-                            (Some(iy), Some(ix)) => {
-                                let src = (iy * w + ix) * c;
-                                write_copy(dst, &img[src..src + c]);
-                            }
-                            // The window covers padding.
-                            _ => dst.iter_mut().for_each(|d| {
-                                d.write(T::zero());
-                            }),
-                        }
-                    }
-                }
+                write_patch(img, win, (h, w, c), (oy, ox), patch);
             }
         };
         // SAFETY: every patch entry is either copied from the input or set to zero above.
@@ -113,25 +153,8 @@ impl Kernel for Col2Im {
             .enumerate()
             .for_each(|(b, img)| {
                 let src = &cols[b * ho * wo * k..(b + 1) * ho * wo * k];
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let patch = &src[(oy * wo + ox) * k..(oy * wo + ox + 1) * k];
-                        for ki in 0..win.kh {
-                            let Some(iy) = win.source(oy, ki, h) else {
-                                continue;
-                            };
-                            for kj in 0..win.kw {
-                                let Some(ix) = win.source(ox, kj, w) else {
-                                    continue;
-                                };
-                                let at = (ki * win.kw + kj) * c;
-                                let dst = &mut img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
-                                for (d, s) in dst.iter_mut().zip(&patch[at..at + c]) {
-                                    *d += *s;
-                                }
-                            }
-                        }
-                    }
+                for (p, patch) in src.chunks_exact(k).enumerate() {
+                    add_patch(img, win, (h, w, c), (p / wo, p % wo), patch);
                 }
             });
         Ok((out, Shape::from((n, h, w, c))))
