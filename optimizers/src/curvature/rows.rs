@@ -65,7 +65,7 @@ fn row_means<T: WithDType>(x: &[T], t: usize, c: usize) -> Vec<T> {
             for row in block.chunks_exact(c) {
                 acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
             }
-            acc.iter_mut().for_each(|a| *a = *a * scale);
+            acc.iter_mut().for_each(|a| *a *= scale);
         });
     out
 }
