@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDTyp
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::cpu::{flat, par_fill};
+use super::cpu::{flat, float_dispatch, par_fill};
 use super::geometry::Window;
 use super::im2col::{add_patch, write_patch};
 
@@ -181,104 +181,102 @@ fn matmul_into<T: WithDType>(
     }
 }
 
-impl TiledConv {
-    fn forward<T: WithDType>(&self, x: &[T], wt: &[T], g: Geom) -> Vec<T> {
-        let tile = g.tile::<T>();
-        let fill = |t: usize, out: &mut [MaybeUninit<T>]| {
-            let rows = out.len() / g.c_out;
-            let mut cols = scratch::<T>(rows * g.k);
-            g.patches(x, t * tile, &mut cols);
-            // SAFETY: `patches` wrote every patch entry.
-            let cols = unsafe { assume_init(&cols) };
-            // SAFETY (of the cast): gemm with accumulate = false only writes `out`.
-            let out =
-                unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<T>(), out.len()) };
-            // out = cols · wᵀ: cols is [rows, k] row-major, wᵀ[l][j] = w[j·k + l].
-            matmul_into(
-                out,
-                (rows, g.c_out, g.k),
-                false,
-                cols,
-                (g.k, 1),
-                wt,
-                (1, g.k),
-            );
-        };
-        // SAFETY: each tile's gemm writes all of its rows × c_out outputs.
-        unsafe { par_fill(g.pixels() * g.c_out, tile * g.c_out, fill) }
-    }
+fn forward<T: WithDType>(x: &[T], wt: &[T], g: Geom) -> Vec<T> {
+    let tile = g.tile::<T>();
+    let fill = |t: usize, out: &mut [MaybeUninit<T>]| {
+        let rows = out.len() / g.c_out;
+        let mut cols = scratch::<T>(rows * g.k);
+        g.patches(x, t * tile, &mut cols);
+        // SAFETY: `patches` wrote every patch entry.
+        let cols = unsafe { assume_init(&cols) };
+        // SAFETY (of the cast): gemm with accumulate = false only writes `out`.
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<T>(), out.len()) };
+        // out = cols · wᵀ: cols is [rows, k] row-major, wᵀ[l][j] = w[j·k + l].
+        matmul_into(
+            out,
+            (rows, g.c_out, g.k),
+            false,
+            cols,
+            (g.k, 1),
+            wt,
+            (1, g.k),
+        );
+    };
+    // SAFETY: each tile's gemm writes all of its rows × c_out outputs.
+    unsafe { par_fill(g.pixels() * g.c_out, tile * g.c_out, fill) }
+}
 
-    /// `dX`: per image, each tile's patch gradients `dy_tile · w` folded into the image.
-    fn input_grad<T: WithDType>(&self, dy: &[T], wt: &[T], g: Geom) -> Vec<T> {
-        let tile = g.tile::<T>();
-        let per_img = g.ho * g.wo;
-        let mut dx = vec![T::zero(); g.n * g.h * g.w * g.c];
-        dx.par_chunks_mut(g.h * g.w * g.c)
-            .enumerate()
-            .for_each(|(b, img)| {
-                let mut dcols = vec![T::zero(); tile.min(per_img) * g.k];
-                for first in (0..per_img).step_by(tile) {
-                    let rows = tile.min(per_img - first);
-                    let dy_t = &dy[(b * per_img + first) * g.c_out..][..rows * g.c_out];
-                    // dcols = dy_t · w: dy_t is [rows, c_out], w is [c_out, k], both row-major.
-                    matmul_into(
-                        &mut dcols,
-                        (rows, g.k, g.c_out),
-                        false,
-                        dy_t,
-                        (g.c_out, 1),
-                        wt,
-                        (g.k, 1),
-                    );
-                    for (i, patch) in dcols[..rows * g.k].chunks_exact(g.k).enumerate() {
-                        let q = first + i;
-                        add_patch(img, g.win, (g.h, g.w, g.c), (q / g.wo, q % g.wo), patch);
-                    }
+/// `dX`: per image, each tile's patch gradients `dy_tile · w` folded into the image.
+fn input_grad<T: WithDType>(dy: &[T], wt: &[T], g: Geom) -> Vec<T> {
+    let tile = g.tile::<T>();
+    let per_img = g.ho * g.wo;
+    let mut dx = vec![T::zero(); g.n * g.h * g.w * g.c];
+    dx.par_chunks_mut(g.h * g.w * g.c)
+        .enumerate()
+        .for_each(|(b, img)| {
+            let mut dcols = vec![T::zero(); tile.min(per_img) * g.k];
+            for first in (0..per_img).step_by(tile) {
+                let rows = tile.min(per_img - first);
+                let dy_t = &dy[(b * per_img + first) * g.c_out..][..rows * g.c_out];
+                // dcols = dy_t · w: dy_t is [rows, c_out], w is [c_out, k], both row-major.
+                matmul_into(
+                    &mut dcols,
+                    (rows, g.k, g.c_out),
+                    false,
+                    dy_t,
+                    (g.c_out, 1),
+                    wt,
+                    (g.k, 1),
+                );
+                for (i, patch) in dcols[..rows * g.k].chunks_exact(g.k).enumerate() {
+                    let q = first + i;
+                    add_patch(img, g.win, (g.h, g.w, g.c), (q / g.wo, q % g.wo), patch);
                 }
-            });
-        dx
-    }
+            }
+        });
+    dx
+}
 
-    /// `dW = dyᵀ · cols`, summed per task over its tiles, then over tasks.
-    fn weight_grad<T: WithDType>(&self, x: &[T], dy: &[T], g: Geom) -> Vec<T> {
-        let tile = g.tile::<T>();
-        let tiles = g.pixels().div_ceil(tile);
-        let len = g.c_out * g.k;
-        (0..tiles)
-            .into_par_iter()
-            // A few tasks per thread: each one zeroes and returns a c_out × k partial sum.
-            .with_min_len(tiles.div_ceil(4 * rayon::current_num_threads()).max(1))
-            .fold(
-                || (vec![T::zero(); len], scratch::<T>(tile * g.k)),
-                |(mut acc, mut cols), t| {
-                    let first = t * tile;
-                    let rows = tile.min(g.pixels() - first);
-                    g.patches(x, first, &mut cols[..rows * g.k]);
-                    // SAFETY: `patches` wrote these rows.
-                    let c = unsafe { assume_init(&cols[..rows * g.k]) };
-                    let dy_t = &dy[first * g.c_out..(first + rows) * g.c_out];
-                    // acc += dy_tᵀ · cols: dy_tᵀ[i][l] = dy_t[l·c_out + i].
-                    matmul_into(
-                        &mut acc,
-                        (g.c_out, g.k, rows),
-                        true,
-                        dy_t,
-                        (1, g.c_out),
-                        c,
-                        (g.k, 1),
-                    );
-                    (acc, cols)
-                },
-            )
-            .map(|(acc, _)| acc)
-            .reduce(
-                || vec![T::zero(); len],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
-                    a
-                },
-            )
-    }
+/// `dW = dyᵀ · cols`, summed per task over its tiles, then over tasks.
+fn weight_grad<T: WithDType>(x: &[T], dy: &[T], g: Geom) -> Vec<T> {
+    let tile = g.tile::<T>();
+    let tiles = g.pixels().div_ceil(tile);
+    let len = g.c_out * g.k;
+    (0..tiles)
+        .into_par_iter()
+        // A few tasks per thread: each one zeroes and returns a c_out × k partial sum.
+        .with_min_len(tiles.div_ceil(4 * rayon::current_num_threads()).max(1))
+        .fold(
+            || (vec![T::zero(); len], scratch::<T>(tile * g.k)),
+            |(mut acc, mut cols), t| {
+                let first = t * tile;
+                let rows = tile.min(g.pixels() - first);
+                g.patches(x, first, &mut cols[..rows * g.k]);
+                // SAFETY: `patches` wrote these rows.
+                let c = unsafe { assume_init(&cols[..rows * g.k]) };
+                let dy_t = &dy[first * g.c_out..(first + rows) * g.c_out];
+                // acc += dy_tᵀ · cols: dy_tᵀ[i][l] = dy_t[l·c_out + i].
+                matmul_into(
+                    &mut acc,
+                    (g.c_out, g.k, rows),
+                    true,
+                    dy_t,
+                    (1, g.c_out),
+                    c,
+                    (g.k, 1),
+                );
+                (acc, cols)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![T::zero(); len],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
+                a
+            },
+        )
 }
 
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
@@ -286,22 +284,6 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
         [a, b, c, d] => Ok((a, b, c, d)),
         ref d => candle_core::bail!("conv2d: expected a 4-d NHWC input, got shape {d:?}"),
     }
-}
-
-macro_rules! dispatch {
-    ($first:expr, |$t:ident| $body:expr) => {
-        match $first {
-            CpuStorage::F32(_) => {
-                type $t = f32;
-                CpuStorage::F32($body)
-            }
-            CpuStorage::F64(_) => {
-                type $t = f64;
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("conv2d: only f32 and f64 are supported"),
-        }
-    };
 }
 
 impl CustomOp2 for TiledConv {
@@ -317,7 +299,7 @@ impl CustomOp2 for TiledConv {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(self.win, dims4(l1)?, l2.shape().dims())?;
-        let out = dispatch!(s1, |T| self.forward::<T>(
+        let out = float_dispatch!("conv2d", s1, |T| forward::<T>(
             flat(s1, l1, "conv2d")?,
             flat(s2, l2, "conv2d")?,
             g
@@ -333,9 +315,9 @@ impl CustomOp2 for TiledConv {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.win, w.dims().to_vec()))?;
+        let dw = x.apply_op2_no_bwd(&grad, &Grad::Weight(self.win, w.dims2()?.into()))?;
         let dx = if self.input_grad {
-            Some(grad.apply_op2_no_bwd(w, &InputGrad(self.win, x.dims().to_vec()))?)
+            Some(grad.apply_op2_no_bwd(w, &Grad::Input(self.win, x.dims4()?.into()))?)
         } else {
             None
         };
@@ -343,47 +325,17 @@ impl CustomOp2 for TiledConv {
     }
 }
 
-/// `(dy, w) → dX` for an input of the given dims.
-struct InputGrad(Window, Vec<usize>);
-
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "conv2d-tiled-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let &[n, h, w, c] = self.1.as_slice() else {
-            candle_core::bail!("conv2d backward: input dims {:?}", self.1);
-        };
-        let g = Geom::new(self.0, (n, h, w, c), l2.shape().dims())?;
-        if l1.shape().dims() != [g.pixels(), g.c_out] {
-            candle_core::bail!("conv2d backward: gradient {:?} does not match", l1.shape());
-        }
-        let dx = dispatch!(s1, |T| TiledConv {
-            win: self.0,
-            input_grad: true
-        }
-        .input_grad::<T>(
-            flat(s1, l1, "conv2d backward")?,
-            flat(s2, l2, "conv2d backward")?,
-            g
-        ));
-        Ok((dx, Shape::from((n, h, w, c))))
-    }
+/// One half of the backward pass as an op on two tensors.
+enum Grad {
+    /// `(dy, w) → dX` for an input of these dims.
+    Input(Window, [usize; 4]),
+    /// `(x, dy) → dW` for a weight of these dims.
+    Weight(Window, [usize; 2]),
 }
 
-/// `(x, dy) → dW` for a weight of the given dims.
-struct WeightGrad(Window, Vec<usize>);
-
-impl CustomOp2 for WeightGrad {
+impl CustomOp2 for Grad {
     fn name(&self) -> &'static str {
-        "conv2d-tiled-weight-grad"
+        "conv2d-tiled-grad"
     }
 
     fn cpu_fwd(
@@ -393,20 +345,33 @@ impl CustomOp2 for WeightGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(self.0, dims4(l1)?, &self.1)?;
-        if l2.shape().dims() != [g.pixels(), g.c_out] {
-            candle_core::bail!("conv2d backward: gradient {:?} does not match", l2.shape());
+        const OP: &str = "conv2d backward";
+        let (g, dy) = match *self {
+            Grad::Input(win, [n, h, w, c]) => (Geom::new(win, (n, h, w, c), l2.dims())?, l1),
+            Grad::Weight(win, wd) => (Geom::new(win, dims4(l1)?, &wd)?, l2),
+        };
+        if dy.dims() != [g.pixels(), g.c_out] {
+            candle_core::bail!("{OP}: gradient {:?} does not match the layer", dy.shape());
         }
-        let dw = dispatch!(s1, |T| TiledConv {
-            win: self.0,
-            input_grad: false
-        }
-        .weight_grad::<T>(
-            flat(s1, l1, "conv2d backward")?,
-            flat(s2, l2, "conv2d backward")?,
-            g
-        ));
-        Ok((dw, Shape::from((g.c_out, g.k))))
+        let (a, b) = (s1, s2);
+        Ok(match self {
+            Grad::Input(_, dims) => (
+                float_dispatch!(OP, a, |T| input_grad::<T>(
+                    flat(a, l1, OP)?,
+                    flat(b, l2, OP)?,
+                    g
+                )),
+                Shape::from(dims.to_vec()),
+            ),
+            Grad::Weight(..) => (
+                float_dispatch!(OP, a, |T| weight_grad::<T>(
+                    flat(a, l1, OP)?,
+                    flat(b, l2, OP)?,
+                    g
+                )),
+                Shape::from((g.c_out, g.k)),
+            ),
+        })
     }
 }
 

@@ -86,3 +86,22 @@ pub(crate) fn write_copy<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
         d.write(*s);
     }
 }
+
+/// `CpuStorage` of `$body`'s result, with `$t` the type alias for the first input's float type
+/// (f32 or f64); other types are refused, naming `$op`.
+macro_rules! float_dispatch {
+    ($op:expr, $first:expr, |$t:ident| $body:expr) => {
+        match $first {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                CpuStorage::F32($body)
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", $op),
+        }
+    };
+}
+pub(crate) use float_dispatch;

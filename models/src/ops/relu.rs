@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
-use super::cpu::{flat, par_fill};
+use super::cpu::{flat, float_dispatch, par_fill};
 
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
@@ -57,22 +57,6 @@ fn through<T: WithDType>(g: T, y: T) -> T {
     }
 }
 
-macro_rules! dispatch {
-    ($name:literal, $first:expr, |$t:ident| $body:expr) => {
-        match $first {
-            CpuStorage::F32(_) => {
-                type $t = f32;
-                CpuStorage::F32($body)
-            }
-            CpuStorage::F64(_) => {
-                type $t = f64;
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("{}: only f32 and f64 are supported", $name),
-        }
-    };
-}
-
 struct Relu;
 
 impl CustomOp1 for Relu {
@@ -81,7 +65,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = dispatch!("relu", s, |T| {
+        let out = float_dispatch!("relu", s, |T| {
             let x = flat::<T>(s, l, "relu")?;
             build(x.len(), |i| pos(x[i]))
         });
@@ -107,7 +91,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = dispatch!("add_relu", s1, |T| {
+        let out = float_dispatch!("add_relu", s1, |T| {
             let (a, b) = (
                 flat::<T>(s1, l1, "add_relu")?,
                 flat::<T>(s2, l2, "add_relu")?,
@@ -149,7 +133,7 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = dispatch!("relu backward", s1, |T| {
+        let out = float_dispatch!("relu backward", s1, |T| {
             let (g, y) = (
                 flat::<T>(s1, l1, "relu backward")?,
                 flat::<T>(s2, l2, "relu backward")?,
