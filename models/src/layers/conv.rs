@@ -47,7 +47,8 @@ impl Module for Conv2d {
             let a = x.reshape((rows, k))?;
             (a.matmul(&w2.t()?)?, Some(a))
         } else if ctx.capture || !tiling_pays(rows, k, c_out) {
-            // K-FAC needs the im2col rows themselves: materialise them on statistics steps.
+            // Statistics steps need the im2col rows themselves (they are K-FAC's `A`), and wide
+            // layers run faster as one large matmul.
             let a = im2col(x, self.win)?.reshape((rows, k))?;
             (a.matmul(&w2.t()?)?, Some(a))
         } else {
@@ -56,6 +57,7 @@ impl Module for Conv2d {
         if let Some(b) = &self.bias {
             s = s.broadcast_add(&ctx.param(b))?;
         }
+        // Capturing always took a branch above that keeps `a`.
         if let (true, Some(a)) = (ctx.capture, &a) {
             s = self.capture.attach(&s, a, n, ho * wo)?;
         }

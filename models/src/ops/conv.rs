@@ -25,8 +25,8 @@ use super::im2col::{add_patch, write_patch};
 const TILE_BYTES: usize = 256 * 1024;
 
 /// Whether the tiled op beats materialising im2col for this layer (f32): every tile multiplies
-/// the whole weight, so the weight must be no larger than a tile (the tile has at least `c_out`
-/// rows), and there must be tiles enough for every thread.
+/// the whole weight, so the weight must be at most half a tile (the tile has at least twice
+/// `c_out` rows), and there must be tiles enough for every thread.
 /// That holds for the small-channel layers whose im2col is largest (ResNet's 16- and
 /// 32-channel stages); the wide layers (VGG's 512 channels: 9 MB of weight for 2×2 images)
 /// are GEMM-bound and run faster as one large matmul.

@@ -34,33 +34,35 @@ pub fn reduce_sum(stats: &LayerStats) -> Result<(Tensor, Tensor)> {
 fn mean_over_positions(x: &Tensor, m: usize, t: usize) -> Result<Tensor> {
     let c = x.dim(1)?;
     let x = x.contiguous()?;
-    let rows = {
+    let fast = {
         let (storage, layout) = x.storage_and_layout();
-        let range = layout.contiguous_offsets();
-        match (&*storage, range) {
-            (Storage::Cpu(CpuStorage::F32(v)), Some((lo, hi))) => {
-                Some(CpuStorage::F32(row_means(&v[lo..hi], t, c)))
-            }
-            (Storage::Cpu(CpuStorage::F64(v)), Some((lo, hi))) => {
-                Some(CpuStorage::F64(row_means(&v[lo..hi], t, c)))
-            }
+        match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((lo, hi))) => Some(Tensor::from_vec(
+                row_means(&v[lo..hi], t, c),
+                (m, c),
+                x.device(),
+            )),
+            (Storage::Cpu(CpuStorage::F64(v)), Some((lo, hi))) => Some(Tensor::from_vec(
+                row_means(&v[lo..hi], t, c),
+                (m, c),
+                x.device(),
+            )),
             _ => None,
         }
     };
-    match rows {
-        Some(CpuStorage::F32(v)) => Tensor::from_vec(v, (m, c), x.device()),
-        Some(CpuStorage::F64(v)) => Tensor::from_vec(v, (m, c), x.device()),
-        // Other devices and types: candle's reduction.
-        _ => x.reshape((m, t, c))?.mean(1),
-    }
+    // Other devices and types: candle's reduction.
+    fast.unwrap_or_else(|| x.reshape((m, t, c))?.mean(1))
 }
 
 /// Means of consecutive blocks of `t` rows of `c` values.
 fn row_means<T: WithDType>(x: &[T], t: usize, c: usize) -> Vec<T> {
+    if c == 0 || t == 0 {
+        return Vec::new();
+    }
     let scale = T::from_f64(1.0 / t as f64);
     let mut out = vec![T::zero(); x.len() / t];
-    out.par_chunks_mut(c.max(1))
-        .zip(x.par_chunks(t * c.max(1)))
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(t * c))
         .for_each(|(acc, block)| {
             for row in block.chunks_exact(c) {
                 acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
