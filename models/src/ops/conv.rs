@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::cpu::{flat, float_dispatch, par_fill};
 use super::geometry::Window;
-use super::im2col::{add_patch, write_patch};
+use super::im2col::{add_patch, write_patches};
 
 /// Bytes of patches one task builds at a time: half a Zen 3 / Skylake L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -108,19 +108,8 @@ impl Geom {
 
     /// Patches of output pixels `first..first + rows` (any images) into `cols`.
     fn patches<T: WithDType>(&self, x: &[T], first: usize, cols: &mut [MaybeUninit<T>]) {
-        let img_len = self.h * self.w * self.c;
-        for (i, patch) in cols.chunks_exact_mut(self.k).enumerate() {
-            let p = first + i;
-            let (b, q) = (p / (self.ho * self.wo), p % (self.ho * self.wo));
-            let img = &x[b * img_len..(b + 1) * img_len];
-            write_patch(
-                img,
-                self.win,
-                (self.h, self.w, self.c),
-                (q / self.wo, q % self.wo),
-                patch,
-            );
-        }
+        let (hwc, howo) = ((self.h, self.w, self.c), (self.ho, self.wo));
+        write_patches(x, self.win, hwc, howo, first, cols);
     }
 }
 

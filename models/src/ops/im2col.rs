@@ -24,7 +24,7 @@ pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> 
 /// Writes the patch of output pixel `(oy, ox)` of one `[H, W, C]` image: `kh·kw·C` values,
 /// zeros where the window covers padding.
 #[inline]
-pub(crate) fn write_patch<T: WithDType>(
+fn write_patch<T: WithDType>(
     img: &[T],
     win: Window,
     (h, w, c): (usize, usize, usize),
@@ -47,6 +47,25 @@ pub(crate) fn write_patch<T: WithDType>(
                 }),
             }
         }
+    }
+}
+
+/// The patches of consecutive output pixels of NHWC `x`, from pixel `first` (counted over the
+/// whole batch, so a run may cross images), as many as `cols` holds.
+pub(crate) fn write_patches<T: WithDType>(
+    x: &[T],
+    win: Window,
+    (h, w, c): (usize, usize, usize),
+    (ho, wo): (usize, usize),
+    first: usize,
+    cols: &mut [MaybeUninit<T>],
+) {
+    let k = win.kh * win.kw * c;
+    let img_len = h * w * c;
+    for (i, patch) in cols.chunks_exact_mut(k).enumerate() {
+        let (b, q) = ((first + i) / (ho * wo), (first + i) % (ho * wo));
+        let img = &x[b * img_len..(b + 1) * img_len];
+        write_patch(img, win, (h, w, c), (q / wo, q % wo), patch);
     }
 }
 
@@ -98,11 +117,7 @@ impl Kernel for Im2Col {
         }
         // One output row (n, oy) per task: each writes its own slice, so no synchronisation.
         let fill = |row: usize, dst: &mut [MaybeUninit<T>]| {
-            let (b, oy) = (row / ho, row % ho);
-            let img = &x[b * h * w * c..(b + 1) * h * w * c];
-            for (ox, patch) in dst.chunks_exact_mut(k).enumerate() {
-                write_patch(img, win, (h, w, c), (oy, ox), patch);
-            }
+            write_patches(x, win, (h, w, c), (ho, wo), row * wo, dst);
         };
         // SAFETY: every patch entry is either copied from the input or set to zero above.
         let out = unsafe { par_fill(n * ho * wo * k, wo * k, fill) };

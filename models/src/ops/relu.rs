@@ -79,6 +79,13 @@ impl CustomOp1 for Relu {
 
 struct AddRelu;
 
+impl Zip for AddRelu {
+    const NAME: &'static str = "add_relu";
+    fn f<T: WithDType>(a: T, b: T) -> T {
+        pos(a + b)
+    }
+}
+
 impl CustomOp2 for AddRelu {
     fn name(&self) -> &'static str {
         "add-relu"
@@ -91,14 +98,7 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_dispatch!("add_relu", s1, |T| {
-            let (a, b) = (
-                flat::<T>(s1, l1, "add_relu")?,
-                flat::<T>(s2, l2, "add_relu")?,
-            );
-            build(a.len(), |i| pos(a[i] + b[i]))
-        });
-        Ok((out, l1.shape().clone()))
+        zip_fwd::<Self>(s1, l1, s2, l2)
     }
 
     fn bwd(
@@ -121,6 +121,13 @@ fn relu_grad(dy: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 struct ReluGrad;
 
+impl Zip for ReluGrad {
+    const NAME: &'static str = "relu backward";
+    fn f<T: WithDType>(g: T, y: T) -> T {
+        through(g, y)
+    }
+}
+
 impl CustomOp2 for ReluGrad {
     fn name(&self) -> &'static str {
         "relu-grad"
@@ -133,15 +140,36 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let out = float_dispatch!("relu backward", s1, |T| {
-            let (g, y) = (
-                flat::<T>(s1, l1, "relu backward")?,
-                flat::<T>(s2, l2, "relu backward")?,
-            );
-            build(g.len(), |i| through(g[i], y[i]))
-        });
-        Ok((out, l1.shape().clone()))
+        zip_fwd::<Self>(s1, l1, s2, l2)
     }
+}
+
+/// An element-wise function of two same-shaped float tensors.
+trait Zip {
+    const NAME: &'static str;
+    fn f<T: WithDType>(a: T, b: T) -> T;
+}
+
+/// `Z::f` over the elements of two same-shaped inputs, in parallel.
+fn zip_fwd<Z: Zip>(
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> Result<(CpuStorage, Shape)> {
+    if l1.shape() != l2.shape() {
+        candle_core::bail!(
+            "{}: shapes {:?} and {:?} differ",
+            Z::NAME,
+            l1.shape(),
+            l2.shape()
+        );
+    }
+    let out = float_dispatch!(Z::NAME, s1, |T| {
+        let (a, b) = (flat::<T>(s1, l1, Z::NAME)?, flat::<T>(s2, l2, Z::NAME)?);
+        build(a.len(), |i| Z::f(a[i], b[i]))
+    });
+    Ok((out, l1.shape().clone()))
 }
 
 #[cfg(test)]
