@@ -13,13 +13,13 @@ use crate::bench_step::{network, random_batch};
 use crate::train::{train_step, StepOutcome};
 
 /// The optimizers measured, with skfac-ss's s'.
-pub const OPTIMIZERS: [(&str, Option<u32>); 6] = [
-    ("sgd", None),
-    ("adam", None),
-    ("kfac", None),
-    ("kfac-sua", None),
-    ("skfac-rs", None),
-    ("skfac-ss", Some(1)),
+pub const OPTIMIZERS: [(OptimizerKind, Option<u32>); 6] = [
+    (OptimizerKind::Sgd, None),
+    (OptimizerKind::Adam, None),
+    (OptimizerKind::Kfac, None),
+    (OptimizerKind::KfacSua, None),
+    (OptimizerKind::SkfacRs, None),
+    (OptimizerKind::SkfacSs, Some(1)),
 ];
 
 #[derive(Clone, Debug)]
@@ -62,13 +62,13 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<BenchRecord>
     );
     let batch = random_batch(&cfg.model, cfg.batch)?;
     let mut runs: Vec<(models::Network, Box<dyn Optimizer>, u64, StageTimes)> = Vec::new();
-    for (name, samples) in OPTIMIZERS {
+    for (kind, samples) in OPTIMIZERS {
         let net = network(&cfg.model)?;
         let h = Hyper {
             samples: samples.unwrap_or(1) as usize,
             ..hyper()
         };
-        let opt = build(OptimizerKind::parse(name)?, &net.param_set(), &h)?;
+        let opt = build(kind, &net.param_set(), &h)?;
         runs.push((net, opt, 0, StageTimes::default()));
     }
     let step = |net: &models::Network, opt: &mut dyn Optimizer, i: u64| -> Result<StageTimes> {
@@ -104,10 +104,10 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<BenchRecord>
     let stages = OPTIMIZERS
         .iter()
         .zip(&runs)
-        .map(|((name, samples), (_, _, _, sum))| {
+        .map(|((kind, samples), (_, _, _, sum))| {
             let v = sum.values();
             BenchStage {
-                optimizer: name.to_string(),
+                optimizer: *kind,
                 samples: *samples,
                 seconds: std::array::from_fn(|k| v[k] / cfg.steps as f64),
             }

@@ -70,7 +70,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// ones. The thread count must have been configured already.
 pub fn run(
     model: &str,
-    optimizer: &str,
+    optimizer: OptimizerKind,
     batch: usize,
     steps: usize,
     warmup: usize,
@@ -84,7 +84,7 @@ pub fn run(
         lr: 0.01,
         ..Hyper::default()
     };
-    let mut opt = build(OptimizerKind::parse(optimizer)?, &net.param_set(), &h)?;
+    let mut opt = build(optimizer, &net.param_set(), &h)?;
     let b = random_batch(model, batch)?;
     let mut runs: Vec<StageTimes> = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
@@ -94,17 +94,10 @@ pub fn run(
             StepOutcome::Diverged { loss } => anyhow::bail!("the benchmark diverged (loss {loss})"),
         }
     }
-    let col = |f: fn(&StageTimes) -> f64| median(runs.iter().map(f).collect());
-    let median_times = StageTimes {
-        forward: col(|t| t.forward),
-        backward: col(|t| t.backward),
-        statistics: col(|t| t.statistics),
-        inverse: col(|t| t.inverse),
-        precondition: col(|t| t.precondition),
-        communication: col(|t| t.communication),
-        update: col(|t| t.update),
-    };
-    let total = col(|t| t.total());
+    let median_times = StageTimes::from_values(std::array::from_fn(|k| {
+        median(runs.iter().map(|t| t.values()[k]).collect())
+    }));
+    let total = median(runs.iter().map(|t| t.total()).collect());
     Ok(StepBench {
         median: median_times,
         median_total: total,

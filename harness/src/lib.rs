@@ -1,13 +1,18 @@
 //! The `skfac` harness as a library: data sets, the training loop, checkpoints, the results
-//! store and sweeps, thread set-up. `main.rs` is only the command line on top.
+//! store and sweeps, thread set-up, and each command's body (`commands`). `main.rs` is only
+//! the command line on top.
 
 pub mod alloc;
 pub mod bench_gains;
 pub mod bench_step;
 pub mod checkpoint;
 pub mod comm;
+pub mod commands;
+pub mod console;
 pub mod data;
+pub mod hyper_flags;
 pub mod meta;
+pub mod overrides;
 pub mod regress;
 pub mod store;
 pub mod sweep;

@@ -208,7 +208,7 @@ t_inv = 4
         .map(|r| {
             let c = r.comm.expect("communication logged");
             (
-                r.optimizer.as_str(),
+                r.optimizer.name(),
                 r.comm_strategy.as_str(),
                 c.statistics_steps,
             )

@@ -14,7 +14,7 @@ fn meta(optimizer: &str, seed: u64) -> RunMeta {
         run_key: format!("{optimizer}-{seed}"),
         model: "mlp".into(),
         dataset: "fashion-mnist".into(),
-        optimizer: optimizer.into(),
+        optimizer: optimizer.parse().unwrap(),
         samples: None,
         seed,
         hyper_json: "{}".into(),
@@ -126,7 +126,7 @@ fn report_reads_the_store_and_writes_the_known_table() {
 
 fn record(commit: &str, skfac_inverse: f64) -> BenchRecord {
     let stage = |o: &str, inv: f64| BenchStage {
-        optimizer: o.into(),
+        optimizer: o.parse().unwrap(),
         samples: None,
         seconds: [0.010, 0.020, 0.002, inv, 0.001, 0.0, 0.001],
     };
@@ -244,7 +244,7 @@ fn bench_gains_stores_a_record_regress_can_read() {
     assert_eq!(r.stages.len(), 6);
     for s in &r.stages {
         assert!(s.seconds[0] > 0.0 && s.seconds[1] > 0.0, "{s:?}");
-        let second_order = !matches!(s.optimizer.as_str(), "sgd" | "adam");
+        let second_order = s.optimizer.is_second_order();
         // Preconditioning runs every step; SGD and Adam have nothing to precondition.
         assert_eq!(s.seconds[4] > 0.0, second_order, "{s:?}");
     }

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use harness::data::{fashion_mnist, Batch};
-use harness::train::{run, train_step, Outcome, ScheduleKind, Silent, StepOutcome, TrainConfig};
+use harness::train::{run, train_step, Outcome, Silent, StepOutcome, TrainConfig};
 use models::ModelConfig;
-use optimizers::{build, OptimizerKind, OptimizerState};
+use optimizers::{build, OptimizerKind, OptimizerState, ScheduleKind};
 use rand::{Rng, SeedableRng};
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
@@ -28,24 +28,24 @@ fn every_optimizer_learns_real_fashion_mnist_and_second_order_beats_sgd() {
     harness::threads::configure(Some(2)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     fashion_mnist::obtain(dir.path(), None).unwrap();
-    let config = |opt: &str| {
+    let config = |opt: OptimizerKind| {
         let mut c = TrainConfig::new("mlp", opt);
         c.epochs = 3;
         c.train_subset = Some(3200);
-        c.schedule = ScheduleKind::Constant;
+        c.hyper.schedule = ScheduleKind::Constant;
         // Measured on this problem (README, "Damping"): the paper's λ = 1e-3 diverges under the
         // G·M scaling of algorithms.md; 0.3 per factor trains. Refreshes often enough that 300
         // steps see several inverses.
-        c.damping = 0.3;
-        c.t_cov = 5;
-        c.t_inv = 20;
-        c.samples = 2;
+        c.hyper.damping = 0.3;
+        c.hyper.t_cov = 5;
+        c.hyper.t_inv = 20;
+        c.hyper.samples = 2;
         c
     };
-    let sgd = train_mlp(&config("sgd"), dir.path());
+    let sgd = train_mlp(&config(OptimizerKind::Sgd), dir.path());
     let sgd_loss = sgd.epochs.last().unwrap().train_loss;
-    for opt in OptimizerKind::NAMES {
-        let s = if opt == "sgd" {
+    for &opt in OptimizerKind::ALL {
+        let s = if opt == OptimizerKind::Sgd {
             sgd.clone()
         } else {
             train_mlp(&config(opt), dir.path())
@@ -62,7 +62,7 @@ fn every_optimizer_learns_real_fashion_mnist_and_second_order_beats_sgd() {
             "{opt}: test accuracy {}",
             last.test_accuracy
         );
-        if OptimizerKind::parse(opt).unwrap().is_second_order() {
+        if opt.is_second_order() {
             assert!(
                 last.train_loss < 0.85 * sgd_loss,
                 "{opt}: last-epoch train loss {} vs sgd {sgd_loss}",
@@ -123,11 +123,11 @@ fn saved_optimizer_state_resumes_bit_exactly() {
         seed: 3,
     };
     for opt in ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"] {
-        let mut h = TrainConfig::new("resnet8", opt).hyper();
+        let kind = OptimizerKind::parse(opt).unwrap();
+        let mut h = TrainConfig::new("resnet8", kind).hyper;
         // Statistics every 2 steps and inverses every 3: the save at step 4 falls between
         // refreshes, with moving averages and inverses both live.
         (h.t_cov, h.t_inv, h.samples, h.lr) = (2, 3, 3, 0.01);
-        let kind = OptimizerKind::parse(opt).unwrap();
         let step_all = |net: &models::Network,
                         o: &mut dyn optimizers::Optimizer,
                         range: std::ops::Range<usize>| {

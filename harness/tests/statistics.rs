@@ -131,7 +131,7 @@ fn data() -> Splits {
 fn picked_labels(request: StatsRequest, model: &str) -> Vec<Vec<u32>> {
     harness::threads::configure(Some(2)).unwrap();
     let data = data();
-    let mut cfg = TrainConfig::new(model, "sgd");
+    let mut cfg = TrainConfig::new(model, OptimizerKind::Sgd);
     cfg.batch_size = 16;
     let net = models::build(
         model,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use harness::store::{Status, Store};
 use harness::sweep;
+use optimizers::OptimizerKind;
 
 fn spec_err(text: &str) -> String {
     let e = sweep::parse(Path::new("sweeps/bad.toml"), text)
@@ -42,14 +43,16 @@ fn a_good_sweep_expands_its_grid() {
     let ss: Vec<_> = s
         .runs
         .iter()
-        .filter(|r| r.cfg.optimizer == "skfac-ss")
+        .filter(|r| r.optimizer == OptimizerKind::SkfacSs)
         .collect();
-    assert!(ss.iter().all(|r| r.cfg.damping == 0.3 && r.cfg.lr == 0.05));
-    assert_eq!(ss.iter().filter(|r| r.samples == Some(2)).count(), 2);
+    assert!(ss
+        .iter()
+        .all(|r| r.hyper.damping == 0.3 && r.hyper.lr == 0.05));
+    assert_eq!(ss.iter().filter(|r| r.samples() == Some(2)).count(), 2);
     assert!(s
         .runs
         .iter()
-        .all(|r| r.cfg.dataset == "fashion-mnist" && r.cfg.epochs == 2));
+        .all(|r| r.dataset == "fashion-mnist" && r.epochs == 2));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! deterministic given the seed, and a diverging run ends as "diverged", not a panic.
 
 use harness::data::{ImageSet, Normalisation, Splits};
-use harness::train::{run, Outcome, ScheduleKind, Silent, TrainConfig};
+use harness::train::{run, Outcome, Silent, TrainConfig};
+use optimizers::ScheduleKind;
 use rand::{Rng, SeedableRng};
 
 /// 10 classes of `h`x`w`x`c` images: class k lights a 2x2 block at a class-specific place,
@@ -52,7 +53,7 @@ fn splits(h: usize, w: usize, c: usize, augment: bool) -> Splits {
 }
 
 fn config(model: &str, optimizer: &str, epochs: usize) -> TrainConfig {
-    let mut c = TrainConfig::new(model, optimizer);
+    let mut c = TrainConfig::new(model, optimizer.parse().unwrap());
     c.epochs = epochs;
     c.eval_batch_size = 100;
     c
@@ -94,7 +95,7 @@ fn runs_are_deterministic_given_the_seed() {
     assert_eq!(a.epochs[0].train_loss, b.epochs[0].train_loss);
     assert_eq!(a.epochs[0].test_loss, b.epochs[0].test_loss);
     assert!(a.epochs[0].train_loss.is_finite());
-    cfg.seed = 1;
+    cfg.hyper.seed = 1;
     let c = run(&cfg, &data, &mut Silent).unwrap();
     assert_ne!(
         a.epochs[0].train_loss, c.epochs[0].train_loss,
@@ -107,8 +108,8 @@ fn a_diverging_run_is_reported_with_its_step() {
     harness::threads::configure(Some(2)).unwrap();
     let data = splits(8, 8, 1, false);
     let mut cfg = config("mlp", "sgd", 2);
-    cfg.lr = 1e12;
-    cfg.schedule = ScheduleKind::Constant;
+    cfg.hyper.lr = 1e12;
+    cfg.hyper.schedule = ScheduleKind::Constant;
     let s = run(&cfg, &data, &mut Silent).unwrap();
     match s.outcome {
         Outcome::Diverged { step, loss } => {

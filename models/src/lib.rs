@@ -10,9 +10,11 @@
 pub mod builder;
 pub mod capture;
 pub mod layers;
+pub mod module;
 pub mod nets;
 pub mod network;
 pub mod ops;
 
 pub use builder::Builder;
-pub use network::{build, Ctx, ModelConfig, ModelError, Module, Network, MODEL_NAMES};
+pub use module::{Ctx, Module};
+pub use network::{build, ModelConfig, ModelError, Network, MODEL_NAMES};

@@ -4,60 +4,33 @@
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
-use crate::error::{check, Result};
+use crate::error::Result;
 use crate::fused;
+use crate::hyper::Hyper;
 use crate::layer::{LayerStats, NamedVar};
 use crate::optimizer::Optimizer;
-use crate::sgd::expect_params;
 use crate::state::{put_list, take_list, OptimizerState};
 use crate::timing::{StageTimes, Stopwatch};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub decoupled: bool,
-}
-
+/// Reads `lr`, `beta1`, `beta2`, `eps`, `weight_decay` and `decoupled_weight_decay` of its
+/// [`Hyper`].
 pub struct Adam {
     params: Vec<NamedVar>,
     moments: Vec<Option<(Tensor, Tensor)>>,
-    cfg: AdamConfig,
+    hyper: Hyper,
     steps: usize,
 }
 
 impl Adam {
-    pub fn new(params: Vec<NamedVar>, cfg: AdamConfig) -> Result<Self> {
-        check("lr", cfg.lr, cfg.lr > 0.0, "must be positive")?;
-        check(
-            "beta1",
-            cfg.beta1,
-            (0.0..1.0).contains(&cfg.beta1),
-            "must be in [0, 1)",
-        )?;
-        check(
-            "beta2",
-            cfg.beta2,
-            (0.0..1.0).contains(&cfg.beta2),
-            "must be in [0, 1)",
-        )?;
-        check("eps", cfg.eps, cfg.eps > 0.0, "must be positive")?;
-        check(
-            "weight_decay",
-            cfg.weight_decay,
-            cfg.weight_decay >= 0.0,
-            "must be >= 0",
-        )?;
+    pub fn new(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
+        hyper.validate()?;
         let moments = vec![None; params.len()];
         Ok(Adam {
             params,
             moments,
-            cfg,
+            hyper,
             steps: 0,
         })
     }
@@ -70,7 +43,7 @@ impl Optimizer for Adam {
 
     fn step(&mut self, grads: &GradStore, _stats: Option<&[LayerStats]>) -> Result<StageTimes> {
         let mut sw = Stopwatch::start();
-        let c = &self.cfg;
+        let c = &self.hyper;
         let t = (self.steps + 1) as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
@@ -85,7 +58,7 @@ impl Optimizer for Adam {
             };
             let (b1, b2, eps, lr) = (c.beta1, c.beta2, c.eps, c.lr);
             // L2 decay enters the gradient; decoupled decay shrinks the weight directly.
-            let (l2, dwd) = if c.decoupled {
+            let (l2, dwd) = if c.decoupled_weight_decay {
                 (0.0, c.weight_decay)
             } else {
                 (c.weight_decay, 0.0)
@@ -109,11 +82,11 @@ impl Optimizer for Adam {
     }
 
     fn learning_rate(&self) -> f64 {
-        self.cfg.lr
+        self.hyper.lr
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
+        self.hyper.lr = lr;
     }
 
     fn steps(&self) -> usize {
@@ -132,14 +105,14 @@ impl Optimizer for Adam {
         let mut tensors = BTreeMap::new();
         put_list(&mut tensors, "m", &m)?;
         put_list(&mut tensors, "v", &v)?;
-        let meta = json!({"name": "adam", "steps": self.steps, "lr": self.cfg.lr, "params": self.params.len()});
+        let meta = json!({"name": "adam", "steps": self.steps, "lr": self.hyper.lr, "params": self.params.len()});
         Ok(OptimizerState { meta, tensors })
     }
 
     fn load_state(&mut self, s: &OptimizerState) -> Result<()> {
         s.expect_name("adam")?;
         let n = self.params.len();
-        expect_params(s, n)?;
+        s.expect_params(n)?;
         let m = take_list(&s.tensors, "m", n)?;
         let v = take_list(&s.tensors, "v", n)?;
         self.moments = m
@@ -151,7 +124,7 @@ impl Optimizer for Adam {
             })
             .collect();
         self.steps = s.usize_field("steps")?;
-        self.cfg.lr = s.f64_field("lr")?;
+        self.hyper.lr = s.f64_field("lr")?;
         Ok(())
     }
 }

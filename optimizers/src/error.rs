@@ -4,8 +4,12 @@
 pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("unknown optimizer `{name}`; valid choices: {valid}")]
-    UnknownOptimizer { name: String, valid: String },
+    #[error("unknown {what} `{name}`; valid choices: {valid}")]
+    UnknownChoice {
+        what: &'static str,
+        name: String,
+        valid: String,
+    },
     #[error("optimizer state: {0}")]
     State(String),
     #[error("invalid hyper-parameter `{field}` = {value}: {why}")]

@@ -6,6 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
 
+use crate::choice::choice;
+
 /// Why a factorisation gave no inverse.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FactorError {
@@ -30,16 +32,15 @@ impl From<candle_core::Error> for FactorError {
     }
 }
 
-/// How a dense symmetric factor is inverted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DenseMethod {
-    /// Symmetric eigendecomposition (K-FAC as the paper runs it, §3.4); negative round-off
-    /// eigenvalues are clamped to zero before damping.
-    #[default]
-    Eigen,
-    /// Cholesky factorisation.
-    Cholesky,
+choice! {
+    /// How a dense symmetric factor is inverted.
+    pub enum DenseMethod as "dense method" {
+        /// Symmetric eigendecomposition (K-FAC as the paper runs it, §3.4); negative round-off
+        /// eigenvalues are clamped to zero before damping.
+        Eigen = "eigen",
+        /// Cholesky factorisation.
+        Cholesky = "cholesky",
+    }
 }
 
 /// A `[r, c]` tensor as a faer matrix in f64.

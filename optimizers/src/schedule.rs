@@ -1,6 +1,18 @@
 //! Learning-rate schedules of the paper's §4, as functions of the iteration.
 
+use crate::choice::choice;
 use crate::error::{check, Result};
+
+choice! {
+    /// Which [`LrSchedule`] a run uses; [`crate::Hyper::schedule`] builds it.
+    pub enum ScheduleKind as "schedule" {
+        /// Linear warm-up, then cosine annealing to `min_lr` (the paper's CIFAR-10 protocol).
+        WarmupCosine = "warmup-cosine",
+        /// Inverse-polynomial decay with a half-life (the paper's ImageNet protocol).
+        Poly = "poly",
+        Constant = "constant",
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LrSchedule {

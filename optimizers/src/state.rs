@@ -67,6 +67,17 @@ impl OptimizerState {
         }
     }
 
+    /// The `params` field, which must match the number of parameters of the loading optimizer.
+    pub fn expect_params(&self, n: usize) -> Result<()> {
+        let saved = self.usize_field("params")?;
+        if saved != n {
+            return Err(Error::State(format!(
+                "the saved state covers {saved} parameters, this model has {n}"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn usize_field(&self, key: &str) -> Result<usize> {
         self.meta
             .get(key)
@@ -83,16 +94,35 @@ impl OptimizerState {
     }
 }
 
-/// Saves a list of optional per-parameter buffers under `prefix.INDEX` (deep copies).
+/// Stores a deep copy of `t` under `key`, if there is one (in-place updates must never alias
+/// saved state).
+pub(crate) fn put(
+    out: &mut BTreeMap<String, Tensor>,
+    key: String,
+    t: Option<&Tensor>,
+) -> candle_core::Result<()> {
+    if let Some(t) = t {
+        out.insert(key, t.copy()?);
+    }
+    Ok(())
+}
+
+/// A deep copy of the tensor under `key`, if saved.
+pub(crate) fn take(
+    src: &BTreeMap<String, Tensor>,
+    key: &str,
+) -> candle_core::Result<Option<Tensor>> {
+    src.get(key).map(|t| t.copy()).transpose()
+}
+
+/// Saves a list of optional per-parameter buffers under `prefix.INDEX`.
 pub(crate) fn put_list(
     out: &mut BTreeMap<String, Tensor>,
     prefix: &str,
     items: &[Option<Tensor>],
-) -> Result<()> {
+) -> candle_core::Result<()> {
     for (i, t) in items.iter().enumerate() {
-        if let Some(t) = t {
-            out.insert(format!("{prefix}.{i}"), t.copy()?);
-        }
+        put(out, format!("{prefix}.{i}"), t.as_ref())?;
     }
     Ok(())
 }
@@ -102,13 +132,8 @@ pub(crate) fn take_list(
     src: &BTreeMap<String, Tensor>,
     prefix: &str,
     n: usize,
-) -> Result<Vec<Option<Tensor>>> {
+) -> candle_core::Result<Vec<Option<Tensor>>> {
     (0..n)
-        .map(|i| {
-            Ok(src
-                .get(&format!("{prefix}.{i}"))
-                .map(|t| t.copy())
-                .transpose()?)
-        })
+        .map(|i| take(src, &format!("{prefix}.{i}")))
         .collect()
 }

@@ -16,6 +16,8 @@ pub struct StageTimes {
 }
 
 impl StageTimes {
+    /// The stages' names, in the order of [`StageTimes::values`]: the one spelling that the
+    /// results store's columns, reports and printed tables use.
     pub const NAMES: [&'static str; 7] = [
         "forward",
         "backward",
@@ -38,31 +40,43 @@ impl StageTimes {
         ]
     }
 
+    /// The inverse of [`StageTimes::values`].
+    pub fn from_values(v: [f64; 7]) -> StageTimes {
+        let [forward, backward, statistics, inverse, precondition, communication, update] = v;
+        StageTimes {
+            forward,
+            backward,
+            statistics,
+            inverse,
+            precondition,
+            communication,
+            update,
+        }
+    }
+
     pub fn total(&self) -> f64 {
         self.values().iter().sum()
     }
 
     pub fn add(&mut self, o: &StageTimes) {
-        self.forward += o.forward;
-        self.backward += o.backward;
-        self.statistics += o.statistics;
-        self.inverse += o.inverse;
-        self.precondition += o.precondition;
-        self.communication += o.communication;
-        self.update += o.update;
+        let (a, b) = (self.values(), o.values());
+        *self = StageTimes::from_values(std::array::from_fn(|i| a[i] + b[i]));
     }
 
     pub fn scaled(&self, k: f64) -> StageTimes {
-        let v = self.values().map(|x| x * k);
-        StageTimes {
-            forward: v[0],
-            backward: v[1],
-            statistics: v[2],
-            inverse: v[3],
-            precondition: v[4],
-            communication: v[5],
-            update: v[6],
-        }
+        StageTimes::from_values(self.values().map(|x| x * k))
+    }
+
+    /// `forward 1.23 ms, backward ...` for the stages that took any time (all with `all`), and
+    /// the total.
+    pub fn describe(&self, all: bool) -> String {
+        let parts: Vec<String> = Self::NAMES
+            .iter()
+            .zip(self.values())
+            .filter(|(_, v)| all || *v > 0.0)
+            .map(|(n, v)| format!("{n} {:.2} ms", v * 1e3))
+            .collect();
+        format!("{} (step {:.2} ms)", parts.join(", "), self.total() * 1e3)
     }
 }
 

@@ -8,7 +8,7 @@ use optimizers::curvature::DenseMethod;
 use optimizers::curvature::{
     Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
 };
-use optimizers::{LayerKind, LayerSpec, LayerStats};
+use optimizers::{Hyper, LayerKind, LayerSpec, LayerStats};
 
 #[test]
 fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
@@ -100,7 +100,7 @@ fn precondition(
     v: &Tensor,
     damping: f64,
 ) -> Result<Vec<Vec<f64>>> {
-    let mut b = Block::new(spec.clone(), approx, BlockOptions::default());
+    let mut b = Block::new(spec.clone(), approx, Hyper::default().block_options());
     b.observe(st, 0.0, &rng(9))?;
     b.refresh(damping).unwrap();
     Ok(mat(&b.precondition(v)?.expect("an inverse")))
@@ -122,7 +122,7 @@ fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
             Approx::Kfac,
             BlockOptions {
                 dense: method,
-                ..Default::default()
+                ..Hyper::default().block_options()
             },
         );
         b.observe(&st, 0.0, &rng(0))?;
@@ -177,7 +177,7 @@ fn reduce_sum_factors_are_built_from_per_example_means() -> Result<()> {
     let mut r = rng(5);
     let spec = conv_spec(2, 3, 1, false, DType::F64)?;
     let st = stats(5, 4, 2, 3, false, &mut r)?;
-    let mut b = Block::new(spec, Approx::ReduceSum, BlockOptions::default());
+    let mut b = Block::new(spec, Approx::ReduceSum, Hyper::default().block_options());
     b.observe(&st, 0.0, &rng(0))?;
     let a = mat(&st.a);
     let means: Vec<Vec<f64>> = (0..5)
@@ -285,7 +285,7 @@ fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
     let spec = linear_spec(5, 3, DType::F64)?;
     let mut st = stats(4, 1, 5, 3, true, &mut r)?;
     st.a = (st.a * f64::NAN)?;
-    let mut b = Block::new(spec, Approx::Kfac, BlockOptions::default());
+    let mut b = Block::new(spec, Approx::Kfac, Hyper::default().block_options());
     b.observe(&st, 0.0, &rng(0))?;
     assert!(b.refresh(1e-3).is_err());
     assert!(b

@@ -1,15 +1,9 @@
 //! The values a report is made from, as loaded from the results store.
 
+use optimizers::{OptimizerKind, StageTimes};
+
 /// The stages of a training step, in the order the store and the paper's Fig. 3 list them.
-pub const STAGES: [&str; 7] = [
-    "forward",
-    "backward",
-    "statistics",
-    "inverse",
-    "precondition",
-    "communication",
-    "update",
-];
+pub const STAGES: [&str; 7] = StageTimes::NAMES;
 
 /// A sweep and all of its runs.
 #[derive(Clone, Debug)]
@@ -25,7 +19,7 @@ pub struct SweepResults {
 pub struct RunResult {
     pub model: String,
     pub dataset: String,
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     /// skfac-ss's s'.
     pub samples: Option<u32>,
     pub seed: u64,

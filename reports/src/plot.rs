@@ -1,12 +1,13 @@
 //! The figures: convergence curves (the paper's Fig. 1-2) and stage-time bars (Fig. 3), each
 //! drawn once per backend so the PNG and the SVG show the same thing.
 
+use optimizers::OptimizerKind;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::data::{RunResult, STAGES};
 use crate::font;
-use crate::series::Group;
+use crate::series::{Group, Series};
 use crate::stages::StageRow;
 use crate::ReportError;
 
@@ -33,8 +34,9 @@ pub struct Curve {
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
-/// Colours keyed by optimizer so one optimizer looks the same in every report (Tableau 10).
-fn color_for(key: &str, fallback: usize) -> RGBColor {
+/// Colours keyed by optimizer so one optimizer looks the same in every report (Tableau 10):
+/// one per kind in the paper's order, then one per skfac-ss sampling count 1, 2, 4, 8.
+fn color_for(series: &Series, fallback: usize) -> RGBColor {
     const PALETTE: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -47,17 +49,14 @@ fn color_for(key: &str, fallback: usize) -> RGBColor {
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
     ];
-    let i = match key {
-        "sgd" => 0,
-        "adam" => 1,
-        "kfac" => 2,
-        "kfac-sua" => 3,
-        "skfac-rs" => 4,
-        "skfac-ss-1" => 5,
-        "skfac-ss-2" => 6,
-        "skfac-ss-4" => 7,
-        "skfac-ss-8" => 8,
-        _ => 9 + fallback,
+    let kind = OptimizerKind::ALL
+        .iter()
+        .position(|k| *k == series.optimizer)
+        .unwrap_or(0);
+    let i = match series.samples.filter(|_| series.optimizer.samples_matter()) {
+        None => kind,
+        Some(s @ (1 | 2 | 4 | 8)) => kind + s.trailing_zeros() as usize,
+        Some(_) => 9 + fallback,
     };
     PALETTE[i % PALETTE.len()]
 }
@@ -102,7 +101,7 @@ pub fn curves(group: &Group, x: XAxis, y: fn(&crate::EpochPoint) -> f64) -> Vec<
                 .collect();
             Curve {
                 label: s.label(),
-                color: color_for(&s.key(), i),
+                color: color_for(s, i),
                 points,
             }
         })

@@ -2,12 +2,14 @@
 //! in one benchmark run (so they carry across machines, unlike seconds), compared between a
 //! baseline record and the newest one.
 
+use optimizers::OptimizerKind;
+
 use crate::data::STAGES;
 
 /// One optimizer's mean seconds per step, per stage, in a benchmark record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchStage {
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub samples: Option<u32>,
     pub seconds: [f64; 7],
 }
@@ -28,8 +30,8 @@ impl BenchStage {
     /// `skfac-ss(1)` style, as ratios name it.
     pub fn label(&self) -> String {
         match self.samples {
-            Some(s) if self.optimizer == "skfac-ss" => format!("skfac-ss({s})"),
-            _ => self.optimizer.clone(),
+            Some(s) if self.optimizer.samples_matter() => format!("{}({s})", self.optimizer),
+            _ => self.optimizer.to_string(),
         }
     }
 }
@@ -68,13 +70,13 @@ pub struct Ratio {
 /// - each optimizer's step time over SGD's (the overhead over SGD; lower is better);
 /// - K-FAC's inverse and precondition stages over each variant's (speed-ups; higher is better).
 pub fn ratios(r: &BenchRecord) -> Vec<Ratio> {
-    let find = |o: &str| r.stages.iter().find(|s| s.optimizer == o);
+    let find = |o: OptimizerKind| r.stages.iter().find(|s| s.optimizer == o);
     let mut out = Vec::new();
-    let kfac = find("kfac");
-    let sgd = find("sgd");
+    let kfac = find(OptimizerKind::Kfac);
+    let sgd = find(OptimizerKind::Sgd);
     for s in &r.stages {
-        let second_order = s.optimizer != "sgd" && s.optimizer != "adam";
-        if let Some(k) = kfac.filter(|_| second_order && s.optimizer != "kfac") {
+        let second_order = s.optimizer.is_second_order();
+        if let Some(k) = kfac.filter(|_| second_order && s.optimizer != OptimizerKind::Kfac) {
             out.push(Ratio {
                 name: format!("step {} / kfac", s.label()),
                 better: Better::Lower,
@@ -90,7 +92,7 @@ pub fn ratios(r: &BenchRecord) -> Vec<Ratio> {
                 }
             }
         }
-        if let Some(g) = sgd.filter(|_| s.optimizer != "sgd") {
+        if let Some(g) = sgd.filter(|_| s.optimizer != OptimizerKind::Sgd) {
             out.push(Ratio {
                 name: format!("overhead {} / sgd", s.label()),
                 better: Better::Lower,
@@ -206,7 +208,7 @@ mod tests {
 
     fn stage(o: &str, samples: Option<u32>, fwd: f64, inv: f64) -> BenchStage {
         BenchStage {
-            optimizer: o.into(),
+            optimizer: o.parse().unwrap(),
             samples,
             seconds: [fwd, fwd, 0.0, inv, 0.0, 0.0, 0.0],
         }

@@ -1,6 +1,8 @@
 //! Runs grouped for display: one group per (model, dataset), one series per optimizer (and
 //! per sampling count for skfac-ss), seeds pooled within a series.
 
+use optimizers::OptimizerKind;
+
 use crate::data::{RunResult, SweepResults};
 
 /// The runs of one model on one data set.
@@ -14,7 +16,7 @@ pub struct Group<'a> {
 /// One optimizer configuration and its runs (one per seed).
 #[derive(Debug)]
 pub struct Series<'a> {
-    pub optimizer: &'a str,
+    pub optimizer: OptimizerKind,
     pub samples: Option<u32>,
     pub runs: Vec<&'a RunResult>,
 }
@@ -22,36 +24,20 @@ pub struct Series<'a> {
 impl Series<'_> {
     /// The name the paper uses, e.g. `K-FAC`, `SKFAC-SS (s'=4)`.
     pub fn label(&self) -> String {
-        let base = match self.optimizer {
-            "sgd" => "SGD".to_string(),
-            "adam" => "Adam".to_string(),
-            "kfac" => "K-FAC".to_string(),
-            "kfac-sua" => "SUA".to_string(),
-            "skfac-rs" => "SKFAC-RS".to_string(),
-            "skfac-ss" => "SKFAC-SS".to_string(),
-            other => other.to_string(),
-        };
+        let base = self.optimizer.title();
         match self.samples {
-            Some(s) if self.optimizer == "skfac-ss" => format!("{base} (s'={s})"),
-            _ => base,
+            Some(s) if self.optimizer.samples_matter() => format!("{base} (s'={s})"),
+            _ => base.to_string(),
         }
     }
 
     /// A file-name-safe key, e.g. `skfac-ss-4`.
     pub fn key(&self) -> String {
         match self.samples {
-            Some(s) if self.optimizer == "skfac-ss" => format!("{}-{s}", self.optimizer),
+            Some(s) if self.optimizer.samples_matter() => format!("{}-{s}", self.optimizer),
             _ => self.optimizer.to_string(),
         }
     }
-}
-
-/// The paper's order: SGD, Adam, K-FAC, SUA, SKFAC-RS, SKFAC-SS by s'; unknown names last.
-fn rank(optimizer: &str) -> usize {
-    ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"]
-        .iter()
-        .position(|o| *o == optimizer)
-        .unwrap_or(usize::MAX)
 }
 
 /// Groups the sweep's runs by (model, dataset) in order of first appearance, and within each
@@ -73,7 +59,7 @@ pub fn groups(sweep: &SweepResults) -> Vec<Group<'_>> {
                 out.last_mut().expect("just pushed")
             }
         };
-        let samples = run.samples.filter(|_| run.optimizer == "skfac-ss");
+        let samples = run.samples.filter(|_| run.optimizer.samples_matter());
         match g
             .series
             .iter_mut()
@@ -81,20 +67,16 @@ pub fn groups(sweep: &SweepResults) -> Vec<Group<'_>> {
         {
             Some(s) => s.runs.push(run),
             None => g.series.push(Series {
-                optimizer: &run.optimizer,
+                optimizer: run.optimizer,
                 samples,
                 runs: vec![run],
             }),
         }
     }
     for g in &mut out {
-        g.series.sort_by(|a, b| {
-            (rank(a.optimizer), a.optimizer, a.samples).cmp(&(
-                rank(b.optimizer),
-                b.optimizer,
-                b.samples,
-            ))
-        });
+        // The paper's order, which OptimizerKind's follows: SGD, Adam, K-FAC, SUA, SKFAC-RS,
+        // SKFAC-SS by s'.
+        g.series.sort_by_key(|s| (s.optimizer, s.samples));
         for s in &mut g.series {
             s.runs.sort_by_key(|r| r.seed);
         }

@@ -1,13 +1,15 @@
 //! The time-to-target table (the paper's Table 1): epochs and training minutes until a run
 //! first reaches the target test accuracy, and the time gap to K-FAC.
 
+use optimizers::OptimizerKind;
+
 use crate::series::Group;
 
 /// One row of the table: one optimizer configuration, averaged over its seeds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetRow {
     pub label: String,
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub samples: Option<u32>,
     /// Finished or diverged runs (seeds) in the series, and how many of them reached the
     /// target. Runs still running or failed are left out.
@@ -57,7 +59,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
             }
             TargetRow {
                 label: s.label(),
-                optimizer: s.optimizer.to_string(),
+                optimizer: s.optimizer,
                 samples: s.samples,
                 runs,
                 reached: epochs.len(),
@@ -71,7 +73,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
         .collect();
     let kfac = rows
         .iter()
-        .find(|r| r.optimizer == "kfac")
+        .find(|r| r.optimizer == OptimizerKind::Kfac)
         .and_then(|r| r.minutes);
     if let Some(k) = kfac.filter(|k| *k > 0.0) {
         for r in &mut rows {

@@ -277,7 +277,7 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                 let fields = [
                     csv_field(g.model),
                     csv_field(g.dataset),
-                    csv_field(&r.optimizer),
+                    csv_field(r.optimizer.name()),
                     r.samples.map_or(String::new(), |s| s.to_string()),
                     csv_field(&r.label),
                     r.runs.to_string(),

@@ -9,7 +9,7 @@ fn run(optimizer: &str, samples: Option<u32>, seed: u64, acc: &[f64], secs: &[f6
     RunResult {
         model: "resnet8".into(),
         dataset: "cifar10".into(),
-        optimizer: optimizer.into(),
+        optimizer: optimizer.parse().unwrap(),
         samples,
         seed,
         status: "finished".into(),

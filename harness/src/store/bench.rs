@@ -3,7 +3,9 @@
 use reports::regress::{BenchRecord, BenchStage};
 use sqlx::Row;
 
-use super::{now, Result, Store};
+use optimizers::{OptimizerKind, StageTimes};
+
+use super::{now, stage_columns, Result, Store};
 
 impl Store {
     /// Stores a benchmark record (its `id` and `created_at` are assigned here); returns the id.
@@ -35,25 +37,21 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
                 .get(0);
+                let sql = format!(
+                    "INSERT INTO bench_stages (record_id, optimizer, samples, {})
+                     VALUES (?, ?, ?, {})",
+                    stage_columns(|n| format!("\"{n}\"")),
+                    stage_columns(|_| "?".into())
+                );
                 for s in &r.stages {
-                    let t = &s.seconds;
-                    sqlx::query(
-                        "INSERT INTO bench_stages (record_id, optimizer, samples, forward, backward,
-                             statistics, inverse, precondition, communication, \"update\")
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(id)
-                    .bind(&s.optimizer)
-                    .bind(s.samples.map(i64::from))
-                    .bind(t[0])
-                    .bind(t[1])
-                    .bind(t[2])
-                    .bind(t[3])
-                    .bind(t[4])
-                    .bind(t[5])
-                    .bind(t[6])
-                    .execute(&mut *tx)
-                    .await?;
+                    let mut q = sqlx::query(&sql)
+                        .bind(id)
+                        .bind(s.optimizer.name())
+                        .bind(s.samples.map(i64::from));
+                    for v in s.seconds {
+                        q = q.bind(v);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(id)
@@ -74,11 +72,11 @@ impl Store {
                 let mut out = Vec::with_capacity(recs.len());
                 for r in &recs {
                     let id: i64 = r.get(0);
-                    let stages = sqlx::query(
-                        "SELECT optimizer, samples, forward, backward, statistics, inverse,
-                             precondition, communication, \"update\"
-                         FROM bench_stages WHERE record_id = ? ORDER BY rowid",
-                    )
+                    let stages = sqlx::query(&format!(
+                        "SELECT optimizer, samples, {} FROM bench_stages
+                         WHERE record_id = ? ORDER BY rowid",
+                        stage_columns(|n| format!("\"{n}\""))
+                    ))
                     .bind(id)
                     .fetch_all(&self.pool)
                     .await?;
@@ -98,12 +96,17 @@ impl Store {
                         steps: r.get::<i64, _>(8) as usize,
                         stages: stages
                             .iter()
-                            .map(|s| BenchStage {
-                                optimizer: s.get(0),
-                                samples: s.get::<Option<i64>, _>(1).map(|v| v as u32),
-                                seconds: std::array::from_fn(|i| s.get::<f64, _>(i + 2)),
+                            .map(|s| {
+                                let name: String = s.get(0);
+                                Ok(BenchStage {
+                                    optimizer: OptimizerKind::parse(&name).map_err(|e| {
+                                        sqlx::Error::Decode(format!("record {id}: {e}").into())
+                                    })?,
+                                    samples: s.get::<Option<i64>, _>(1).map(|v| v as u32),
+                                    seconds: StageTimes::NAMES.map(|n| s.get::<f64, _>(n)),
+                                })
                             })
-                            .collect(),
+                            .collect::<std::result::Result<_, sqlx::Error>>()?,
                     });
                 }
                 Ok(out)

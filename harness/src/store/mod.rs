@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use optimizers::{StageTimes, Traffic};
+use optimizers::{OptimizerKind, StageTimes, Traffic};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -14,6 +14,16 @@ mod bench;
 mod report;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// One SQL term per stage, in [`StageTimes::NAMES`]' order, joined by commas: the stage
+/// columns of `iterations` and `bench_stages` are named as the stages are.
+pub(crate) fn stage_columns(term: impl Fn(&str) -> String) -> String {
+    StageTimes::NAMES
+        .iter()
+        .map(|n| term(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Where results go unless `--db` says otherwise.
 pub const DEFAULT_DB: &str = "results/runs.db";
@@ -84,7 +94,7 @@ pub struct RunMeta {
     pub run_key: String,
     pub model: String,
     pub dataset: String,
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub samples: Option<usize>,
     pub seed: u64,
     pub hyper_json: String,
@@ -276,7 +286,7 @@ impl Store {
         .bind(&m.run_key)
         .bind(&m.model)
         .bind(&m.dataset)
-        .bind(&m.optimizer)
+        .bind(m.optimizer.name())
         .bind(m.samples.map(|s| s as i64))
         .bind(m.seed as i64)
         .bind(&m.hyper_json)
@@ -334,37 +344,34 @@ impl Store {
         }
         self.rt
             .block_on(async {
+                let sql = format!(
+                    "INSERT INTO iterations (run_id, step, epoch, loss, lr, {},
+                         comm_gradient_seconds, comm_gradient_wait_seconds, comm_gradient_bytes,
+                         comm_statistics_seconds, comm_statistics_wait_seconds,
+                         comm_statistics_bytes)
+                     VALUES (?, ?, ?, ?, ?, {}, ?, ?, ?, ?, ?, ?)",
+                    stage_columns(|n| format!("\"{n}\"")),
+                    stage_columns(|_| "?".into())
+                );
                 let mut tx = self.pool.begin().await?;
                 for r in rows {
-                    let t = &r.times;
-                    sqlx::query(
-                        "INSERT INTO iterations (run_id, step, epoch, loss, lr, forward, backward,
-                             statistics, inverse, precondition, communication, \"update\",
-                             comm_gradient_seconds, comm_gradient_wait_seconds, comm_gradient_bytes,
-                             comm_statistics_seconds, comm_statistics_wait_seconds,
-                             comm_statistics_bytes)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(run)
-                    .bind(r.step as i64)
-                    .bind(r.epoch as i64)
-                    .bind(r.loss)
-                    .bind(r.lr)
-                    .bind(t.forward)
-                    .bind(t.backward)
-                    .bind(t.statistics)
-                    .bind(t.inverse)
-                    .bind(t.precondition)
-                    .bind(t.communication)
-                    .bind(t.update)
-                    .bind(r.traffic.gradient_seconds)
-                    .bind(r.traffic.gradient_wait_seconds)
-                    .bind(r.traffic.gradient_bytes as i64)
-                    .bind(r.traffic.statistics_seconds)
-                    .bind(r.traffic.statistics_wait_seconds)
-                    .bind(r.traffic.statistics_bytes as i64)
-                    .execute(&mut *tx)
-                    .await?;
+                    let mut q = sqlx::query(&sql)
+                        .bind(run)
+                        .bind(r.step as i64)
+                        .bind(r.epoch as i64)
+                        .bind(r.loss)
+                        .bind(r.lr);
+                    for v in r.times.values() {
+                        q = q.bind(v);
+                    }
+                    q.bind(r.traffic.gradient_seconds)
+                        .bind(r.traffic.gradient_wait_seconds)
+                        .bind(r.traffic.gradient_bytes as i64)
+                        .bind(r.traffic.statistics_seconds)
+                        .bind(r.traffic.statistics_wait_seconds)
+                        .bind(r.traffic.statistics_bytes as i64)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await
             })

@@ -4,7 +4,9 @@
 use reports::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults};
 use sqlx::Row;
 
-use super::{fetch_epochs, Result, Store};
+use optimizers::{OptimizerKind, StageTimes};
+
+use super::{fetch_epochs, stage_columns, Result, Store};
 
 impl Store {
     /// Names of every sweep in the database, oldest first.
@@ -38,27 +40,34 @@ impl Store {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
+                let stages_sql = format!(
+                    "SELECT COUNT(*) AS steps, {},
+                         AVG(comm_gradient_seconds) AS gradient_seconds,
+                         CAST(AVG(comm_gradient_bytes) AS REAL) AS gradient_bytes,
+                         AVG(comm_gradient_wait_seconds) AS gradient_wait_seconds,
+                         SUM(comm_statistics_seconds) AS statistics_seconds,
+                         CAST(SUM(comm_statistics_bytes) AS REAL) AS statistics_bytes,
+                         SUM(comm_statistics_wait_seconds) AS statistics_wait_seconds,
+                         SUM(comm_statistics_bytes > 0) AS statistics_steps
+                     FROM iterations WHERE run_id = ?",
+                    stage_columns(|n| format!("AVG(\"{n}\") AS \"mean_{n}\""))
+                );
                 let mut out = Vec::with_capacity(runs.len());
                 for r in &runs {
                     let run: i64 = r.get(0);
                     let epochs = fetch_epochs(&self.pool, run).await?;
-                    let stages = sqlx::query(
-                        "SELECT COUNT(*), AVG(forward), AVG(backward), AVG(statistics),
-                             AVG(inverse), AVG(precondition), AVG(communication), AVG(\"update\"),
-                             AVG(comm_gradient_seconds), CAST(AVG(comm_gradient_bytes) AS REAL),
-                             SUM(comm_statistics_seconds), CAST(SUM(comm_statistics_bytes) AS REAL),
-                             SUM(comm_statistics_bytes > 0), AVG(comm_gradient_wait_seconds),
-                             SUM(comm_statistics_wait_seconds)
-                         FROM iterations WHERE run_id = ?",
-                    )
-                    .bind(run)
-                    .fetch_one(&self.pool)
-                    .await?;
-                    let steps: i64 = stages.get(0);
+                    let stages = sqlx::query(&stages_sql)
+                        .bind(run)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let steps: i64 = stages.get("steps");
+                    let optimizer: String = r.get(3);
+                    let optimizer = OptimizerKind::parse(&optimizer)
+                        .map_err(|e| sqlx::Error::Decode(format!("run {run}: {e}").into()))?;
                     out.push(RunResult {
                         model: r.get(1),
                         dataset: r.get(2),
-                        optimizer: r.get(3),
+                        optimizer,
                         samples: r.get::<Option<i64>, _>(4).map(|s| s as u32),
                         seed: r.get::<i64, _>(5) as u64,
                         status: r.get(6),
@@ -69,15 +78,18 @@ impl Store {
                         crate_versions: r.get(11),
                         comm_strategy: r.get(12),
                         comm: (steps > 0).then(|| {
-                            let n = stages.get::<i64, _>(12).max(1) as f64;
+                            let stat_steps: i64 = stages.get("statistics_steps");
+                            let n = stat_steps.max(1) as f64;
                             CommMeans {
-                                gradient_seconds: stages.get(8),
-                                gradient_wait_seconds: stages.get(13),
-                                gradient_bytes: stages.get(9),
-                                statistics_seconds: stages.get::<f64, _>(10) / n,
-                                statistics_wait_seconds: stages.get::<f64, _>(14) / n,
-                                statistics_bytes: stages.get::<f64, _>(11) / n,
-                                statistics_steps: stages.get::<i64, _>(12) as usize,
+                                gradient_seconds: stages.get("gradient_seconds"),
+                                gradient_wait_seconds: stages.get("gradient_wait_seconds"),
+                                gradient_bytes: stages.get("gradient_bytes"),
+                                statistics_seconds: stages.get::<f64, _>("statistics_seconds") / n,
+                                statistics_wait_seconds: stages
+                                    .get::<f64, _>("statistics_wait_seconds")
+                                    / n,
+                                statistics_bytes: stages.get::<f64, _>("statistics_bytes") / n,
+                                statistics_steps: stat_steps as usize,
                             }
                         }),
                         epochs: epochs
@@ -92,7 +104,8 @@ impl Store {
                             })
                             .collect(),
                         stages: (steps > 0).then(|| StageMeans {
-                            seconds: std::array::from_fn(|i| stages.get::<f64, _>(i + 1)),
+                            seconds: StageTimes::NAMES
+                                .map(|n| stages.get::<f64, _>(format!("mean_{n}").as_str())),
                             steps: steps as usize,
                         }),
                     });

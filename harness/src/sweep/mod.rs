@@ -1,9 +1,10 @@
 //! Sweeps: a grid of runs from a TOML file, recorded in the results store, resumable after any
 //! interruption.
 
+pub mod processes;
 mod record;
 mod run;
 pub mod spec;
 
 pub use run::{comm_strategy, follow_sweep, run_sweep, SweepOptions, SweepOutcome};
-pub use spec::{load, parse, PlannedRun, SpecError, Sweep};
+pub use spec::{load, parse, SpecError, Sweep};

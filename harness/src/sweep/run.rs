@@ -8,15 +8,15 @@ use std::sync::Arc;
 use anyhow::Result;
 use candle_core::Device;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use optimizers::{Channel, Communicator};
+use optimizers::{Channel, Communicator, OptimizerKind};
 
 use super::record::{Follower, Recorder};
-use super::spec::{PlannedRun, Sweep};
+use super::spec::Sweep;
 use crate::checkpoint::Checkpoints;
 use crate::data::{self, Splits};
 use crate::meta;
 use crate::store::{RunMeta, Status, Store};
-use crate::train::{build_run, train_from_shared, Outcome};
+use crate::train::{build_run, run_key, train_from_shared, Outcome, TrainConfig};
 
 pub struct SweepOptions {
     pub db: PathBuf,
@@ -42,12 +42,12 @@ pub(super) fn share(comm: &dyn Communicator, value: Option<f64>) -> f64 {
 }
 
 /// What a data-parallel run exchanges besides gradients, as recorded in the store.
-pub fn comm_strategy(optimizer: &str, processes: usize) -> &'static str {
+pub fn comm_strategy(optimizer: OptimizerKind, processes: usize) -> &'static str {
     match optimizer {
         _ if processes == 1 => "none",
-        "kfac" | "kfac-sua" => "allreduce-factors",
-        "skfac-rs" | "skfac-ss" => "allgather-rows",
-        _ => "allreduce-grads",
+        OptimizerKind::Kfac | OptimizerKind::KfacSua => "allreduce-factors",
+        OptimizerKind::SkfacRs | OptimizerKind::SkfacSs => "allgather-rows",
+        OptimizerKind::Sgd | OptimizerKind::Adam => "allreduce-grads",
     }
 }
 
@@ -66,12 +66,11 @@ fn checkpoints_of(opts: &SweepOptions, sweep: &Sweep, run: i64) -> Checkpoints {
 pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Result<()> {
     let comm = opts.comm.as_ref();
     let mut loaded: Option<(String, Splits)> = None;
-    for planned in &sweep.runs {
+    for cfg in &sweep.runs {
         if share(comm, None) != 0.0 {
             continue; // done already
         }
         let run = share(comm, None) as i64;
-        let cfg = &planned.cfg;
         if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
             loaded = Some((
                 cfg.dataset.clone(),
@@ -122,11 +121,6 @@ pub enum SweepOutcome {
     Interrupted,
 }
 
-/// The key that identifies a run within its sweep: its whole configuration.
-pub fn run_key(p: &PlannedRun) -> String {
-    serde_json::to_string(&p.cfg).expect("a config serialises")
-}
-
 pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Result<SweepOutcome> {
     let comm = opts.comm.as_ref();
     let procs = comm.size();
@@ -137,7 +131,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         &sweep.text,
         Some(sweep.target_accuracy),
     )?;
-    let mine: Vec<(usize, &PlannedRun)> = sweep
+    let mine: Vec<(usize, &TrainConfig)> = sweep
         .runs
         .iter()
         .enumerate()
@@ -170,8 +164,8 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
     };
     let mut loaded: Option<(String, Splits)> = None;
     let (mut ran, mut skipped, mut failed) = (0, 0, 0);
-    for (i, planned) in mine {
-        let key = run_key(planned);
+    for (i, cfg) in mine {
+        let key = run_key(cfg);
         let done = store
             .find_run(sweep_id, &key)?
             .is_some_and(|r| r.status.is_done());
@@ -183,7 +177,6 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             overall.inc(1);
             continue;
         }
-        let cfg = &planned.cfg;
         if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
             data::obtain(&cfg.dataset, &opts.data_dir)?;
             loaded = Some((
@@ -196,7 +189,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             "#{i} {} {} seed {}",
             cfg.model,
             cfg.optimizer_label(),
-            cfg.seed
+            cfg.hyper.seed
         );
         overall.set_message(label.clone());
         epoch_bar.set_prefix(label.clone());
@@ -204,16 +197,16 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             run_key: key.clone(),
             model: cfg.model.clone(),
             dataset: cfg.dataset.clone(),
-            optimizer: cfg.optimizer.clone(),
-            samples: planned.samples,
-            seed: cfg.seed,
-            hyper_json: serde_json::to_string(&cfg.hyper())?,
+            optimizer: cfg.optimizer,
+            samples: cfg.samples(),
+            seed: cfg.hyper.seed,
+            hyper_json: serde_json::to_string(&cfg.hyper)?,
             git_commit: meta::git_commit(),
             crate_versions: meta::crate_versions(),
             cpu_model: meta::cpu_model(),
             threads: opts.threads,
             processes: procs,
-            comm_strategy: comm_strategy(&cfg.optimizer, procs).into(),
+            comm_strategy: comm_strategy(cfg.optimizer, procs).into(),
         };
         let run = store.start_run(Some(sweep_id), &run_meta)?;
         if procs > 1 {

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use optimizers::curvature::WoodburyMode;
-use optimizers::{Fisher, OptimizerKind};
+use optimizers::{Error as HyperError, Hyper, OptimizerKind};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::DATASET_NAMES;
-use crate::train::{ScheduleKind, TrainConfig};
+use crate::overrides::{OverrideError, Overrides};
+use crate::train::TrainConfig;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}: {message}", file.display())]
@@ -36,40 +36,22 @@ struct RawSpec {
     train_subset: Option<Spanned<i64>>,
     target_accuracy: Spanned<f64>,
     #[serde(default)]
-    hyper: Overrides,
+    hyper: Table,
     #[serde(default)]
-    optimizer: BTreeMap<String, Spanned<Overrides>>,
+    optimizer: BTreeMap<String, Spanned<Table>>,
 }
 
-/// Hyper-parameters a sweep may set, for all optimizers (`[hyper]`) or one
-/// (`[optimizer.NAME]`).
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Overrides {
-    lr: Option<Spanned<f64>>,
-    momentum: Option<Spanned<f64>>,
-    weight_decay: Option<Spanned<f64>>,
-    nesterov: Option<bool>,
-    schedule: Option<Spanned<String>>,
-    warmup_epochs: Option<Spanned<f64>>,
-    min_lr: Option<Spanned<f64>>,
-    half_life_epochs: Option<Spanned<f64>>,
-    damping: Option<Spanned<f64>>,
-    t_cov: Option<Spanned<i64>>,
-    t_inv: Option<Spanned<i64>>,
-    stat_decay: Option<Spanned<f64>>,
-    kl_clip: Option<Spanned<f64>>,
-    fisher: Option<Spanned<String>>,
-    woodbury: Option<Spanned<String>>,
-}
+/// A table of hyper-parameters: `[hyper]` for every optimizer, `[optimizer.NAME]` for one.
+type Table = BTreeMap<String, Spanned<toml::Value>>;
 
-/// One run of a sweep.
-#[derive(Clone, Debug)]
-pub struct PlannedRun {
-    pub cfg: TrainConfig,
-    /// `skfac-ss`'s sampling count, `None` for the others.
-    pub samples: Option<usize>,
-}
+/// Keys the sweep's grid sets, refused in its tables.
+const GRID_KEYS: [(&str, &str); 2] = [
+    (
+        "samples",
+        "list skfac-ss's sampling counts in the top-level `samples`",
+    ),
+    ("seed", "list the seeds in the top-level `seeds`"),
+];
 
 /// A parsed, validated sweep.
 #[derive(Clone, Debug)]
@@ -78,7 +60,7 @@ pub struct Sweep {
     pub file: PathBuf,
     pub text: String,
     pub target_accuracy: f64,
-    pub runs: Vec<PlannedRun>,
+    pub runs: Vec<TrainConfig>,
 }
 
 struct Ctx<'a> {
@@ -120,6 +102,11 @@ impl Ctx<'_> {
         }
     }
 
+    fn overrides(&self, e: OverrideError) -> SpecError {
+        let span = e.span.unwrap_or(0..0);
+        self.err(&span, e.message)
+    }
+
     fn int(&self, v: &Spanned<i64>, field: &str, min: i64) -> Result<usize, SpecError> {
         let x = *v.get_ref();
         if x >= min {
@@ -139,81 +126,6 @@ impl Ctx<'_> {
         } else {
             Err(self.err(&v.span(), format!("`{field}` = {x}: {rule}")))
         }
-    }
-}
-
-impl Overrides {
-    /// Applies the set fields to `c`, validating each.
-    fn apply(&self, cx: &Ctx<'_>, c: &mut TrainConfig) -> Result<(), SpecError> {
-        if let Some(v) = &self.lr {
-            c.lr = cx.real(v, "lr", *v.get_ref() > 0.0, "must be > 0")?;
-        }
-        if let Some(v) = &self.momentum {
-            let x = *v.get_ref();
-            c.momentum = cx.real(v, "momentum", (0.0..1.0).contains(&x), "must be in [0, 1)")?;
-        }
-        if let Some(v) = &self.weight_decay {
-            c.weight_decay = cx.real(v, "weight_decay", *v.get_ref() >= 0.0, "must be >= 0")?;
-        }
-        if let Some(n) = self.nesterov {
-            c.nesterov = n;
-        }
-        if let Some(v) = &self.schedule {
-            c.schedule = match cx.choice(v, "schedule", &["warmup-cosine", "poly", "constant"])? {
-                "warmup-cosine" => ScheduleKind::WarmupCosine,
-                "poly" => ScheduleKind::Poly,
-                _ => ScheduleKind::Constant,
-            };
-        }
-        if let Some(v) = &self.warmup_epochs {
-            c.warmup_epochs = cx.real(v, "warmup_epochs", *v.get_ref() >= 0.0, "must be >= 0")?;
-        }
-        if let Some(v) = &self.min_lr {
-            c.min_lr = cx.real(v, "min_lr", *v.get_ref() >= 0.0, "must be >= 0")?;
-        }
-        if let Some(v) = &self.half_life_epochs {
-            c.half_life_epochs =
-                cx.real(v, "half_life_epochs", *v.get_ref() > 0.0, "must be > 0")?;
-        }
-        if let Some(v) = &self.damping {
-            c.damping = cx.real(v, "damping", *v.get_ref() > 0.0, "must be > 0")?;
-        }
-        if let Some(v) = &self.t_cov {
-            c.t_cov = cx.int(v, "t_cov", 1)?;
-        }
-        if let Some(v) = &self.t_inv {
-            c.t_inv = cx.int(v, "t_inv", 1)?;
-        }
-        if let Some(v) = &self.stat_decay {
-            let x = *v.get_ref();
-            c.stat_decay = cx.real(
-                v,
-                "stat_decay",
-                (0.0..1.0).contains(&x),
-                "must be in [0, 1)",
-            )?;
-        }
-        if let Some(v) = &self.kl_clip {
-            c.kl_clip = cx.real(
-                v,
-                "kl_clip",
-                *v.get_ref() >= 0.0,
-                "must be >= 0 (0 turns it off)",
-            )?;
-        }
-        if let Some(v) = &self.fisher {
-            c.fisher = match cx.choice(v, "fisher", &["sampled", "empirical"])? {
-                "empirical" => Fisher::Empirical,
-                _ => Fisher::Sampled,
-            };
-        }
-        if let Some(v) = &self.woodbury {
-            c.woodbury = match cx.choice(v, "woodbury", &["applied", "formed"])? {
-                "formed" => WoodburyMode::Formed,
-                _ => WoodburyMode::Applied,
-            };
-        }
-        Ok(())
     }
 }
 
@@ -257,11 +169,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         .iter()
         .map(|m| cx.choice(m, "model", &models::MODEL_NAMES))
         .collect::<Result<_, _>>()?;
-    let optimizers: Vec<&str> = raw
+    let optimizers: Vec<OptimizerKind> = raw
         .optimizers
         .get_ref()
         .iter()
-        .map(|o| cx.choice(o, "optimizer", &OptimizerKind::NAMES))
+        .map(|o| OptimizerKind::parse(o.get_ref()).map_err(|e| cx.err(&o.span(), e.to_string())))
         .collect::<Result<_, _>>()?;
     let dataset = raw
         .dataset
@@ -308,26 +220,32 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         t > 0.0 && t <= 1.0,
         "must be in (0, 1]",
     )?;
+    let shared = Overrides::from_table(&raw.hyper, &GRID_KEYS).map_err(|e| cx.overrides(e))?;
+    let mut own: BTreeMap<OptimizerKind, Overrides> = BTreeMap::new();
     for (opt, table) in &raw.optimizer {
-        if !optimizers.contains(&opt.as_str()) {
+        let Some(kind) = optimizers.iter().find(|k| k.name() == opt) else {
+            let names: Vec<&str> = optimizers.iter().map(|k| k.name()).collect();
             return Err(cx.err(
                 &table.span(),
                 format!(
                     "[optimizer.{opt}] names no optimizer of this sweep; valid: {}",
-                    optimizers.join(", ")
+                    names.join(", ")
                 ),
             ));
-        }
+        };
+        let o = Overrides::from_table(table.get_ref(), &GRID_KEYS).map_err(|e| cx.overrides(e))?;
+        own.insert(*kind, o);
     }
 
     let mut runs = Vec::new();
     for model in &models {
-        for opt in &optimizers {
-            let counts: Vec<Option<usize>> = if *opt == "skfac-ss" {
+        for &opt in &optimizers {
+            let counts: Vec<Option<usize>> = if opt.samples_matter() {
                 samples.iter().map(|&s| Some(s)).collect()
             } else {
                 vec![None]
             };
+            let own = own.get(&opt).cloned().unwrap_or_default();
             for s in counts {
                 for &seed in &seeds {
                     let mut c = TrainConfig::new(model, opt);
@@ -335,24 +253,36 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
                         c.dataset = d.to_string();
                     }
                     c.epochs = epochs;
-                    c.seed = seed;
                     if let Some(b) = batch_size {
                         c.batch_size = b;
                     }
                     c.train_subset = subset;
-                    raw.hyper.apply(&cx, &mut c)?;
-                    if let Some(o) = raw.optimizer.get(*opt) {
-                        o.get_ref().apply(&cx, &mut c)?;
+                    let mut h: Hyper = c.hyper.clone();
+                    h.seed = seed;
+                    for o in [&shared, &own] {
+                        o.apply(&mut h).map_err(|e| cx.overrides(e))?;
                     }
                     if let Some(s) = s {
-                        c.samples = s;
+                        h.samples = s;
                     }
-                    c.validate().map_err(|e| SpecError {
-                        file: file.to_path_buf(),
-                        line: 1,
-                        message: e.to_string(),
+                    c.hyper = h;
+                    c.validate().map_err(|e| {
+                        // A bad hyper-parameter: point at the line that set it.
+                        let field = match e.downcast_ref::<HyperError>() {
+                            Some(HyperError::InvalidHyper { field, .. }) => *field,
+                            _ => "",
+                        };
+                        let span = own.span_of(field).or_else(|| shared.span_of(field));
+                        match span {
+                            Some(span) => cx.err(&span, e.to_string()),
+                            None => SpecError {
+                                file: file.to_path_buf(),
+                                line: 1,
+                                message: e.to_string(),
+                            },
+                        }
                     })?;
-                    runs.push(PlannedRun { cfg: c, samples: s });
+                    runs.push(c);
                 }
             }
         }

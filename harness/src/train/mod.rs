@@ -5,11 +5,13 @@ mod config;
 pub mod distributed;
 mod eval;
 mod fisher;
+mod identity;
 mod step;
 
-pub use config::{ScheduleKind, TrainConfig};
+pub use config::{default_dataset, TrainConfig};
 pub use eval::{evaluate, evaluate_shared, Evaluation};
 pub use fisher::{sample_labels, sample_labels_from};
+pub use identity::{run_key, stable_key};
 pub use step::{train_step, train_step_shared, StepOutcome};
 
 use std::sync::Arc;
@@ -140,7 +142,7 @@ pub fn build_run(
     comm: Arc<dyn Communicator>,
 ) -> Result<(Network, Box<dyn Optimizer>)> {
     let net = build_model(cfg, data, device)?;
-    let mut opt = build_optimizer(cfg.optimizer_kind()?, &net.param_set(), &cfg.hyper())?;
+    let mut opt = build_optimizer(cfg.optimizer, &net.param_set(), &cfg.hyper)?;
     opt.set_communicator(comm);
     Ok((net, opt))
 }
@@ -151,7 +153,7 @@ pub fn build_model(cfg: &TrainConfig, data: &Splits, device: &Device) -> Result<
     let model_cfg = ModelConfig {
         input: (t.height, t.width, t.channels),
         classes: t.classes,
-        seed: cfg.seed,
+        seed: cfg.hyper.seed,
     };
     Ok(models::build(&cfg.model, &model_cfg, device)?)
 }
@@ -221,22 +223,22 @@ pub fn train_from_shared(
         "the training set ({n_train} images) is smaller than one batch ({}): lower --batch-size or raise --train-subset",
         cfg.batch_size
     );
-    let schedule = cfg.schedule(steps_per_epoch);
+    let schedule = cfg.hyper.lr_schedule(cfg.epochs, steps_per_epoch);
     schedule.validate().context("learning-rate schedule")?;
     while p.epoch < cfg.epochs {
         let epoch = p.epoch;
-        let plan = BatchPlan::train(n_train, cfg.batch_size, cfg.seed, epoch);
+        let plan = BatchPlan::train(n_train, cfg.batch_size, cfg.hyper.seed, epoch);
         obs.epoch_started(epoch, plan.len());
         while p.batch < plan.len() {
             let b = p.batch;
             let started = Instant::now();
             let lr = schedule.at(p.step);
             opt.set_learning_rate(lr);
-            let aug = data.augment.then_some((cfg.seed, epoch, b));
+            let aug = data.augment.then_some((cfg.hyper.seed, epoch, b));
             let keep = rank * shard..(rank + 1) * shard;
             let batch = make_shard(&data.train, plan.indices(b), keep, &data.norm, aug, device)?;
             // A stream of its own: at step 0 the seed must not equal the model-init seed.
-            let fisher_seed = cfg.seed
+            let fisher_seed = cfg.hyper.seed
                 ^ (p.step as u64)
                     .wrapping_add(1)
                     .wrapping_mul(0xA24B_AED4_963E_E407);

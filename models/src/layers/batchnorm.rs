@@ -2,7 +2,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Result, Tensor, Var, D};
 
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 use crate::ops::{batch_norm_train, BatchStats};
 
 /// Batch normalisation over the channel (last) axis of an NHWC tensor (or `[M, C]` rows).

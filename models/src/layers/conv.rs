@@ -3,7 +3,7 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor, Var};
 
 use crate::capture::Capture;
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 use crate::ops::{conv2d_tiled, im2col, tiling_pays, Window};
 
 /// 2-d convolution on NHWC input as im2col + matmul. The im2col rows are K-FAC's `A`, and the

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor, Var};
 
 use crate::capture::Capture;
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 
 /// `y = x Wᵀ + b` on `[M, in]` rows.
 pub struct Linear {

@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor};
 
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d};
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 use crate::ops::{add_relu, relu};
 
 /// How a block's input reaches its output.

@@ -2,7 +2,7 @@ use candle_core::{Result, Tensor};
 
 use crate::builder::Builder;
 use crate::layers::Linear;
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 use crate::ops::relu;
 
 /// Fully connected ReLU network on flattened inputs (SKFAC's fully connected case, §3.1).

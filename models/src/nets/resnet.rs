@@ -3,7 +3,7 @@ use candle_core::{Result, Tensor};
 use super::{global_avg_pool, BasicBlock, Bottleneck};
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d, Linear};
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 use crate::ops::{max_pool2d, relu, Window};
 
 /// Residual networks (He et al. 2016): a stem, stages of residual blocks (the first block of

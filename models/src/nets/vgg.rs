@@ -2,7 +2,7 @@ use candle_core::{Result, Tensor};
 
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d, Linear};
-use crate::network::{Ctx, Module};
+use crate::module::{Ctx, Module};
 use crate::ops::{max_pool2d, relu, Window};
 
 enum Stage {

@@ -24,7 +24,19 @@ pub enum Approx {
     Subsample(usize),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+impl Approx {
+    /// The name a saved optimizer state records (these strings are in existing checkpoints).
+    pub fn name(self) -> String {
+        match self {
+            Approx::Kfac => "Kfac".into(),
+            Approx::KfacSua => "KfacSua".into(),
+            Approx::ReduceSum => "ReduceSum".into(),
+            Approx::Subsample(s) => format!("Subsample({s})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockOptions {
     pub dense: DenseMethod,
     pub woodbury: WoodburyMode,

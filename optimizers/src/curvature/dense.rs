@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 
-use super::{moving_average, put, take, Factor};
+use super::{missing, moving_average, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
+use crate::state::{put, take};
 
 pub struct DenseFactor {
     method: DenseMethod,
@@ -22,10 +23,6 @@ impl DenseFactor {
             inv: None,
         }
     }
-}
-
-pub(crate) fn missing(what: &str) -> candle_core::Error {
-    candle_core::Error::Msg(format!("curvature factor has no {what} yet"))
 }
 
 impl Factor for DenseFactor {
@@ -71,8 +68,8 @@ impl Factor for DenseFactor {
     }
 
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
-        put(out, format!("{prefix}.stat"), &self.stat)?;
-        put(out, format!("{prefix}.inv"), &self.inv)
+        put(out, format!("{prefix}.stat"), self.stat.as_ref())?;
+        put(out, format!("{prefix}.inv"), self.inv.as_ref())
     }
 
     fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {

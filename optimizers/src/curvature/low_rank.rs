@@ -9,20 +9,20 @@ use candle_core::{Result, Tensor};
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
 
-use super::dense::missing;
-use super::{moving_average, put, take, Factor};
+use super::{missing, moving_average, Factor};
+use crate::choice::choice;
 use crate::comm::{all_gather_rows, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
+use crate::state::{put, take};
 
-/// How the Woodbury inverse is used.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WoodburyMode {
-    /// Apply `λ⁻¹[v − (vYᵀ)K⁻¹Y]` without forming the n×n matrix: O(N·k·n) per application.
-    #[default]
-    Applied,
-    /// Form the n×n inverse at refresh time (the paper's cost) and multiply by it.
-    Formed,
+choice! {
+    /// How the Woodbury inverse is used.
+    pub enum WoodburyMode as "woodbury mode" {
+        /// Apply `λ⁻¹[v − (vYᵀ)K⁻¹Y]` without forming the n×n matrix: O(N·k·n) per application.
+        Applied = "applied",
+        /// Form the n×n inverse at refresh time (the paper's cost) and multiply by it.
+        Formed = "formed",
+    }
 }
 
 pub struct LowRankFactor {
@@ -150,13 +150,13 @@ impl Factor for LowRankFactor {
     }
 
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
-        put(out, format!("{prefix}.ema"), &self.ema)?;
+        put(out, format!("{prefix}.ema"), self.ema.as_ref())?;
         match &self.inv {
             None => {}
-            Some(Inverse::Dense(m)) => put(out, format!("{prefix}.inv"), &Some(m.clone()))?,
+            Some(Inverse::Dense(m)) => put(out, format!("{prefix}.inv"), Some(m))?,
             Some(Inverse::Woodbury { y, k_inv, damping }) => {
-                put(out, format!("{prefix}.y"), &Some(y.clone()))?;
-                put(out, format!("{prefix}.k_inv"), &Some(k_inv.clone()))?;
+                put(out, format!("{prefix}.y"), Some(y))?;
+                put(out, format!("{prefix}.k_inv"), Some(k_inv))?;
                 let d = Tensor::new(&[*damping], &candle_core::Device::Cpu)?;
                 out.insert(format!("{prefix}.damping"), d);
             }

@@ -80,18 +80,7 @@ pub(crate) fn moving_average(old: Option<&Tensor>, new: Tensor, decay: f64) -> R
     }
 }
 
-/// Deep copies (in-place updates must never alias saved state).
-pub(crate) fn put(
-    out: &mut BTreeMap<String, Tensor>,
-    key: String,
-    t: &Option<Tensor>,
-) -> Result<()> {
-    if let Some(t) = t {
-        out.insert(key, t.copy()?);
-    }
-    Ok(())
-}
-
-pub(crate) fn take(src: &BTreeMap<String, Tensor>, key: &str) -> Result<Option<Tensor>> {
-    src.get(key).map(|t| t.copy()).transpose()
+/// The error of a factor asked for what it has not computed yet.
+pub(crate) fn missing(what: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("curvature factor has no {what} yet"))
 }

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor, D};
 
-use super::dense::missing;
-use super::{moving_average, put, take, Factor};
+use super::{missing, moving_average, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
+use crate::state::{put, take};
 
 pub struct SuaFactor {
     offsets: usize,
@@ -121,8 +121,8 @@ impl Factor for SuaFactor {
     }
 
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
-        put(out, format!("{prefix}.stat"), &self.stat)?;
-        put(out, format!("{prefix}.inv"), &self.inv)?;
+        put(out, format!("{prefix}.stat"), self.stat.as_ref())?;
+        put(out, format!("{prefix}.inv"), self.inv.as_ref())?;
         if self.inv.is_some() {
             let b = Tensor::new(&[self.bias_inv], &candle_core::Device::Cpu)?;
             out.insert(format!("{prefix}.bias_inv"), b);

@@ -1,0 +1,170 @@
+//! `skfac sweep`: every run of a sweep file into the results store; started again, it skips
+//! finished runs and resumes an interrupted one from its last checkpoint.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use std::io::IsTerminal;
+
+use crate::comm::Job;
+use crate::console::say;
+use crate::store::Store;
+use crate::sweep::processes::{self, SweepTarget};
+use crate::sweep::{self, Sweep, SweepOutcome};
+
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub target: SweepTarget,
+    /// Threads per run [default: all cores divided among the jobs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Runs at a time, each in its own process.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Train every run data-parallel on P processes of this machine (`mpirun -np P`; needs a
+    /// build with `--features mpi`). On a cluster, start `mpirun ... skfac sweep FILE` yourself.
+    #[arg(long, value_name = "P")]
+    pub mpi: Option<usize>,
+    /// Internal: this process is worker K of N (`K/N`) of a `--jobs N` sweep.
+    #[arg(long, hide = true)]
+    pub worker: Option<String>,
+}
+
+/// Set by Ctrl-C (or SIGTERM): the running step finishes, the run checkpoints, and the sweep
+/// exits; started again, it resumes.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
+    let target = &args.target;
+    let spec = sweep::load(&target.file)?;
+    anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
+    anyhow::ensure!(
+        args.mpi.is_none_or(|p| p >= 1),
+        "--mpi takes the number of processes, at least 1"
+    );
+    anyhow::ensure!(
+        args.jobs == 1 || (job.size() == 1 && args.mpi.is_none_or(|p| p == 1)),
+        "--jobs runs several runs at once, --mpi runs each on several processes: use one of them"
+    );
+    if job.size() == 1 && args.mpi.is_some_and(|p| p > 1) {
+        return processes::under_mpirun(target, args.mpi.unwrap_or(1), args.threads);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_process = (cores / crate::comm::local_size().max(args.jobs)).max(1);
+    let threads = args.threads.unwrap_or(per_process);
+    ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed))
+        .context("cannot install the Ctrl-C handler")?;
+    if job.size() > 1 {
+        // Checked on every process before any collective call, so all of them stop alike.
+        let uneven: Vec<String> = spec
+            .runs
+            .iter()
+            .filter(|r| !r.batch_size.is_multiple_of(job.size()))
+            .map(|r| format!("{} (batch {})", r.optimizer_label(), r.batch_size))
+            .collect();
+        anyhow::ensure!(
+            uneven.is_empty(),
+            "{}: the batch size of {} does not split evenly over {} processes: use a batch_size that is a multiple of {}",
+            target.file.display(),
+            uneven.join(", "),
+            job.size(),
+            job.size()
+        );
+    }
+    if args.jobs > 1 && args.worker.is_none() {
+        let ok = processes::run_workers(target, &spec, args.jobs, threads, &STOP)?;
+        print_table(&target.db, &spec.name)?;
+        anyhow::ensure!(ok, "a sweep worker failed; see its messages above");
+        return Ok(());
+    }
+    let shard = match &args.worker {
+        Some(w) => Some(
+            w.split_once('/')
+                .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
+                .filter(|&(k, n): &(usize, usize)| k < n)
+                .context("--worker takes K/N with K < N")?,
+        ),
+        None => None,
+    };
+    crate::threads::configure(Some(threads))?;
+    let opts = sweep::SweepOptions {
+        db: target.db.clone(),
+        data_dir: target.data_dir.clone(),
+        results: target.results.clone(),
+        threads,
+        shard,
+        progress: shard.is_none() && job.rank() == 0 && std::io::stderr().is_terminal(),
+        comm: job.comm.clone(),
+    };
+    if job.rank() != 0 {
+        return sweep::follow_sweep(&spec, &opts, &STOP);
+    }
+    if shard.is_none() {
+        let processes = if job.size() > 1 {
+            format!("each on {} processes × ", job.size())
+        } else {
+            String::new()
+        };
+        say!(
+            "sweep {}: {} runs, {processes}{threads} thread(s), results in {}",
+            spec.name,
+            spec.runs.len(),
+            target.db.display()
+        );
+    }
+    let outcome = sweep::run_sweep(&spec, &opts, &STOP)?;
+    finish(&target.db, &spec, outcome, shard.is_some())
+}
+
+/// Reports how a sweep (or one worker's share of it) ended.
+fn finish(db: &Path, spec: &Sweep, outcome: SweepOutcome, worker: bool) -> Result<()> {
+    match outcome {
+        SweepOutcome::Interrupted => {
+            say!("interrupted; run the same command again to resume");
+            std::process::exit(130);
+        }
+        SweepOutcome::Done { .. } if worker => Ok(()),
+        SweepOutcome::Done {
+            ran,
+            skipped,
+            failed,
+        } => {
+            say!(
+                "sweep {}: {ran} run(s) ran, {skipped} already done, {failed} failed",
+                spec.name
+            );
+            print_table(db, &spec.name)?;
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} run(s) failed; their errors are in {}",
+                db.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The runs of a sweep and their final test accuracy.
+fn print_table(db: &Path, sweep: &str) -> Result<()> {
+    let store = Store::open(db)?;
+    say!("| run | optimizer | s' | seed | status | epochs | test acc | train s |");
+    say!("|---:|---|---:|---:|---|---:|---:|---:|");
+    for r in store.runs(sweep)? {
+        let epochs = store.epochs(r.id)?;
+        let last = epochs.last();
+        say!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.id,
+            r.optimizer,
+            r.samples.map_or("-".into(), |s| s.to_string()),
+            r.seed,
+            r.status.as_str(),
+            epochs.len(),
+            last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
+            last.map_or("-".into(), |e| format!("{:.0}", e.wall_seconds)),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `skfac train`: one model, one optimizer, evaluated on the test split after each epoch.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use optimizers::{Error as HyperError, OptimizerKind};
+
+use crate::comm::Job;
+use crate::console::{say, stage_line, Console};
+use crate::hyper_flags::{choice, HyperFlags};
+use crate::overrides::OverrideError;
+use crate::train::{self, Outcome, TrainConfig};
+use crate::{checkpoint, data, sweep, threads};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+    #[arg(long, default_value = "resnet8")]
+    pub model: String,
+    #[arg(long, default_value = "sgd", value_parser = choice::<OptimizerKind>())]
+    pub optimizer: OptimizerKind,
+    /// cifar10 or fashion-mnist [default: fashion-mnist for mlp, else cifar10].
+    #[arg(long)]
+    pub dataset: Option<String>,
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub train_subset: Option<usize>,
+    /// Threads for candle and rayon [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write the trained model's tensors to this safetensors file.
+    #[arg(long)]
+    pub save_model: Option<PathBuf>,
+    #[command(flatten)]
+    pub hyper: HyperFlags,
+}
+
+impl TrainArgs {
+    /// The run these flags describe, checked; a bad value names its flag.
+    pub fn config(&self) -> Result<TrainConfig> {
+        let mut c = TrainConfig::new(&self.model, self.optimizer);
+        if let Some(d) = &self.dataset {
+            c.dataset = d.clone();
+        }
+        c.epochs = self.epochs;
+        c.batch_size = self.batch_size;
+        c.train_subset = self.train_subset;
+        let flag = |key: &str| format!("--{}", key.replace('_', "-"));
+        self.hyper
+            .0
+            .apply(&mut c.hyper)
+            .map_err(|e: OverrideError| anyhow::anyhow!("{}: {}", flag(&e.key), e.message))?;
+        c.validate()
+            .map_err(|e| match e.downcast_ref::<HyperError>() {
+                Some(HyperError::InvalidHyper { field, value, why }) => {
+                    anyhow::anyhow!("{} {value}: {why}", flag(field))
+                }
+                _ if e.to_string().starts_with("unknown model") => {
+                    anyhow::anyhow!("--model: {e}")
+                }
+                _ if e.to_string().starts_with("unknown dataset") => {
+                    anyhow::anyhow!("--dataset: {e}")
+                }
+                _ => e,
+            })?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
+    let threads = threads::configure(args.threads.or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (job.size() > 1).then(|| (cores / crate::comm::local_size()).max(1))
+    }))?;
+    let cfg = args.config()?;
+    let splits = data::load(&cfg.dataset, &args.data_dir)?;
+    let n = cfg
+        .train_subset
+        .map_or(splits.train.len(), |s| s.min(splits.train.len()));
+    let quiet = job.rank() != 0;
+    let strategy = sweep::comm_strategy(cfg.optimizer, job.size());
+    if !quiet {
+        let processes = if job.size() > 1 {
+            format!(
+                " × {} processes ({} images each per batch, {strategy})",
+                job.size(),
+                cfg.batch_size / job.size().max(1),
+            )
+        } else {
+            String::new()
+        };
+        say!(
+            "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s){processes}",
+            cfg.model, cfg.optimizer_label(), cfg.dataset, n, splits.test.len(), cfg.batch_size,
+            cfg.epochs, cfg.hyper.lr, cfg.hyper.seed, threads,
+        );
+    }
+    let mut console = Console::new(cfg.epochs, quiet);
+    let device = candle_core::Device::Cpu;
+    let (net, mut opt) = train::build_run(&cfg, &splits, &device, job.comm.clone())?;
+    let summary = train::train_from_shared(
+        &cfg,
+        &splits,
+        &net,
+        opt.as_mut(),
+        &device,
+        &mut console,
+        train::Progress::default(),
+        job.comm.as_ref(),
+    )?;
+    if let Some(path) = args.save_model.as_ref().filter(|_| !quiet) {
+        checkpoint::save_model(&net, path)?;
+        say!("saved the model to {}", path.display());
+    }
+    if quiet {
+        return Ok(());
+    }
+    say!("{}", stage_line(&summary.mean_stage_times));
+    if job.size() > 1 {
+        say!("{}", console.communication(strategy, summary.steps));
+    }
+    match summary.outcome {
+        Outcome::Finished => say!("finished: {} steps", summary.steps),
+        Outcome::Interrupted { step } => say!("interrupted after {step} steps"),
+        Outcome::Diverged { step, loss } => {
+            say!("diverged at step {step} (loss {loss}); the run stopped there");
+            anyhow::bail!("training diverged at step {step}");
+        }
+    }
+    Ok(())
+}

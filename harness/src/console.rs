@@ -1,0 +1,143 @@
+//! What `skfac train` prints: one line per epoch, a progress bar on a terminal, the mean stage
+//! times and, in a data-parallel job, the communication per step.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use optimizers::StageTimes;
+
+use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
+
+/// `println!` that ignores a closed stdout (e.g. `skfac train ... | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
+/// Totals of one kind of collective call: the steps that made one, seconds, seconds waiting
+/// for the slowest process, bytes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Calls {
+    steps: usize,
+    seconds: f64,
+    waiting: f64,
+    bytes: u64,
+}
+
+impl Calls {
+    fn add(&mut self, seconds: f64, waiting: f64, bytes: u64) {
+        if bytes > 0 {
+            self.steps += 1;
+            self.seconds += seconds;
+            self.waiting += waiting;
+            self.bytes += bytes;
+        }
+    }
+
+    fn per_call(&self) -> String {
+        let n = self.steps.max(1) as f64;
+        format!(
+            "{:.2} ms ({:.2} ms of it waiting for the slowest process), {:.3} MB",
+            1e3 * self.seconds / n,
+            1e3 * self.waiting / n,
+            self.bytes as f64 / n / 1e6
+        )
+    }
+}
+
+/// Prints epochs and drives a progress bar (drawn only on a terminal); in a data-parallel job
+/// only process 0 prints (`quiet` on the others).
+pub struct Console {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+    quiet: bool,
+    gradients: Calls,
+    statistics: Calls,
+}
+
+impl Console {
+    pub fn new(epochs: usize, quiet: bool) -> Self {
+        Console {
+            bar: None,
+            epochs,
+            quiet,
+            gradients: Calls::default(),
+            statistics: Calls::default(),
+        }
+    }
+
+    /// The communication per process, for a data-parallel run of `steps` steps.
+    pub fn communication(&self, strategy: &str, steps: usize) -> String {
+        format!(
+            "communication per process: gradient all-reduce {} per step; statistics exchange ({strategy}) {} per statistics step ({} of {steps} steps)",
+            self.gradients.per_call(),
+            self.statistics.per_call(),
+            self.statistics.steps,
+        )
+    }
+}
+
+/// `mean per step: forward 1.23 ms, ... (step 9.87 ms)`.
+pub fn stage_line(t: &StageTimes) -> String {
+    format!("mean per step: {}", t.describe(true))
+}
+
+impl Observer for Console {
+    fn epoch_started(&mut self, epoch: usize, steps: usize) {
+        if self.quiet {
+            return;
+        }
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, self.epochs));
+        self.bar = Some(bar);
+    }
+
+    fn step_done(&mut self, _step: usize, rec: &StepRecord) -> anyhow::Result<()> {
+        let t = &rec.traffic;
+        self.gradients.add(
+            t.gradient_seconds,
+            t.gradient_wait_seconds,
+            t.gradient_bytes,
+        );
+        self.statistics.add(
+            t.statistics_seconds,
+            t.statistics_wait_seconds,
+            t.statistics_bytes,
+        );
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{:.4}", rec.loss));
+            b.inc(1);
+        }
+        Ok(())
+    }
+
+    fn epoch_done(&mut self, m: &EpochMetrics, _state: &RunState<'_>) -> anyhow::Result<()> {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if self.quiet {
+            return Ok(());
+        }
+        say!(
+            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {:.1} s training, lr {:.2e}",
+            m.epoch,
+            self.epochs,
+            m.train_loss,
+            100.0 * m.train_accuracy,
+            m.test_loss,
+            100.0 * m.test_accuracy,
+            m.images_per_second,
+            m.train_seconds,
+            m.learning_rate
+        );
+        Ok(())
+    }
+}

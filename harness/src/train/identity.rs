@@ -1,0 +1,133 @@
+//! A run's identity in the results store: a key from its configuration that stays the same
+//! when a later version adds a hyper-parameter, so finished runs of an existing store stay
+//! finished.
+//!
+//! The key is compact JSON: the fields every key has carried (in their original order, so keys
+//! written before this scheme are unchanged), then, sorted by name, every other field whose
+//! value differs from its default.
+
+use optimizers::Hyper;
+use serde_json::{Map, Value};
+
+use super::TrainConfig;
+
+/// The fields of the first key format, in its order; each key carries them all.
+const BASE_FIELDS: [&str; 24] = [
+    "model",
+    "optimizer",
+    "dataset",
+    "epochs",
+    "batch_size",
+    "eval_batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "nesterov",
+    "schedule",
+    "warmup_epochs",
+    "min_lr",
+    "half_life_epochs",
+    "train_subset",
+    "seed",
+    "damping",
+    "t_cov",
+    "t_inv",
+    "stat_decay",
+    "kl_clip",
+    "fisher",
+    "samples",
+    "woodbury",
+];
+
+/// The run's settings and hyper-parameters as one flat JSON object.
+fn flat(cfg: &TrainConfig) -> Map<String, Value> {
+    let Value::Object(mut m) = serde_json::to_value(cfg).expect("a config serialises") else {
+        unreachable!("a config is a JSON object")
+    };
+    if let Some(Value::Object(h)) = m.remove("hyper") {
+        m.extend(h);
+    }
+    m
+}
+
+/// The store's key for a run of `cfg`.
+pub fn run_key(cfg: &TrainConfig) -> String {
+    let defaults = TrainConfig {
+        hyper: Hyper::for_kind(cfg.optimizer),
+        ..cfg.clone()
+    };
+    stable_key(&flat(cfg), &flat(&defaults))
+}
+
+/// [`BASE_FIELDS`] of `fields`, then its other fields that differ from `defaults`.
+pub fn stable_key(fields: &Map<String, Value>, defaults: &Map<String, Value>) -> String {
+    let quote = |k: &str| Value::from(k).to_string();
+    let mut parts: Vec<String> = BASE_FIELDS
+        .iter()
+        .filter_map(|k| fields.get(*k).map(|v| format!("{}:{v}", quote(k))))
+        .collect();
+    let mut extra: Vec<(&String, &Value)> = fields
+        .iter()
+        .filter(|(k, v)| !BASE_FIELDS.contains(&k.as_str()) && defaults.get(*k) != Some(*v))
+        .collect();
+    extra.sort_by(|a, b| a.0.cmp(b.0));
+    parts.extend(extra.into_iter().map(|(k, v)| format!("{}:{v}", quote(k))));
+    format!("{{{}}}", parts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use optimizers::OptimizerKind;
+
+    /// The key the first key format (the JSON of the whole configuration) gave this run, read
+    /// from a results store written by that version (`skfac sweep` at commit 226d2d7).
+    const FIRST_FORMAT_KEY: &str = r#"{"model":"mlp","optimizer":"skfac-ss","dataset":"fashion-mnist","epochs":1,"batch_size":32,"eval_batch_size":500,"lr":0.05,"momentum":0.9,"weight_decay":0.0005,"nesterov":false,"schedule":"warmup-cosine","warmup_epochs":0.0,"min_lr":0.0,"half_life_epochs":5.0,"train_subset":320,"seed":1,"damping":0.3,"t_cov":5,"t_inv":20,"stat_decay":0.95,"kl_clip":0.001,"fisher":"sampled","samples":2,"woodbury":"applied"}"#;
+
+    fn first_format_run() -> TrainConfig {
+        let mut c = TrainConfig::new("mlp", OptimizerKind::SkfacSs);
+        c.train_subset = Some(320);
+        c.hyper.seed = 1;
+        c.hyper.damping = 0.3;
+        c.hyper.t_cov = 5;
+        c.hyper.t_inv = 20;
+        c.hyper.samples = 2;
+        c
+    }
+
+    #[test]
+    fn keys_of_the_first_format_are_unchanged() {
+        assert_eq!(run_key(&first_format_run()), FIRST_FORMAT_KEY);
+    }
+
+    #[test]
+    fn a_new_field_left_at_its_default_keeps_the_key() {
+        let cfg = first_format_run();
+        let (mut fields, mut defaults) = (flat(&cfg), flat(&cfg));
+        let before = stable_key(&fields, &defaults);
+        // A later version adds `row_average` with its default "ema".
+        fields.insert("row_average".into(), Value::from("ema"));
+        defaults.insert("row_average".into(), Value::from("ema"));
+        assert_eq!(stable_key(&fields, &defaults), before);
+        // Set to something else, it tells the runs apart.
+        fields.insert("row_average".into(), Value::from("batch"));
+        let changed = stable_key(&fields, &defaults);
+        assert_ne!(changed, before);
+        assert!(changed.ends_with(r#","row_average":"batch"}"#), "{changed}");
+    }
+
+    #[test]
+    fn fields_after_the_first_format_enter_the_key_only_when_set() {
+        let mut cfg = first_format_run();
+        cfg.hyper.dense_method = optimizers::curvature::DenseMethod::Cholesky;
+        cfg.hyper.beta1 = 0.8;
+        let key = run_key(&cfg);
+        assert!(
+            key.ends_with(r#","beta1":0.8,"dense_method":"cholesky"}"#),
+            "{key}"
+        );
+        // Adam's own learning-rate default is a base field: always in the key.
+        let adam = TrainConfig::new("mlp", OptimizerKind::Adam);
+        assert!(run_key(&adam).contains(r#""lr":0.001"#));
+    }
+}

@@ -1,0 +1,22 @@
+//! Construction by kind: the one place that knows every optimizer type.
+
+use crate::adam::Adam;
+use crate::error::Result;
+use crate::hyper::Hyper;
+use crate::kfac::Kfac;
+use crate::kind::OptimizerKind;
+use crate::layer::ParamSet;
+use crate::optimizer::Optimizer;
+use crate::sgd::Sgd;
+
+/// Builds the optimizer `kind` over `params`, after checking `h` ([`Hyper::validate`]).
+pub fn build(kind: OptimizerKind, params: &ParamSet, h: &Hyper) -> Result<Box<dyn Optimizer>> {
+    Ok(match kind {
+        OptimizerKind::Sgd => Box::new(Sgd::new(params.all(), h.clone())?),
+        OptimizerKind::Adam => Box::new(Adam::new(params.all(), h.clone())?),
+        OptimizerKind::Kfac
+        | OptimizerKind::KfacSua
+        | OptimizerKind::SkfacRs
+        | OptimizerKind::SkfacSs => Box::new(Kfac::new(params, kind, h.clone())?),
+    })
+}

@@ -1,0 +1,250 @@
+//! The hyper-parameters of every optimizer, declared once: name, type, default and
+//! documentation here, the allowed ranges in [`Hyper::validate`]. Each optimizer reads the
+//! fields it uses; [`Hyper::PARAMS`] lists them for command lines and configuration files, so
+//! a new field becomes a flag (`--t-cov`) and a sweep key (`t_cov`) without further code.
+
+use crate::curvature::{BlockOptions, DenseMethod, WoodburyMode};
+use crate::error::{check, Result};
+use crate::fisher::Fisher;
+use crate::kind::OptimizerKind;
+use crate::param::{Param, ParamValue};
+use crate::schedule::{LrSchedule, ScheduleKind};
+
+/// Declares [`Hyper`], its `Default` and [`Hyper::PARAMS`] from one list of fields.
+macro_rules! hyper {
+    ($( $(#[doc = $doc:literal])+ $field:ident: $ty:ty = $default:expr; )+) => {
+        /// Hyper-parameters shared by the optimizers; each reads the fields it uses.
+        /// [`Hyper::for_kind`] gives the defaults a kind trains with.
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Hyper {
+            $( $(#[doc = $doc])+ pub $field: $ty, )+
+        }
+
+        impl Default for Hyper {
+            fn default() -> Self {
+                Hyper { $( $field: $default, )+ }
+            }
+        }
+
+        impl Hyper {
+            /// Every field, in declaration order.
+            pub const PARAMS: &'static [Param] = &[$(
+                Param {
+                    name: stringify!($field),
+                    doc: concat!($($doc, "\n"),+),
+                    kind: <$ty as ParamValue>::KIND,
+                },
+            )+];
+        }
+    };
+}
+
+hyper! {
+    /// Peak learning rate (Adam's default is 0.001).
+    lr: f64 = 0.05;
+    /// Momentum μ of SGD and the K-FAC family.
+    momentum: f64 = 0.9;
+    /// Weight decay (an L2 term in the gradient; decoupled for Adam with
+    /// `decoupled_weight_decay`).
+    weight_decay: f64 = 5e-4;
+    /// SGD: Nesterov momentum.
+    nesterov: bool = false;
+    /// Adam: decay of the first moment.
+    beta1: f64 = 0.9;
+    /// Adam: decay of the second moment.
+    beta2: f64 = 0.999;
+    /// Adam: added to the root of the second moment.
+    eps: f64 = 1e-8;
+    /// Adam: decoupled weight decay (AdamW) instead of an L2 term in the gradient.
+    decoupled_weight_decay: bool = false;
+    /// Learning-rate schedule.
+    schedule: ScheduleKind = ScheduleKind::WarmupCosine;
+    /// warmup-cosine: linear warm-up length in epochs (may be fractional).
+    warmup_epochs: f64 = 0.0;
+    /// warmup-cosine: the rate the cosine anneals to.
+    min_lr: f64 = 0.0;
+    /// poly: epochs after which the rate has halved.
+    half_life_epochs: f64 = 5.0;
+    /// K-FAC family: damping λ added to each Kronecker factor.
+    damping: f64 = 1e-3;
+    /// K-FAC family: steps between curvature-statistics refreshes (T_cov).
+    t_cov: usize = 20;
+    /// K-FAC family: steps between inverse refreshes (T_inv).
+    t_inv: usize = 200;
+    /// K-FAC family: moving-average decay β of the statistics (0 = latest batch only).
+    stat_decay: f64 = 0.95;
+    /// K-FAC family: KL-clip κ (0 = off).
+    kl_clip: f64 = 1e-3;
+    /// K-FAC family: where the output-gradient rows G come from.
+    fisher: Fisher = Fisher::Sampled;
+    /// skfac-ss: spatial positions sampled per example, s'.
+    samples: usize = 1;
+    /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
+    woodbury: WoodburyMode = WoodburyMode::Applied;
+    /// K-FAC: eigendecomposition or Cholesky for the dense factors.
+    dense_method: DenseMethod = DenseMethod::Eigen;
+    /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
+    seed: u64 = 0;
+}
+
+impl Hyper {
+    /// The defaults `kind` trains with: [`Hyper::default`], with Adam's learning rate.
+    pub fn for_kind(kind: OptimizerKind) -> Self {
+        let mut h = Hyper::default();
+        if kind == OptimizerKind::Adam {
+            h.lr = 1e-3;
+        }
+        h
+    }
+
+    /// Rejects a value no optimizer can use, naming the field and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |x: f64| (0.0..1.0).contains(&x);
+        check("lr", self.lr, self.lr > 0.0, "must be > 0")?;
+        check(
+            "momentum",
+            self.momentum,
+            unit(self.momentum),
+            "must be in [0, 1)",
+        )?;
+        check(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "must be >= 0",
+        )?;
+        check(
+            "momentum",
+            self.momentum,
+            !self.nesterov || self.momentum > 0.0,
+            "Nesterov momentum needs momentum > 0",
+        )?;
+        check("beta1", self.beta1, unit(self.beta1), "must be in [0, 1)")?;
+        check("beta2", self.beta2, unit(self.beta2), "must be in [0, 1)")?;
+        check("eps", self.eps, self.eps > 0.0, "must be > 0")?;
+        check(
+            "warmup_epochs",
+            self.warmup_epochs,
+            self.warmup_epochs >= 0.0,
+            "must be >= 0",
+        )?;
+        check("min_lr", self.min_lr, self.min_lr >= 0.0, "must be >= 0")?;
+        check(
+            "half_life_epochs",
+            self.half_life_epochs,
+            self.half_life_epochs > 0.0,
+            "must be > 0",
+        )?;
+        check("damping", self.damping, self.damping > 0.0, "must be > 0")?;
+        check(
+            "t_cov",
+            self.t_cov as f64,
+            self.t_cov >= 1,
+            "must be at least 1",
+        )?;
+        check(
+            "t_inv",
+            self.t_inv as f64,
+            self.t_inv >= 1,
+            "must be at least 1",
+        )?;
+        check(
+            "stat_decay",
+            self.stat_decay,
+            unit(self.stat_decay),
+            "must be in [0, 1)",
+        )?;
+        check(
+            "kl_clip",
+            self.kl_clip,
+            self.kl_clip >= 0.0,
+            "must be >= 0 (0 turns it off)",
+        )?;
+        check(
+            "samples",
+            self.samples as f64,
+            self.samples >= 1,
+            "must be at least 1",
+        )
+    }
+
+    /// The learning-rate schedule of a run of `epochs` epochs of `steps_per_epoch` steps.
+    pub fn lr_schedule(&self, epochs: usize, steps_per_epoch: usize) -> LrSchedule {
+        let per = steps_per_epoch as f64;
+        match self.schedule {
+            ScheduleKind::Constant => LrSchedule::Constant { lr: self.lr },
+            ScheduleKind::WarmupCosine => LrSchedule::WarmupCosine {
+                lr: self.lr,
+                warmup: (self.warmup_epochs * per).round() as usize,
+                total: epochs * steps_per_epoch,
+                min_lr: self.min_lr,
+            },
+            ScheduleKind::Poly => LrSchedule::PolyHalfLife {
+                lr: self.lr,
+                half_life: self.half_life_epochs * per,
+                power: 1.0,
+            },
+        }
+    }
+
+    /// How the K-FAC family inverts its factors.
+    pub fn block_options(&self) -> BlockOptions {
+        BlockOptions {
+            dense: self.dense_method,
+            woodbury: self.woodbury,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::param::Kind;
+
+    #[test]
+    fn params_list_every_field_with_its_kind_and_doc() {
+        let fields = serde_json::to_value(Hyper::default()).unwrap();
+        let fields = fields.as_object().unwrap();
+        assert_eq!(Hyper::PARAMS.len(), fields.len());
+        for p in Hyper::PARAMS {
+            assert!(fields.contains_key(p.name), "{}", p.name);
+            assert!(!p.help().is_empty());
+        }
+        let t_cov = Hyper::PARAMS.iter().find(|p| p.name == "t_cov").unwrap();
+        assert!(matches!(t_cov.kind, Kind::Count));
+        assert_eq!(t_cov.flag(), "t-cov");
+        let fisher = Hyper::PARAMS.iter().find(|p| p.name == "fisher").unwrap();
+        assert!(matches!(fisher.kind, Kind::Choice(names) if names() == ["sampled", "empirical"]));
+    }
+
+    #[test]
+    fn defaults_are_valid_and_each_bad_value_names_its_field() {
+        Hyper::default().validate().unwrap();
+        Hyper::for_kind(OptimizerKind::Adam).validate().unwrap();
+        type Break = fn(&mut Hyper);
+        let cases: [(Break, &str); 6] = [
+            (|h| h.lr = 0.0, "`lr`"),
+            (|h| h.stat_decay = 1.0, "`stat_decay`"),
+            (|h| h.t_inv = 0, "`t_inv`"),
+            (|h| h.damping = f64::NAN, "`damping`"),
+            (|h| h.samples = 0, "`samples`"),
+            (|h| h.half_life_epochs = 0.0, "`half_life_epochs`"),
+        ];
+        for (break_it, field) in cases {
+            let mut h = Hyper::default();
+            break_it(&mut h);
+            let e = h.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_partial_description_fills_in_the_defaults() {
+        let h: Hyper = serde_json::from_str(r#"{"t_cov": 5, "fisher": "empirical"}"#).unwrap();
+        assert_eq!(h.t_cov, 5);
+        assert_eq!(h.fisher, Fisher::Empirical);
+        assert_eq!(h.t_inv, Hyper::default().t_inv);
+        assert!(serde_json::from_str::<Hyper>(r#"{"t_covv": 5}"#).is_err());
+    }
+}

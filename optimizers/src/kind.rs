@@ -1,0 +1,49 @@
+//! Which optimizer: the names [`crate::build`] accepts.
+
+use crate::choice::choice;
+
+choice! {
+    /// The optimizers this crate builds.
+    pub enum OptimizerKind as "optimizer" {
+        Sgd = "sgd",
+        Adam = "adam",
+        Kfac = "kfac",
+        KfacSua = "kfac-sua",
+        SkfacRs = "skfac-rs",
+        /// Spatial subsampling; its sampling count is [`crate::Hyper::samples`].
+        SkfacSs = "skfac-ss",
+    }
+}
+
+impl OptimizerKind {
+    /// Whether this is one of the K-FAC family (uses curvature statistics).
+    pub fn is_second_order(self) -> bool {
+        !matches!(self, OptimizerKind::Sgd | OptimizerKind::Adam)
+    }
+
+    /// Whether a run of this optimizer is identified by its sampling count as well.
+    pub fn samples_matter(self) -> bool {
+        self == OptimizerKind::SkfacSs
+    }
+
+    /// The name as papers write it ("K-FAC", "SKFAC-RS").
+    pub fn title(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "SGD",
+            OptimizerKind::Adam => "Adam",
+            OptimizerKind::Kfac => "K-FAC",
+            OptimizerKind::KfacSua => "SUA",
+            OptimizerKind::SkfacRs => "SKFAC-RS",
+            OptimizerKind::SkfacSs => "SKFAC-SS",
+        }
+    }
+
+    /// The name with the sampling count where it matters: `skfac-ss (s'=4)`.
+    pub fn label(self, samples: usize) -> String {
+        if self.samples_matter() {
+            format!("{} (s'={samples})", self.name())
+        } else {
+            self.name().to_string()
+        }
+    }
+}

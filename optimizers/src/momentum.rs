@@ -1,0 +1,65 @@
+//! The momentum step shared by SGD and the K-FAC family (PyTorch's convention:
+//! `b ← μ b + (g + wd·w)`, `w ← w − lr·b`, or with Nesterov `w ← w − lr·(g + wd·w + μ b)`).
+//! The K-FAC family feeds it preconditioned gradients.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Result, Tensor};
+
+use crate::fused;
+use crate::hyper::Hyper;
+use crate::state::{put_list, take_list};
+
+/// One momentum buffer per parameter, each created at zero on its first step.
+pub(crate) struct Momentum {
+    bufs: Vec<Option<Tensor>>,
+}
+
+impl Momentum {
+    pub fn new(params: usize) -> Self {
+        Momentum {
+            bufs: vec![None; params],
+        }
+    }
+
+    /// One step on parameter `i`, `w`, with the (possibly preconditioned) gradient `g`, in
+    /// place, with `h`'s learning rate, momentum and weight decay.
+    pub fn step(
+        &mut self,
+        i: usize,
+        h: &Hyper,
+        nesterov: bool,
+        w: &Tensor,
+        g: &Tensor,
+    ) -> Result<()> {
+        let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
+        if mu == 0.0 {
+            return fused::update("sgd", w, g, g, |w, g, _| w - lr * (g + wd * w));
+        }
+        // A zero buffer makes the first step b = g + wd·w, as PyTorch does.
+        let buf = &mut self.bufs[i];
+        let b = match buf {
+            Some(b) => b,
+            None => buf.insert(w.zeros_like()?),
+        };
+        fused::update("sgd-momentum", b, g, w, |b, g, w| mu * b + g + wd * w)?;
+        if nesterov {
+            fused::update("sgd-nesterov", w, g, b, |w, g, b| {
+                w - lr * (g + wd * w + mu * b)
+            })
+        } else {
+            fused::update("sgd-apply", w, b, b, |w, b, _| w - lr * b)
+        }
+    }
+
+    /// Deep copies of the buffers under `prefix.INDEX`.
+    pub fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
+        put_list(out, prefix, &self.bufs)
+    }
+
+    /// Restores what [`Momentum::save`] wrote; absent buffers start at zero again.
+    pub fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.bufs = take_list(src, prefix, self.bufs.len())?;
+        Ok(())
+    }
+}
