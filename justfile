@@ -59,8 +59,18 @@ bench:
 bench-step model="resnet8" batch="32" threads=threads: build
     {{skfac}} bench-step {{model}} {{batch}} {{threads}}
 
-# Lints as CI would like them.
+# Fault-injection soak: a `--jobs 2` sweep killed KILLS times at random moments (the process
+# group, the main process alone, SIGTERM) and restarted until it finishes; prints the figures.
+soak kills="20":
+    SOAK_KILLS={{kills}} RAYON_NUM_THREADS=2 cargo test --release -p harness --test faults soak -- --ignored --nocapture
+
+# Lints as CI would like them, and the API docs without a warning (missing docs included).
 lint:
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
     cargo clippy --release --workspace --all-targets --features harness/mpi -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
+# Train a convnet written as user code (`harness/examples/own_model.rs`) with SKFAC-RS.
+own-model *args="":
+    cargo run --release --example own_model -- {{args}}

@@ -1,5 +1,8 @@
-//! What `skfac train` prints: one line per epoch, a progress bar on a terminal, the mean stage
-//! times and, in a data-parallel job, the communication per step.
+//! What `skfac train` and `skfac sweep` print: progress bars on a terminal, one plain line per
+//! epoch and per run elsewhere (a log file, `| tee`, CI), the mean stage times and, in a
+//! data-parallel job, the communication per step.
+
+use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
@@ -14,6 +17,53 @@ macro_rules! say {
     }};
 }
 pub(crate) use say;
+
+/// How much a command prints while it trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Progress bars, with the epoch lines above them (standard output is a terminal).
+    Bars,
+    /// One plain line per epoch and per run (standard output is a file or a pipe).
+    Lines,
+    /// One line per run only (`--quiet`).
+    Quiet,
+    /// Nothing (the other processes of a data-parallel job).
+    Silent,
+}
+
+impl Output {
+    /// Bars where standard output and standard error are terminals, else plain lines;
+    /// `quiet` keeps only the per-run lines.
+    pub fn detect(quiet: bool) -> Output {
+        if quiet {
+            Output::Quiet
+        } else if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+            Output::Bars
+        } else {
+            Output::Lines
+        }
+    }
+
+    /// Whether epoch lines are printed.
+    pub fn epochs(self) -> bool {
+        matches!(self, Output::Bars | Output::Lines)
+    }
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, (s / 60) % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+/// Training seconds left after `done` of `total` epochs took `elapsed`.
+pub fn remaining(elapsed: f64, done: usize, total: usize) -> f64 {
+    elapsed / done.max(1) as f64 * total.saturating_sub(done) as f64
+}
 
 /// Totals of one kind of collective call: the steps that made one, seconds, seconds waiting
 /// for the slowest process, bytes.
@@ -46,22 +96,22 @@ impl Calls {
     }
 }
 
-/// Prints epochs and drives a progress bar (drawn only on a terminal); in a data-parallel job
-/// only process 0 prints (`quiet` on the others).
+/// Prints epochs and drives a progress bar, as `output` says; in a data-parallel job only
+/// process 0 prints ([`Output::Silent`] on the others).
 pub struct Console {
     bar: Option<ProgressBar>,
     epochs: usize,
-    quiet: bool,
+    output: Output,
     gradients: Calls,
     statistics: Calls,
 }
 
 impl Console {
-    pub fn new(epochs: usize, quiet: bool) -> Self {
+    pub fn new(epochs: usize, output: Output) -> Self {
         Console {
             bar: None,
             epochs,
-            quiet,
+            output,
             gradients: Calls::default(),
             statistics: Calls::default(),
         }
@@ -85,7 +135,7 @@ pub fn stage_line(t: &StageTimes) -> String {
 
 impl Observer for Console {
     fn epoch_started(&mut self, epoch: usize, steps: usize) {
-        if self.quiet {
+        if self.output != Output::Bars {
             return;
         }
         let bar = ProgressBar::new(steps as u64);
@@ -123,11 +173,11 @@ impl Observer for Console {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        if self.quiet {
+        if !self.output.epochs() {
             return Ok(());
         }
         say!(
-            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {:.1} s training, lr {:.2e}",
+            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {} training, ~{} left, lr {:.2e}",
             m.epoch,
             self.epochs,
             m.train_loss,
@@ -135,7 +185,8 @@ impl Observer for Console {
             m.test_loss,
             100.0 * m.test_accuracy,
             m.images_per_second,
-            m.train_seconds,
+            duration(m.train_seconds),
+            duration(remaining(m.train_seconds, m.epoch, self.epochs)),
             m.learning_rate
         );
         Ok(())

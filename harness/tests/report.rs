@@ -29,7 +29,10 @@ fn meta(optimizer: &str, seed: u64) -> RunMeta {
 
 /// Two epochs per run; `acc` and `secs` per epoch; every step 10 ms forward, `inv` inverse.
 fn add_run(store: &Store, sweep: i64, optimizer: &str, acc: [f64; 2], secs: [f64; 2], inv: f64) {
-    let run = store.start_run(Some(sweep), &meta(optimizer, 0)).unwrap();
+    let run = store
+        .start_run(Some(sweep), &meta(optimizer, 0))
+        .unwrap()
+        .expect("a new run");
     let rows: Vec<IterationRow> = (0..4)
         .map(|step| IterationRow {
             step,

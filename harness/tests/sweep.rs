@@ -297,3 +297,51 @@ fn the_preset_sweeps_parse() {
         assert_eq!(s.runs.len(), runs, "{name}");
     }
 }
+
+#[test]
+fn without_a_terminal_a_sweep_logs_a_line_per_epoch_and_per_run() {
+    assert!(Path::new(FASHION).is_dir(), "{FASHION} is missing");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(
+        &file,
+        "models = [\"mlp\"]\noptimizers = [\"sgd\", \"skfac-ss\"]\nsamples = [2]\nepochs = 2\n\
+         train_subset = 320\ntarget_accuracy = 0.5\n[hyper]\ndamping = 0.3\n",
+    )
+    .unwrap();
+    // Output goes to a pipe here, as with nohup, CI or `| tee log`.
+    let out = sweep_cmd(&file, dir.path(), "lines.db").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for run in [
+        "run 1/2 mlp sgd seed 0",
+        "run 2/2 mlp skfac-ss (s'=2) seed 0",
+    ] {
+        for epoch in ["epoch 1/2, test acc", "epoch 2/2, test acc"] {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{run}: {epoch}")))
+                .unwrap_or_else(|| panic!("no `{run}: {epoch}` line in:\n{text}"));
+            assert!(
+                line.contains("img/s") && line.contains("elapsed") && line.contains("left"),
+                "{line}"
+            );
+        }
+        assert!(
+            text.contains(&format!("{run}: finished, test acc")),
+            "{text}"
+        );
+    }
+
+    let out = sweep_cmd(&file, dir.path(), "quiet.db")
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains("epoch 1/2"),
+        "--quiet prints no epoch lines:\n{text}"
+    );
+    assert_eq!(text.matches(": finished, test acc").count(), 2, "{text}");
+}

@@ -5,24 +5,26 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use optimizers::{LayerKind, LayerSpec, NamedVar, ParamSet};
+use optimizers::{LayerKind, NamedVar, ParamSet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use crate::capture::Capture;
+use crate::capture::{self, Capture, CapturedLayer};
 use crate::layers::{BatchNorm, Conv2d, Linear};
 use crate::ops::Window;
 
 /// Everything a network owns besides its structure.
 #[derive(Default)]
 pub struct Registry {
-    pub(crate) layers: Vec<(LayerSpec, Arc<Capture>)>,
+    pub(crate) layers: Vec<CapturedLayer>,
     pub(crate) others: Vec<NamedVar>,
     pub(crate) buffers: Vec<NamedVar>,
 }
 
 impl Registry {
+    /// The preconditioned layers in creation order, and the other trainable parameters by
+    /// name, as the optimizers take them. Buffers are not included.
     pub fn param_set(&self) -> ParamSet {
         ParamSet {
             layers: self.layers.iter().map(|(s, _)| s.clone()).collect(),
@@ -31,6 +33,12 @@ impl Registry {
     }
 }
 
+/// Creates layers and their parameters from one seeded random stream, and records them in a
+/// [`Registry`]. The parameters are drawn in creation order, so the same seed and the same
+/// sequence of calls give the same network.
+///
+/// Names (`name` arguments) become the parameters' names, `{name}.weight`, `{name}.bias`, and
+/// for BatchNorm `{name}.running_mean`, `{name}.running_var`.
 pub struct Builder {
     rng: ChaCha8Rng,
     device: Device,
@@ -39,11 +47,13 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// A builder of f32 parameters on `device`.
     pub fn new(seed: u64, device: &Device) -> Self {
         Self::with_dtype(seed, device, DType::F32)
     }
 
-    /// f64 networks are for oracle tests that need tighter tolerances.
+    /// A builder of `dtype` parameters on `device`. f64 networks are for oracle tests that
+    /// need tighter tolerances; the kernels take f32 and f64 only.
     pub fn with_dtype(seed: u64, device: &Device, dtype: DType) -> Self {
         Builder {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -53,6 +63,7 @@ impl Builder {
         }
     }
 
+    /// Everything created so far, for [`crate::Network::from_parts`].
     pub fn finish(self) -> Registry {
         self.reg
     }
@@ -75,7 +86,13 @@ impl Builder {
         self.var(shape, |_| value)
     }
 
-    /// PyTorch's default Linear initialisation: U(±1/√in) for weight and bias.
+    /// A Linear layer `inputs → outputs`, with weight `[outputs, inputs]` and, if `bias`, a
+    /// bias `[outputs]`, registered as a preconditioned layer. PyTorch's default Linear
+    /// initialisation: U(±1/√in) for weight and bias.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created on the builder's device.
     pub fn linear(
         &mut self,
         name: &str,
@@ -95,8 +112,14 @@ impl Builder {
         Ok(Linear::new(weight, bias, capture))
     }
 
-    /// He (Kaiming) normal initialisation in fan-out mode, as torchvision's ResNets use;
-    /// a bias, if any, is U(±1/√fan_in) like PyTorch's default.
+    /// A `k×k` convolution `c_in → c_out` with `stride` and zero `padding` on NHWC input, with
+    /// weight `[c_out, k, k, c_in]` and, if `bias`, a bias `[c_out]`, registered as a
+    /// preconditioned layer. He (Kaiming) normal initialisation in fan-out mode, as
+    /// torchvision's ResNets use; a bias is U(±1/√fan_in) like PyTorch's default.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created on the builder's device.
     #[allow(clippy::too_many_arguments)]
     pub fn conv(
         &mut self,
@@ -133,6 +156,12 @@ impl Builder {
         Ok(Conv2d::new(weight, bias, win, capture))
     }
 
+    /// BatchNorm over `channels` channels: scale (`weight`, ones) and shift (`bias`, zeros)
+    /// are registered as plain trainable parameters, the running mean and variance as buffers.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created on the builder's device.
     pub fn batchnorm(&mut self, name: &str, channels: usize) -> Result<BatchNorm> {
         let gamma = self.constant(&[channels], 1.0)?;
         let beta = self.constant(&[channels], 0.0)?;
@@ -164,13 +193,7 @@ impl Builder {
         weight: &Var,
         bias: &Option<Var>,
     ) -> Arc<Capture> {
-        let capture = Arc::new(Capture::default());
-        let spec = LayerSpec {
-            name: name.to_string(),
-            kind,
-            weight: weight.clone(),
-            bias: bias.clone(),
-        };
+        let (spec, capture) = capture::layer(name.to_string(), kind, weight, bias);
         self.reg.layers.push((spec, capture.clone()));
         capture
     }

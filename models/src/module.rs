@@ -12,14 +12,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Evaluation: BatchNorm uses its running statistics, parameters are detached from the
+    /// autograd graph, nothing is captured.
     pub const EVAL: Ctx = Ctx {
         train: false,
         capture: false,
     };
+    /// Training without statistics: the pass of ordinary optimizer steps.
     pub const TRAIN: Ctx = Ctx {
         train: true,
         capture: false,
     };
+    /// Training that also records `A` and attaches `G` probes: the pass of statistics steps.
     pub const CAPTURE: Ctx = Ctx {
         train: true,
         capture: true,
@@ -38,6 +42,14 @@ impl Ctx {
     }
 }
 
+/// A layer or network: a differentiable map of tensors whose behaviour depends on the pass
+/// ([`Ctx`]). Unlike [`candle_core::Module`], it is told whether it trains and captures.
 pub trait Module: Send + Sync {
+    /// The output for input `x` (NHWC for image layers, `[M, features]` rows for Linear).
+    ///
+    /// # Errors
+    ///
+    /// When `x` has a shape, dtype or device the module cannot take, or a tensor operation
+    /// fails.
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor>;
 }

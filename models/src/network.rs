@@ -9,23 +9,40 @@ use crate::builder::{Builder, Registry};
 use crate::module::{Ctx, Module};
 use crate::nets;
 
-/// The models buildable by name.
+/// The models [`build`] makes, by name:
+///
+/// - `mlp`: ReLU MLP with hidden widths 512 and 256 on the flattened input ([`nets::Mlp`]);
+/// - `resnet8`, `resnet20`: the CIFAR ResNets of He et al., option-A shortcuts
+///   ([`nets::ResNet::cifar`]);
+/// - `resnet34`: ResNet-34 with a CIFAR stem ([`nets::ResNet::resnet34_cifar`]);
+/// - `vgg11`: VGG-11 with BatchNorm, CIFAR variant; height and width multiples of 32
+///   ([`nets::Vgg::vgg11`]);
+/// - `resnet50`: ResNet-50 in its ImageNet shape ([`nets::ResNet::resnet50`]).
 pub const MODEL_NAMES: [&str; 6] = [
     "mlp", "resnet8", "resnet20", "resnet34", "vgg11", "resnet50",
 ];
 
+/// Why [`build`] could not make a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The name is not one of [`MODEL_NAMES`].
     #[error("unknown model `{0}`; valid choices: {valid}", valid = MODEL_NAMES.join(", "))]
     Unknown(String),
+    /// The model cannot take inputs of the configured shape.
     #[error("model `{model}` needs {need}, but the data is {h}x{w}x{c}")]
     BadInput {
+        /// The model's name.
         model: String,
+        /// What the model needs, in words.
         need: &'static str,
+        /// Input height.
         h: usize,
+        /// Input width.
         w: usize,
+        /// Input channels.
         c: usize,
     },
+    /// A parameter could not be created on the device.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -35,17 +52,31 @@ pub enum ModelError {
 pub struct ModelConfig {
     /// Input height, width and channels (NHWC).
     pub input: (usize, usize, usize),
+    /// Number of classes: the width of the logits.
     pub classes: usize,
+    /// Seed of the parameters' random initialisation: equal seeds give equal networks.
     pub seed: u64,
 }
 
+/// A built network: its structure plus the registry of its parameters, preconditioned layers
+/// (with their capture slots) and buffers.
 pub struct Network {
     name: String,
     body: Box<dyn Module>,
     registry: Registry,
 }
 
-/// Builds the model `name` (one of [`MODEL_NAMES`]) in f32 on `device`.
+/// Builds the model `name` (one of [`MODEL_NAMES`]) in f32 on `device`, its parameters drawn
+/// from a stream seeded by `cfg.seed`.
+///
+/// The networks' kernels are CPU-only: give [`Device::Cpu`] to run them.
+///
+/// # Errors
+///
+/// [`ModelError::Unknown`] for a name not in [`MODEL_NAMES`], [`ModelError::BadInput`] for
+/// `vgg11` on inputs whose height or width is not a multiple of 32, and
+/// [`ModelError::Candle`] when a parameter cannot be created on `device`. Other mismatches
+/// between `cfg.input` and the model only show in [`Network::forward`].
 pub fn build(
     name: &str,
     cfg: &ModelConfig,
@@ -88,7 +119,8 @@ pub fn build(
 }
 
 impl Network {
-    /// Wraps a hand-built module; `builder` must be the one its layers were made with.
+    /// Wraps a hand-built module, named `name`; `builder` must be the one its layers were made
+    /// with, or [`Network::param_set`] and [`Network::take_stats`] describe other layers.
     pub fn from_parts(name: &str, body: Box<dyn Module>, builder: Builder) -> Self {
         Network {
             name: name.to_string(),
@@ -97,33 +129,44 @@ impl Network {
         }
     }
 
+    /// The name the network was built or wrapped under.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Logits `[M, classes]` for an NHWC batch.
+    /// Logits `[M, classes]` for an NHWC batch `[M, H, W, C]`, run as `ctx` says: training
+    /// or evaluation, capturing statistics or not.
+    ///
+    /// # Errors
+    ///
+    /// When `x` does not fit the network (rank, channels, flattened size, spatial size too
+    /// small for a window), has another dtype than the parameters or is not on the CPU.
     pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         self.body.forward(x, ctx)
     }
 
+    /// The optimizer's view of the parameters: the preconditioned Linear/Conv2d layers in
+    /// creation order, and every other trainable parameter (BatchNorm scales and shifts) by
+    /// name. Buffers are not included.
     pub fn param_set(&self) -> ParamSet {
         self.registry.param_set()
     }
 
     /// The statistics captured by the last capturing forward pass, one entry per
-    /// `param_set().layers` entry, given the gradients of the loss that defines `G`.
+    /// `param_set().layers` entry, given the gradients of the loss that defines `G`. Each `G`
+    /// is scaled by the batch size (see the [crate-level conventions](crate#conventions)).
+    /// Empties the capture slots.
+    ///
+    /// # Errors
+    ///
+    /// When a layer captured nothing since the last call (no forward pass under
+    /// [`Ctx::CAPTURE`]), or a tensor operation fails.
     pub fn take_stats(&self, grads: &GradStore) -> Result<Vec<LayerStats>> {
-        let mut out = Vec::with_capacity(self.registry.layers.len());
-        for (spec, cap) in &self.registry.layers {
-            match cap.take(grads, spec.bias.is_some())? {
-                Some(s) => out.push(s),
-                None => candle_core::bail!(
-                    "layer {} captured nothing: run the forward pass with Ctx::CAPTURE first",
-                    spec.name
-                ),
-            }
-        }
-        Ok(out)
+        crate::capture::take_all(
+            &self.registry.layers,
+            grads,
+            "run the forward pass with Ctx::CAPTURE first",
+        )
     }
 
     /// Drops captured statistics that will not be used.

@@ -25,13 +25,21 @@ pub enum Channel {
 /// imbalance, not transfer), where the communicator can tell them apart.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Traffic {
+    /// [`Channel::Gradients`]: seconds in calls.
     pub gradient_seconds: f64,
+    /// [`Channel::Gradients`]: seconds of those spent waiting.
     pub gradient_wait_seconds: f64,
+    /// [`Channel::Gradients`]: bytes contributed.
     pub gradient_bytes: u64,
+    /// [`Channel::Statistics`]: seconds in calls.
     pub statistics_seconds: f64,
+    /// [`Channel::Statistics`]: seconds of those spent waiting.
     pub statistics_wait_seconds: f64,
+    /// [`Channel::Statistics`]: bytes contributed.
     pub statistics_bytes: u64,
+    /// [`Channel::Other`]: seconds in calls (waiting not told apart).
     pub other_seconds: f64,
+    /// [`Channel::Other`]: bytes contributed.
     pub other_bytes: u64,
 }
 
@@ -64,11 +72,13 @@ pub trait Communicator: Send + Sync {
     fn rank(&self) -> usize;
     /// Number of processes.
     fn size(&self) -> usize;
-    /// Element-wise sum over all processes, in place.
+    /// Element-wise sum over all processes, in place; every process passes the same length.
     fn all_reduce_sum_f32(&self, buf: &mut [f32], channel: Channel);
+    /// [`Communicator::all_reduce_sum_f32`] in f64.
     fn all_reduce_sum_f64(&self, buf: &mut [f64], channel: Channel);
     /// Every process's buffer (lengths may differ), concatenated in rank order.
     fn all_gather_f32(&self, mine: &[f32], channel: Channel) -> Vec<f32>;
+    /// [`Communicator::all_gather_f32`] in f64.
     fn all_gather_f64(&self, mine: &[f64], channel: Channel) -> Vec<f64>;
     /// The traffic since the last call, and resets it.
     fn take_traffic(&self) -> Traffic {
@@ -103,7 +113,8 @@ impl Communicator for Local {
     }
 }
 
-/// The mean over all processes of a tensor of the same shape on each.
+/// The mean over all processes of a tensor of the same shape on each. Other dtypes than f64
+/// travel as f32.
 pub fn all_reduce_mean(comm: &dyn Communicator, t: &Tensor, channel: Channel) -> Result<Tensor> {
     let p = comm.size();
     if p == 1 {
@@ -126,7 +137,8 @@ pub fn all_reduce_mean(comm: &dyn Communicator, t: &Tensor, channel: Channel) ->
     }
 }
 
-/// The rows `[n_i, d]` of every process stacked in rank order: `[Σ n_i, d]`.
+/// The rows `[n_i, d]` of every process stacked in rank order: `[Σ n_i, d]`. Other dtypes
+/// than f64 travel as f32.
 pub fn all_gather_rows(comm: &dyn Communicator, t: &Tensor, channel: Channel) -> Result<Tensor> {
     if comm.size() == 1 {
         return Ok(t.clone());

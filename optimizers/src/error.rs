@@ -1,25 +1,39 @@
 //! Errors of this crate: candle's own, and configuration mistakes a user can fix.
 
+/// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A tensor operation failed: mismatched shapes or dtypes, a tensor on an unsupported
+    /// device, statistics for the wrong number of layers.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A name that is not one of a [`crate::Choice`]'s values.
     #[error("unknown {what} `{name}`; valid choices: {valid}")]
     UnknownChoice {
+        /// What was being chosen ("optimizer", "fisher").
         what: &'static str,
+        /// The name given.
         name: String,
+        /// The valid names, comma-separated.
         valid: String,
     },
+    /// A saved optimizer state that cannot be read, or that belongs to another optimizer or
+    /// model.
     #[error("optimizer state: {0}")]
     State(String),
+    /// A hyper-parameter outside its valid range ([`crate::Hyper::validate`]).
     #[error("invalid hyper-parameter `{field}` = {value}: {why}")]
     InvalidHyper {
+        /// The field's name.
         field: &'static str,
+        /// The rejected value (counts converted to `f64`).
         value: f64,
+        /// The allowed range, in words.
         why: &'static str,
     },
 }
 
+/// `std::result::Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Rejects a hyper-parameter outside its valid range with a message naming it.

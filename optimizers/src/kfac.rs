@@ -54,7 +54,9 @@ pub struct Kfac {
 }
 
 impl Kfac {
-    /// The K-FAC-family optimizer `kind` over `params`.
+    /// The K-FAC-family optimizer `kind` over `params`: the layers are preconditioned, the
+    /// other parameters take momentum SGD steps. Fails if `hyper` does not pass
+    /// [`Hyper::validate`] or `kind` is first-order.
     pub fn new(params: &ParamSet, kind: OptimizerKind, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
         let approx = approx_of(kind, hyper.samples).ok_or_else(|| Error::UnknownChoice {
@@ -84,6 +86,7 @@ impl Kfac {
         })
     }
 
+    /// The curvature blocks, one per [`ParamSet::layers`] entry (tests and diagnostics).
     pub fn blocks(&self) -> &[Block] {
         &self.blocks
     }

@@ -5,10 +5,15 @@ use crate::choice::choice;
 choice! {
     /// The optimizers this crate builds.
     pub enum OptimizerKind as "optimizer" {
+        /// SGD with momentum, weight decay and optional Nesterov momentum.
         Sgd = "sgd",
+        /// Adam, or AdamW with `decoupled_weight_decay`.
         Adam = "adam",
+        /// K-FAC with dense factors (Martens & Grosse 2015; Grosse & Martens 2016 for Conv2d).
         Kfac = "kfac",
+        /// K-FAC with spatially uncorrelated activations for Conv2d input factors.
         KfacSua = "kfac-sua",
+        /// SKFAC with Reduce Sum: per-example means over spatial positions.
         SkfacRs = "skfac-rs",
         /// Spatial subsampling; its sampling count is [`crate::Hyper::samples`].
         SkfacSs = "skfac-ss",

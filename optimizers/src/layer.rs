@@ -6,24 +6,37 @@ use candle_core::{Result, Tensor, Var, D};
 /// A trainable parameter with a stable name (used in checkpoints and logs).
 #[derive(Clone, Debug)]
 pub struct NamedVar {
+    /// Unique within the model; checkpoints and logs refer to the parameter by it.
     pub name: String,
+    /// The variable, which the optimizer updates in place.
     pub var: Var,
 }
 
 /// The shape of a layer that the K-FAC family preconditions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerKind {
-    /// `W: [out, in]`.
-    Linear { inputs: usize, outputs: usize },
+    /// `W: [out, in]`, bias `[out]`.
+    Linear {
+        /// Input features, `in`.
+        inputs: usize,
+        /// Output features, `out`.
+        outputs: usize,
+    },
     /// Weight stored as `[c_out, kh, kw, c_in]`, so that as a matrix it is `[c_out, kh*kw*c_in]`
-    /// and the im2col columns run (kernel row, kernel column, input channel). With this order
-    /// K-FAC-SUA's factor is `I_{kh*kw} ⊗ Ω_c`, as algorithms.md writes it.
+    /// and the im2col columns run (kernel row, kernel column, input channel); bias `[c_out]`.
+    /// With this order K-FAC-SUA's factor is `I_{kh*kw} ⊗ Ω_c`, as algorithms.md writes it.
     Conv2d {
+        /// Input channels.
         c_in: usize,
+        /// Output channels.
         c_out: usize,
+        /// Kernel height.
         kh: usize,
+        /// Kernel width.
         kw: usize,
+        /// Stride, the same along both spatial axes.
         stride: usize,
+        /// Zero padding on each side, the same along both spatial axes.
         padding: usize,
     },
 }
@@ -37,6 +50,7 @@ impl LayerKind {
         }
     }
 
+    /// Rows of `W` as a matrix: output features or channels.
     pub fn outputs(&self) -> usize {
         match *self {
             LayerKind::Linear { outputs, .. } => outputs,
@@ -48,9 +62,13 @@ impl LayerKind {
 /// One preconditioned layer: its weight, optional bias and shape.
 #[derive(Clone, Debug)]
 pub struct LayerSpec {
+    /// Unique within the model; the parameters are called `NAME.weight` and `NAME.bias`.
     pub name: String,
+    /// The layer's shape; `weight` and `bias` must match it.
     pub kind: LayerKind,
+    /// `[out, in]` for Linear, `[c_out, kh, kw, c_in]` for Conv2d.
     pub weight: Var,
+    /// `[out]`, if the layer has a bias.
     pub bias: Option<Var>,
 }
 
@@ -58,7 +76,10 @@ pub struct LayerSpec {
 /// (BatchNorm scale/shift, ...), which every optimizer steps with its plain rule.
 #[derive(Clone, Debug, Default)]
 pub struct ParamSet {
+    /// The layers the K-FAC family preconditions, in the order of the [`LayerStats`] handed
+    /// to [`crate::Optimizer::step`].
     pub layers: Vec<LayerSpec>,
+    /// Every other trainable parameter.
     pub others: Vec<NamedVar>,
 }
 
@@ -82,6 +103,7 @@ impl ParamSet {
         out
     }
 
+    /// Number of trainable scalars.
     pub fn num_parameters(&self) -> usize {
         self.all().iter().map(|p| p.var.elem_count()).sum()
     }
@@ -90,8 +112,10 @@ impl ParamSet {
 /// Curvature statistics of one layer for one batch, as algorithms.md defines them.
 #[derive(Clone, Debug)]
 pub struct LayerStats {
-    /// Layer inputs, one row per (example, output position): `[M*T, in]`, without the
-    /// trailing column of ones that a bias adds (see [`LayerStats::a_augmented`]).
+    /// Layer inputs, one row per (example, output position), each example's `T` rows
+    /// consecutive: `[M*T, in]`, without the trailing column of ones that a bias adds (see
+    /// [`LayerStats::a_augmented`]). For Conv2d, the rows are im2col patches in the order of
+    /// [`LayerKind::Conv2d`]'s weight.
     pub a: Tensor,
     /// Gradient of the loss w.r.t. the pre-activation output, one row per (example, position),
     /// multiplied by the batch size `M`: `[M*T, out]`.
@@ -100,6 +124,7 @@ pub struct LayerStats {
     pub batch: usize,
     /// Output positions per example `T` (1 for Linear).
     pub positions: usize,
+    /// Whether the layer has a bias, which adds a column of ones to `A`.
     pub has_bias: bool,
 }
 

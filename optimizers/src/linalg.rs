@@ -11,12 +11,16 @@ use crate::choice::choice;
 /// Why a factorisation gave no inverse.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FactorError {
+    /// The statistic (or the computed inverse) holds NaN or infinite entries.
     #[error("the matrix holds NaN or infinite entries")]
     NotFinite,
+    /// The damped matrix is not positive definite, or the damping is negative or not finite.
     #[error("the matrix is not positive definite after damping")]
     NotPositiveDefinite,
+    /// The eigendecomposition did not converge.
     #[error("the eigendecomposition did not converge")]
     NoConvergence,
+    /// A tensor operation around the factorisation failed.
     #[error(transparent)]
     Candle(#[from] CandleError),
 }

@@ -32,11 +32,18 @@ pub trait Optimizer: Send {
         StatsRequest::None
     }
 
-    /// Applies one update. `stats`, when given, holds one entry per `ParamSet::layers` entry.
-    /// Returns the seconds spent in the optimizer's own stages.
+    /// Applies one update, in place, to every parameter that has a gradient in `grads`.
+    /// `stats`, when given, holds one entry per [`crate::ParamSet::layers`] entry, in that
+    /// order; SGD and Adam ignore them, the K-FAC family folds in any it is given (asked for
+    /// or not). Returns the seconds spent in the optimizer's own stages.
+    ///
+    /// Fails on statistics for the wrong number of layers and on mismatched shapes or dtypes;
+    /// after an `Err`, some parameters may have been updated.
     fn step(&mut self, grads: &GradStore, stats: Option<&[LayerStats]>) -> Result<StageTimes>;
 
+    /// The learning rate the next step uses.
     fn learning_rate(&self) -> f64;
+    /// Sets the learning rate of the following steps (a schedule calls this every step).
     fn set_learning_rate(&mut self, lr: f64);
 
     /// Steps taken so far.

@@ -16,6 +16,7 @@ pub enum Kind {
 
 /// Types a hyper-parameter may have.
 pub trait ParamValue {
+    /// How values of the type are offered and parsed.
     const KIND: Kind;
 }
 
@@ -42,6 +43,7 @@ pub struct Param {
     pub name: &'static str,
     /// The field's documentation.
     pub doc: &'static str,
+    /// The kind of value it takes.
     pub kind: Kind,
 }
 

@@ -10,34 +10,48 @@ choice! {
         WarmupCosine = "warmup-cosine",
         /// Inverse-polynomial decay with a half-life (the paper's ImageNet protocol).
         Poly = "poly",
+        /// `lr` throughout.
         Constant = "constant",
     }
 }
 
+/// A learning rate as a function of the 0-based iteration ([`LrSchedule::at`]); every length
+/// is in steps.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LrSchedule {
+    /// `lr` at every step.
     Constant {
+        /// The rate.
         lr: f64,
     },
     /// Linear warm-up from `lr/warmup` to `lr` over `warmup` steps, then cosine annealing to
     /// `min_lr` at `total` steps (CIFAR-10 protocol, SGDR without restarts).
     WarmupCosine {
+        /// Peak rate, reached at the end of the warm-up.
         lr: f64,
+        /// Warm-up steps (0 for none).
         warmup: usize,
+        /// Steps of the whole run, warm-up included; the rate stays at `min_lr` after.
         total: usize,
+        /// The rate the cosine ends at.
         min_lr: f64,
     },
     /// Inverse-polynomial decay that halves the rate after `half_life` steps (ImageNet
     /// protocol: 0.025 with a half-life of 5 epochs):
     /// `lr(t) = lr · (1 + (2^{1/p} − 1)·t/h)^{−p}`, so `lr(h) = lr/2` for every power `p`.
     PolyHalfLife {
+        /// Rate at step 0.
         lr: f64,
+        /// Steps after which the rate has halved, `h`.
         half_life: f64,
+        /// Power `p`; larger decays faster after the half-life.
         power: f64,
     },
 }
 
 impl LrSchedule {
+    /// Rejects a schedule [`LrSchedule::at`] cannot follow (non-positive rates or lengths, a
+    /// warm-up as long as the run), naming the field.
     pub fn validate(&self) -> Result<()> {
         match *self {
             LrSchedule::Constant { lr } => check("lr", lr, lr > 0.0, "must be positive"),

@@ -22,6 +22,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// SGD over `params`; fails if `hyper` does not pass [`Hyper::validate`].
     pub fn new(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
         Ok(Sgd {

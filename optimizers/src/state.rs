@@ -8,6 +8,8 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 
+/// Everything an optimizer needs to continue from a step boundary, as
+/// [`crate::Optimizer::state`] returns it and [`crate::Optimizer::load_state`] takes it.
 #[derive(Clone, Debug)]
 pub struct OptimizerState {
     /// Name, step count, learning rate, hyper-parameters: whatever the optimizer needs.
@@ -43,6 +45,8 @@ impl OptimizerState {
         Ok(())
     }
 
+    /// Reads what [`OptimizerState::save`] wrote under `stem`, the tensors onto `device`. An
+    /// `Err` ([`Error::State`]) names the file that cannot be read or parsed.
     pub fn load(stem: &Path, device: &Device) -> Result<Self> {
         let st = with_ext(stem, ".safetensors");
         let js = with_ext(stem, ".json");
@@ -78,6 +82,7 @@ impl OptimizerState {
         Ok(())
     }
 
+    /// The non-negative integer `meta[key]`, or [`Error::State`] if absent or not one.
     pub fn usize_field(&self, key: &str) -> Result<usize> {
         self.meta
             .get(key)
@@ -86,6 +91,7 @@ impl OptimizerState {
             .ok_or_else(|| Error::State(format!("the saved state has no integer `{key}`")))
     }
 
+    /// The number `meta[key]`, or [`Error::State`] if absent or not a number.
     pub fn f64_field(&self, key: &str) -> Result<f64> {
         self.meta
             .get(key)

@@ -6,12 +6,20 @@ use std::time::Instant;
 /// an optimizer fills the rest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageTimes {
+    /// The forward pass (the caller's).
     pub forward: f64,
+    /// The backward pass (the caller's).
     pub backward: f64,
+    /// Folding curvature statistics into the factors. An optimizer includes its statistics
+    /// exchange here; a caller may move it to `communication` ([`crate::Traffic`]).
     pub statistics: f64,
+    /// Refreshing the factors' inverses.
     pub inverse: f64,
+    /// Preconditioning the gradients and computing the KL-clip factor.
     pub precondition: f64,
+    /// Collective calls, filled in by the caller (an optimizer leaves it at 0).
     pub communication: f64,
+    /// Applying the update to the parameters.
     pub update: f64,
 }
 
@@ -28,6 +36,7 @@ impl StageTimes {
         "update",
     ];
 
+    /// The stages' seconds, in the order of [`StageTimes::NAMES`].
     pub fn values(&self) -> [f64; 7] {
         [
             self.forward,
@@ -54,15 +63,18 @@ impl StageTimes {
         }
     }
 
+    /// The sum over the stages.
     pub fn total(&self) -> f64 {
         self.values().iter().sum()
     }
 
+    /// Adds `o`'s seconds stage by stage.
     pub fn add(&mut self, o: &StageTimes) {
         let (a, b) = (self.values(), o.values());
         *self = StageTimes::from_values(std::array::from_fn(|i| a[i] + b[i]));
     }
 
+    /// Every stage multiplied by `k` (`1/steps` for a per-step mean).
     pub fn scaled(&self, k: f64) -> StageTimes {
         StageTimes::from_values(self.values().map(|x| x * k))
     }
@@ -85,6 +97,7 @@ impl StageTimes {
 pub struct Stopwatch(Instant);
 
 impl Stopwatch {
+    /// A stopwatch whose first lap starts now.
     pub fn start() -> Self {
         Stopwatch(Instant::now())
     }

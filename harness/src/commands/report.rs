@@ -15,7 +15,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub sweep: Option<String>,
     /// Folder for the files. With --sweep they go straight into it; without, each sweep
-    /// gets a subfolder [default: results/reports/<sweep>].
+    /// gets a subfolder [default: results/reports/SWEEP].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use std::io::IsTerminal;
 
 use crate::comm::Job;
-use crate::console::say;
+use crate::console::{say, Output};
 use crate::store::Store;
 use crate::sweep::processes::{self, SweepTarget};
 use crate::sweep::{self, Sweep, SweepOutcome};
@@ -27,6 +26,13 @@ pub struct SweepArgs {
     /// build with `--features mpi`). On a cluster, start `mpirun ... skfac sweep FILE` yourself.
     #[arg(long, value_name = "P")]
     pub mpi: Option<usize>,
+    /// Print only one line per finished run.
+    #[arg(long)]
+    pub quiet: bool,
+    /// How long a run stays reserved to this process without a renewal (it renews every
+    /// quarter of it): after a crash, another sweep takes the run over once this has passed.
+    #[arg(long, default_value_t = 60.0, hide = true)]
+    pub lease_seconds: f64,
     /// Internal: this process is worker K of N (`K/N`) of a `--jobs N` sweep.
     #[arg(long, hide = true)]
     pub worker: Option<String>,
@@ -41,6 +47,10 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
     let spec = sweep::load(&target.file)?;
     anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
     anyhow::ensure!(
+        args.lease_seconds.is_finite() && args.lease_seconds >= 1.0,
+        "--lease-seconds must be at least 1"
+    );
+    anyhow::ensure!(
         args.mpi.is_none_or(|p| p >= 1),
         "--mpi takes the number of processes, at least 1"
     );
@@ -49,7 +59,12 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         "--jobs runs several runs at once, --mpi runs each on several processes: use one of them"
     );
     if job.size() == 1 && args.mpi.is_some_and(|p| p > 1) {
-        return processes::under_mpirun(target, args.mpi.unwrap_or(1), args.threads);
+        return processes::under_mpirun(
+            target,
+            args.mpi.unwrap_or(1),
+            args.threads,
+            &forwarded(args),
+        );
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_process = (cores / crate::comm::local_size().max(args.jobs)).max(1);
@@ -74,7 +89,8 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         );
     }
     if args.jobs > 1 && args.worker.is_none() {
-        let ok = processes::run_workers(target, &spec, args.jobs, threads, &STOP)?;
+        let ok =
+            processes::run_workers(target, &spec, args.jobs, threads, &forwarded(args), &STOP)?;
         print_table(&target.db, &spec.name)?;
         anyhow::ensure!(ok, "a sweep worker failed; see its messages above");
         return Ok(());
@@ -95,8 +111,16 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         results: target.results.clone(),
         threads,
         shard,
-        progress: shard.is_none() && job.rank() == 0 && std::io::stderr().is_terminal(),
+        output: match Output::detect(args.quiet) {
+            // The other processes of a data-parallel job, and `--jobs` workers under the
+            // parent's bar, print nothing.
+            _ if job.rank() != 0 => Output::Silent,
+            Output::Bars if shard.is_some() => Output::Silent,
+            o => o,
+        },
         comm: job.comm.clone(),
+        owner: sweep::lease_owner(),
+        lease_seconds: args.lease_seconds,
     };
     if job.rank() != 0 {
         return sweep::follow_sweep(&spec, &opts, &STOP);
@@ -116,6 +140,18 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
     }
     let outcome = sweep::run_sweep(&spec, &opts, &STOP)?;
     finish(&target.db, &spec, outcome, shard.is_some())
+}
+
+/// The flags the processes a sweep starts (`--jobs` workers, `--mpi`) must get too.
+fn forwarded(args: &SweepArgs) -> Vec<String> {
+    let mut v = vec![
+        "--lease-seconds".to_string(),
+        args.lease_seconds.to_string(),
+    ];
+    if args.quiet {
+        v.push("--quiet".into());
+    }
+    v
 }
 
 /// Reports how a sweep (or one worker's share of it) ended.

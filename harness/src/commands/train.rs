@@ -6,7 +6,7 @@ use anyhow::Result;
 use optimizers::{Error as HyperError, OptimizerKind};
 
 use crate::comm::Job;
-use crate::console::{say, stage_line, Console};
+use crate::console::{duration, say, stage_line, Console, Output};
 use crate::hyper_flags::{choice, HyperFlags};
 use crate::overrides::OverrideError;
 use crate::train::{self, Outcome, TrainConfig};
@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// Write the trained model's tensors to this safetensors file.
     #[arg(long)]
     pub save_model: Option<PathBuf>,
+    /// Print only the run's closing line.
+    #[arg(long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub hyper: HyperFlags,
 }
@@ -83,9 +86,13 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     let n = cfg
         .train_subset
         .map_or(splits.train.len(), |s| s.min(splits.train.len()));
-    let quiet = job.rank() != 0;
+    let output = if job.rank() != 0 {
+        Output::Silent
+    } else {
+        Output::detect(args.quiet)
+    };
     let strategy = sweep::comm_strategy(cfg.optimizer, job.size());
-    if !quiet {
+    if output.epochs() {
         let processes = if job.size() > 1 {
             format!(
                 " × {} processes ({} images each per batch, {strategy})",
@@ -101,7 +108,7 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
             cfg.epochs, cfg.hyper.lr, cfg.hyper.seed, threads,
         );
     }
-    let mut console = Console::new(cfg.epochs, quiet);
+    let mut console = Console::new(cfg.epochs, output);
     let device = candle_core::Device::Cpu;
     let (net, mut opt) = train::build_run(&cfg, &splits, &device, job.comm.clone())?;
     let summary = train::train_from_shared(
@@ -114,19 +121,29 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
         train::Progress::default(),
         job.comm.as_ref(),
     )?;
-    if let Some(path) = args.save_model.as_ref().filter(|_| !quiet) {
+    if output == Output::Silent {
+        return Ok(());
+    }
+    if let Some(path) = &args.save_model {
         checkpoint::save_model(&net, path)?;
         say!("saved the model to {}", path.display());
     }
-    if quiet {
-        return Ok(());
+    if output.epochs() {
+        say!("{}", stage_line(&summary.mean_stage_times));
+        if job.size() > 1 {
+            say!("{}", console.communication(strategy, summary.steps));
+        }
     }
-    say!("{}", stage_line(&summary.mean_stage_times));
-    if job.size() > 1 {
-        say!("{}", console.communication(strategy, summary.steps));
-    }
+    let last = summary.epochs.last();
     match summary.outcome {
-        Outcome::Finished => say!("finished: {} steps", summary.steps),
+        Outcome::Finished => say!(
+            "finished: {} with {}, {} steps, test acc {}, {} training",
+            cfg.model,
+            cfg.optimizer_label(),
+            summary.steps,
+            last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
+            duration(last.map_or(0.0, |e| e.train_seconds))
+        ),
         Outcome::Interrupted { step } => say!("interrupted after {step} steps"),
         Outcome::Diverged { step, loss } => {
             say!("diverged at step {step} (loss {loss}); the run stopped there");

@@ -150,9 +150,10 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that an interrupted
-/// write never leaves a truncated file under the final name.
+/// write never leaves a truncated file under the final name. The temporary file is this
+/// process's own: two sweeps obtaining the same data at once each rename a whole file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let tmp = path.with_extension("partial");
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
 }

@@ -32,24 +32,64 @@ pub const DEFAULT_DB: &str = "results/runs.db";
 pub enum StoreError {
     #[error("{path}: written by a newer skfac (schema migration {version} is unknown to this one); it was left untouched: use that newer skfac, or another --db")]
     NewerSchema { path: PathBuf, version: i64 },
-    #[error("{path}: {source}")]
-    Sql {
+    #[error("{path}: not an SQLite database ({detail}): pass another --db, or move the file away")]
+    NotADatabase { path: PathBuf, detail: String },
+    #[error(
+        "{path}: read-only ({detail}): make the file and its folder writable, or pass another --db"
+    )]
+    ReadOnly { path: PathBuf, detail: String },
+    #[error("{path}: locked by another process for longer than {seconds} s ({detail}): wait for it to finish or stop it, then run the command again")]
+    Locked {
         path: PathBuf,
-        #[source]
-        source: sqlx::Error,
+        seconds: f64,
+        detail: String,
     },
-    #[error("{path}: schema migration failed: {source}")]
-    Migrate {
-        path: PathBuf,
-        #[source]
-        source: sqlx::migrate::MigrateError,
-    },
-    #[error("cannot create {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: the disk is full ({detail}): free some space, then run the command again; nothing written before is lost")]
+    Full { path: PathBuf, detail: String },
+    #[error("{path}: {detail}")]
+    Sql { path: PathBuf, detail: String },
+    #[error("{path}: schema migration failed: {detail}")]
+    Migrate { path: PathBuf, detail: String },
+    #[error("cannot create {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+}
+
+/// How long a write waits for another process's lock before giving up, unless
+/// `SKFAC_BUSY_SECONDS` says otherwise (tests; slow network file systems).
+fn busy_timeout() -> Duration {
+    std::env::var("SKFAC_BUSY_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+}
+
+impl StoreError {
+    /// An SQLite error on `path`, sorted by what the user can do about it. The message is
+    /// SQLite's own, once (sqlx's wrapping repeats it).
+    fn from_sql(path: &Path, e: &sqlx::Error) -> StoreError {
+        let path = path.to_path_buf();
+        let (code, detail) = match e {
+            sqlx::Error::Database(d) => (
+                d.code().and_then(|c| c.parse::<i64>().ok()),
+                d.message().to_string(),
+            ),
+            other => (None, other.to_string()),
+        };
+        // Primary result codes (the low byte of the extended ones): SQLITE_BUSY 5,
+        // SQLITE_LOCKED 6, SQLITE_READONLY 8, SQLITE_FULL 13, SQLITE_NOTADB 26.
+        match code.map(|c| c & 0xff) {
+            Some(26) => StoreError::NotADatabase { path, detail },
+            Some(8) => StoreError::ReadOnly { path, detail },
+            Some(5 | 6) => StoreError::Locked {
+                path,
+                seconds: busy_timeout().as_secs_f64(),
+                detail,
+            },
+            Some(13) => StoreError::Full { path, detail },
+            _ => StoreError::Sql { path, detail },
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -140,10 +180,21 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// One connection to a results database. Not `Sync`: it drives sqlx on a private
+/// current-thread runtime, which two threads must not share (their transactions interleave);
+/// a thread that needs the store opens its own.
 pub struct Store {
     rt: tokio::runtime::Runtime,
     pool: SqlitePool,
     path: PathBuf,
+    _one_thread: std::marker::PhantomData<std::cell::Cell<()>>,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn now() -> String {
@@ -181,29 +232,26 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let path = path.to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            std::fs::create_dir_all(dir).map_err(|err| StoreError::Io {
                 path: dir.to_path_buf(),
-                source,
+                err,
             })?;
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|source| StoreError::Io {
+            .map_err(|err| StoreError::Io {
                 path: path.clone(),
-                source,
+                err,
             })?;
         let opts = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(60))
+            .busy_timeout(busy_timeout())
             .foreign_keys(true);
-        let sql = |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
+        let sql = |e| StoreError::from_sql(&path, &e);
         let pool = rt
             .block_on(
                 SqlitePoolOptions::new()
@@ -211,28 +259,47 @@ impl Store {
                     .connect_with(opts),
             )
             .map_err(sql)?;
+        // Two processes opening a fresh store at once must not both create its tables: the
+        // migrations run under an exclusive lock on a file beside the database. Never the
+        // database file itself: closing any descriptor of it would drop the POSIX locks that
+        // SQLite holds through this process's other connections. Where the folder is
+        // read-only there is no lock file, and nothing to migrate either.
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path);
+        if let Ok(f) = &lock {
+            // SAFETY: flock(2) on a descriptor we own; released when `lock` is dropped.
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(f), libc::LOCK_EX) };
+        }
         rt.block_on(MIGRATOR.run(&pool)).map_err(|e| match e {
             sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema {
                 path: path.clone(),
                 version,
             },
-            source => StoreError::Migrate {
+            sqlx::migrate::MigrateError::Execute(e) => StoreError::from_sql(&path, &e),
+            other => StoreError::Migrate {
                 path: path.clone(),
-                source,
+                detail: other.to_string(),
             },
         })?;
-        Ok(Store { rt, pool, path })
+        Ok(Store {
+            rt,
+            pool,
+            path,
+            _one_thread: std::marker::PhantomData,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn sql(&self, source: sqlx::Error) -> StoreError {
-        StoreError::Sql {
-            path: self.path.clone(),
-            source,
-        }
+    fn sql(&self, e: sqlx::Error) -> StoreError {
+        StoreError::from_sql(&self.path, &e)
     }
 
     /// The id of sweep `name`, recording its file and text (updated when started again).
@@ -270,8 +337,9 @@ impl Store {
         Ok(row.map(|r| record(&r)))
     }
 
-    /// Marks a run as running, creating it if new; returns its id.
-    pub fn start_run(&self, sweep: Option<i64>, m: &RunMeta) -> Result<i64> {
+    /// Marks a run as running, creating it if new; returns its id, or `None` when the run is
+    /// finished or diverged already (another process may have just finished it).
+    pub fn start_run(&self, sweep: Option<i64>, m: &RunMeta) -> Result<Option<i64>> {
         let q = sqlx::query(
             "INSERT INTO runs (sweep_id, run_key, model, dataset, optimizer, samples, seed, hyper,
                  status, git_commit, crate_versions, cpu_model, threads, started_at, processes,
@@ -280,6 +348,7 @@ impl Store {
              ON CONFLICT(sweep_id, run_key) DO UPDATE SET status = 'running', error = NULL,
                  ended_at = NULL, processes = excluded.processes,
                  comm_strategy = excluded.comm_strategy
+             WHERE runs.status NOT IN ('finished', 'diverged')
              RETURNING id",
         )
         .bind(sweep)
@@ -299,9 +368,84 @@ impl Store {
         .bind(&m.comm_strategy);
         let row = self
             .rt
-            .block_on(q.fetch_one(&self.pool))
+            .block_on(q.fetch_optional(&self.pool))
             .map_err(|e| self.sql(e))?;
-        Ok(row.get(0))
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Takes the lease on `run` for `owner` until `seconds` from now, if no other process
+    /// holds an unexpired one and the run is not done. Renewing one's own lease also succeeds.
+    pub fn claim_run(&self, run: i64, owner: &str, seconds: f64) -> Result<bool> {
+        let now = unix_now();
+        let q = sqlx::query(
+            "UPDATE runs SET lease_owner = ?1, lease_until = ?2
+             WHERE id = ?3 AND status NOT IN ('finished', 'diverged')
+               AND (lease_owner IS NULL OR lease_owner = ?1 OR lease_until < ?4)",
+        )
+        .bind(owner)
+        .bind(now + seconds)
+        .bind(run)
+        .bind(now);
+        let done = self
+            .rt
+            .block_on(q.execute(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes over `run`'s lease from `stale`, a holder known to be dead (a process of this
+    /// machine that no longer exists), if it still holds it.
+    pub fn take_over_run(&self, run: i64, stale: &str, owner: &str, seconds: f64) -> Result<bool> {
+        let q = sqlx::query(
+            "UPDATE runs SET lease_owner = ?, lease_until = ?
+             WHERE id = ? AND lease_owner = ? AND status NOT IN ('finished', 'diverged')",
+        )
+        .bind(owner)
+        .bind(unix_now() + seconds)
+        .bind(run)
+        .bind(stale);
+        let done = self
+            .rt
+            .block_on(q.execute(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Who holds `run`'s lease, if anyone.
+    pub fn lease_holder(&self, run: i64) -> Result<Option<String>> {
+        let q = sqlx::query("SELECT lease_owner FROM runs WHERE id = ?").bind(run);
+        let row = self
+            .rt
+            .block_on(q.fetch_optional(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(row.and_then(|r| r.get::<Option<String>, _>(0)))
+    }
+
+    /// Extends `owner`'s lease on `run`; `false` when it no longer holds it.
+    pub fn renew_lease(&self, run: i64, owner: &str, seconds: f64) -> Result<bool> {
+        let q = sqlx::query("UPDATE runs SET lease_until = ? WHERE id = ? AND lease_owner = ?")
+            .bind(unix_now() + seconds)
+            .bind(run)
+            .bind(owner);
+        let done = self
+            .rt
+            .block_on(q.execute(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up `owner`'s lease on `run`, if it holds it.
+    pub fn release_run(&self, run: i64, owner: &str) -> Result<()> {
+        let q = sqlx::query(
+            "UPDATE runs SET lease_owner = NULL, lease_until = NULL
+             WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(run)
+        .bind(owner);
+        self.rt
+            .block_on(q.execute(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(())
     }
 
     pub fn end_run(&self, run: i64, status: Status, error: Option<&str>) -> Result<()> {

@@ -6,5 +6,7 @@ mod record;
 mod run;
 pub mod spec;
 
-pub use run::{comm_strategy, follow_sweep, run_sweep, SweepOptions, SweepOutcome};
+pub use run::{
+    comm_strategy, disk_full, follow_sweep, lease_owner, run_sweep, SweepOptions, SweepOutcome,
+};
 pub use spec::{load, parse, SpecError, Sweep};

@@ -44,9 +44,14 @@ impl SweepTarget {
     }
 }
 
-/// `--mpi P` on one machine: the same sweep under `mpirun -np P`. Exits with 130 when
+/// `--mpi P` on one machine (`forwarded`: more flags for the sweep): the same sweep under `mpirun -np P`. Exits with 130 when
 /// mpirun reports an interruption.
-pub fn under_mpirun(target: &SweepTarget, processes: usize, threads: Option<usize>) -> Result<()> {
+pub fn under_mpirun(
+    target: &SweepTarget,
+    processes: usize,
+    threads: Option<usize>,
+    forwarded: &[String],
+) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the skfac executable")?;
     let mut cmd = std::process::Command::new("mpirun");
     cmd.arg("-np").arg(processes.to_string());
@@ -59,6 +64,7 @@ pub fn under_mpirun(target: &SweepTarget, processes: usize, threads: Option<usiz
     if let Some(t) = threads {
         cmd.arg("--threads").arg(t.to_string());
     }
+    cmd.args(forwarded);
     if std::env::var_os("OMPI_ALLOW_RUN_AS_ROOT").is_none() && is_root() {
         // Open MPI refuses root unless told; containers often run as root.
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -71,6 +77,27 @@ pub fn under_mpirun(target: &SweepTarget, processes: usize, threads: Option<usiz
         Some(0) => Ok(()),
         Some(130) => std::process::exit(130),
         _ => anyhow::bail!("mpirun -np {processes} ended with {status}"),
+    }
+}
+
+/// Makes the worker `cmd` starts receive SIGKILL when this process dies, however it dies (an
+/// out-of-memory kill, a scheduler's SIGKILL): a worker must never train on, unwatched, into a
+/// store that a restarted sweep uses.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
     }
 }
 
@@ -92,8 +119,12 @@ pub fn run_workers(
     spec: &Sweep,
     jobs: usize,
     threads: usize,
+    forwarded: &[String],
     stop: &AtomicBool,
 ) -> Result<bool> {
+    // Created and migrated here, once: workers opening a fresh store at the same moment would
+    // race for its first write lock.
+    Store::open(&target.db)?;
     let mut datasets: Vec<&str> = spec.runs.iter().map(|r| r.dataset.as_str()).collect();
     datasets.dedup();
     for d in datasets {
@@ -108,14 +139,15 @@ pub fn run_workers(
     let exe = std::env::current_exe().context("cannot find the skfac executable")?;
     let mut children = Vec::new();
     for k in 0..jobs {
-        let child = std::process::Command::new(&exe)
-            .args(target.args())
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(target.args())
             .arg("--threads")
             .arg(threads.to_string())
             .arg("--worker")
-            .arg(format!("{k}/{jobs}"))
-            .spawn()
-            .context("cannot start a sweep worker")?;
+            .arg(format!("{k}/{jobs}"));
+        cmd.args(forwarded);
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().context("cannot start a sweep worker")?;
         children.push(child);
     }
     let bar = ProgressBar::new(spec.runs.len() as u64);
@@ -125,7 +157,17 @@ pub fn run_workers(
     );
     bar.set_prefix(spec.name.clone());
     let mut ok = true;
+    let mut told = false;
     loop {
+        if stop.load(Ordering::Relaxed) && !told {
+            // A SIGTERM reached this process alone (a Ctrl-C reaches the whole group): pass it
+            // on, so every worker checkpoints and stops too.
+            for c in &children {
+                // SAFETY: kill(2) on our own child's pid has no memory effects.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            }
+            told = true;
+        }
         let mut running = false;
         for c in &mut children {
             match c.try_wait()? {

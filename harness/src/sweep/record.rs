@@ -6,6 +6,7 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 
 use crate::checkpoint::Checkpoints;
+use crate::console::{duration, remaining, say, Output};
 use crate::store::{EpochRow, IterationRow, Store};
 use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
 
@@ -18,8 +19,14 @@ pub(super) struct Recorder<'a> {
     pub run: i64,
     pub checkpoints: &'a Checkpoints,
     pub stop: &'a AtomicBool,
+    /// Set when another process has taken this run's lease over.
+    pub lost: &'a AtomicBool,
     pub bar: &'a ProgressBar,
     pub buffer: Vec<IterationRow>,
+    pub output: Output,
+    /// The run as lines name it: `run 3/9 resnet8 kfac seed 0`.
+    pub label: &'a str,
+    pub epochs: usize,
 }
 
 /// The observer of processes other than 0 in a data-parallel sweep: they record nothing, but
@@ -82,18 +89,32 @@ impl Observer for Recorder<'_> {
             },
         )?;
         self.checkpoints.save(state)?;
-        self.bar.println(format!(
-            "  epoch {:>3}  train loss {:.4}  test acc {:5.2}%  {:.0} s",
-            m.epoch,
-            m.train_loss,
-            100.0 * m.test_accuracy,
-            m.train_seconds
-        ));
+        match self.output {
+            Output::Bars => self.bar.println(format!(
+                "  epoch {:>3}  train loss {:.4}  test acc {:5.2}%  {:.0} s",
+                m.epoch,
+                m.train_loss,
+                100.0 * m.test_accuracy,
+                m.train_seconds
+            )),
+            Output::Lines => say!(
+                "{}: epoch {}/{}, test acc {:.2}%, train loss {:.4}, {:.0} img/s, {} elapsed, ~{} left",
+                self.label,
+                m.epoch,
+                self.epochs,
+                100.0 * m.test_accuracy,
+                m.train_loss,
+                m.images_per_second,
+                duration(m.train_seconds),
+                duration(remaining(m.train_seconds, m.epoch, self.epochs))
+            ),
+            Output::Quiet | Output::Silent => {}
+        }
         Ok(())
     }
 
     fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed) || self.lost.load(Ordering::Relaxed)
     }
 
     fn interrupted(&mut self, state: &RunState<'_>) -> Result<()> {

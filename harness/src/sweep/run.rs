@@ -1,9 +1,11 @@
 //! Runs a sweep: every planned run in turn (or in `--jobs` worker processes), skipping the
 //! finished ones and resuming an interrupted one from its last checkpoint.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use candle_core::Device;
@@ -13,9 +15,10 @@ use optimizers::{Channel, Communicator, OptimizerKind};
 use super::record::{Follower, Recorder};
 use super::spec::Sweep;
 use crate::checkpoint::Checkpoints;
+use crate::console::{duration, say, Output};
 use crate::data::{self, Splits};
 use crate::meta;
-use crate::store::{RunMeta, Status, Store};
+use crate::store::{RunMeta, Status, Store, StoreError};
 use crate::train::{build_run, run_key, train_from_shared, Outcome, TrainConfig};
 
 pub struct SweepOptions {
@@ -26,8 +29,12 @@ pub struct SweepOptions {
     pub threads: usize,
     /// Run only the planned runs whose index is `k (mod n)`: one worker of `--jobs n`.
     pub shard: Option<(usize, usize)>,
-    /// Draw progress bars (on a terminal).
-    pub progress: bool,
+    /// Progress bars, plain lines, or only a line per run.
+    pub output: Output,
+    /// This process's name on the runs it trains ([`lease_owner`]).
+    pub owner: String,
+    /// How long a run's lease lasts without renewal (renewed every quarter of it).
+    pub lease_seconds: f64,
     /// The processes of a data-parallel sweep (every run trained by all of them); process 0
     /// writes the store and the checkpoints, the others follow ([`follow_sweep`]).
     pub comm: Arc<dyn Communicator>,
@@ -81,7 +88,10 @@ pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Re
         let checkpoints = checkpoints_of(opts, sweep, run);
         let device = Device::Cpu;
         let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
-        let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
+        let progress = checkpoints
+            .load(&net, opt.as_mut())?
+            .progress
+            .unwrap_or_default();
         let leader_step = share(comm, None) as usize;
         anyhow::ensure!(
             leader_step == progress.step,
@@ -131,18 +141,19 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         &sweep.text,
         Some(sweep.target_accuracy),
     )?;
-    let mine: Vec<(usize, &TrainConfig)> = sweep
+    let mut queue: VecDeque<(usize, &TrainConfig)> = sweep
         .runs
         .iter()
         .enumerate()
         .filter(|(i, _)| opts.shard.is_none_or(|(k, n)| i % n == k))
         .collect();
-    let multi = MultiProgress::with_draw_target(if opts.progress {
+    let bars = opts.output == Output::Bars;
+    let multi = MultiProgress::with_draw_target(if bars {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()
     });
-    let overall = multi.add(ProgressBar::new(mine.len() as u64));
+    let overall = multi.add(ProgressBar::new(queue.len() as u64));
     overall.set_style(
         ProgressStyle::with_template("{prefix} runs {pos}/{len} [{elapsed_precise}] {msg}")
             .expect("valid template"),
@@ -156,7 +167,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
 
     // Messages go above the bars on a terminal, to stderr otherwise (hidden bars drop them).
     let note = |msg: String| {
-        if opts.progress {
+        if bars {
             overall.println(msg);
         } else {
             eprintln!("{msg}");
@@ -164,7 +175,15 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
     };
     let mut loaded: Option<(String, Splits)> = None;
     let (mut ran, mut skipped, mut failed) = (0, 0, 0);
-    for (i, cfg) in mine {
+    let total = sweep.runs.len();
+    // Runs put back in a row because another process holds their lease, and those announced.
+    let mut deferred = 0;
+    let mut waiting_for = std::collections::HashSet::new();
+    while let Some((i, cfg)) = queue.pop_front() {
+        if stop.load(Ordering::Relaxed) && procs == 1 {
+            multi.clear().ok();
+            return Ok(SweepOutcome::Interrupted);
+        }
         let key = run_key(cfg);
         let done = store
             .find_run(sweep_id, &key)?
@@ -177,22 +196,13 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             overall.inc(1);
             continue;
         }
-        if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
-            data::obtain(&cfg.dataset, &opts.data_dir)?;
-            loaded = Some((
-                cfg.dataset.clone(),
-                data::load(&cfg.dataset, &opts.data_dir)?,
-            ));
-        }
-        let splits = &loaded.as_ref().expect("loaded above").1;
         let label = format!(
-            "#{i} {} {} seed {}",
+            "run {}/{total} {} {} seed {}",
+            i + 1,
             cfg.model,
             cfg.optimizer_label(),
             cfg.hyper.seed
         );
-        overall.set_message(label.clone());
-        epoch_bar.set_prefix(label.clone());
         let run_meta = RunMeta {
             run_key: key.clone(),
             model: cfg.model.clone(),
@@ -208,63 +218,157 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             processes: procs,
             comm_strategy: comm_strategy(cfg.optimizer, procs).into(),
         };
-        let run = store.start_run(Some(sweep_id), &run_meta)?;
+        // Another sweep over this store may have finished the run, or be training it.
+        let claimed = match store.start_run(Some(sweep_id), &run_meta)? {
+            None => None,
+            Some(run) => claim(&store, run, opts)?.then_some(run),
+        };
+        let Some(run) = claimed else {
+            anyhow::ensure!(
+                procs == 1,
+                "{label}: another process is training this run; a data-parallel sweep needs the store to itself"
+            );
+            if store
+                .find_run(sweep_id, &key)?
+                .is_some_and(|r| r.status.is_done())
+            {
+                skipped += 1;
+                overall.inc(1);
+                continue;
+            }
+            if waiting_for.insert(i) {
+                note(format!(
+                    "{label}: another process is training it; coming back to it"
+                ));
+            }
+            queue.push_back((i, cfg));
+            deferred += 1;
+            if deferred >= queue.len() {
+                // Every run left is held elsewhere: wait for one to finish or its lease to lapse.
+                std::thread::sleep(Duration::from_secs_f64((opts.lease_seconds / 4.0).min(2.0)));
+                deferred = 0;
+            }
+            continue;
+        };
+        deferred = 0;
+        if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
+            data::obtain(&cfg.dataset, &opts.data_dir)?;
+            loaded = Some((
+                cfg.dataset.clone(),
+                data::load(&cfg.dataset, &opts.data_dir)?,
+            ));
+        }
+        let splits = &loaded.as_ref().expect("loaded above").1;
+        overall.set_message(label.clone());
+        epoch_bar.set_prefix(label.clone());
         if procs > 1 {
             // The data is on disk now, and the followers learn where the checkpoints go.
             share(comm, Some(run as f64));
         }
         let checkpoints = checkpoints_of(opts, sweep, run);
-        let mut rec = Recorder {
-            store: &store,
-            run,
-            checkpoints: &checkpoints,
-            stop,
-            bar: &epoch_bar,
-            buffer: Vec::new(),
-        };
-        let result = (|| -> Result<Outcome> {
-            let device = Device::Cpu;
-            let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
-            let progress = checkpoints.load(&net, opt.as_mut())?.unwrap_or_default();
-            if procs > 1 {
-                // Every process must resume from the same step (a shared results folder).
-                share(comm, Some(progress.step as f64));
-            }
-            if progress.step > 0 {
-                note(format!("{label}: resuming at step {}", progress.step));
-            }
-            store.truncate_run(run, progress.step, progress.epochs.len())?;
-            let summary = train_from_shared(
-                cfg,
-                splits,
-                &net,
-                opt.as_mut(),
-                &device,
-                &mut rec,
-                progress,
-                comm,
-            )?;
-            rec.flush()?;
-            Ok(summary.outcome)
-        })();
+        let lost = AtomicBool::new(false);
+        let training = AtomicBool::new(true);
+        let result = std::thread::scope(|s| {
+            s.spawn(|| hold_lease(run, opts, &training, &lost));
+            let mut rec = Recorder {
+                store: &store,
+                run,
+                checkpoints: &checkpoints,
+                stop,
+                lost: &lost,
+                bar: &epoch_bar,
+                buffer: Vec::new(),
+                output: opts.output,
+                label: &label,
+                epochs: cfg.epochs,
+            };
+            let result = (|| -> Result<Outcome> {
+                let device = Device::Cpu;
+                let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
+                let restored = checkpoints.load(&net, opt.as_mut())?;
+                for why in &restored.damaged {
+                    note(format!("{label}: {why}"));
+                }
+                if !restored.damaged.is_empty() && restored.progress.is_none() {
+                    note(format!(
+                        "{label}: no usable checkpoint; starting the run again"
+                    ));
+                }
+                let progress = restored.progress.unwrap_or_default();
+                if procs > 1 {
+                    // Every process must resume from the same step (a shared results folder).
+                    share(comm, Some(progress.step as f64));
+                }
+                if progress.step > 0 {
+                    note(format!("{label}: resuming at step {}", progress.step));
+                }
+                store.truncate_run(run, progress.step, progress.epochs.len())?;
+                let summary = train_from_shared(
+                    cfg,
+                    splits,
+                    &net,
+                    opt.as_mut(),
+                    &device,
+                    &mut rec,
+                    progress,
+                    comm,
+                )?;
+                rec.flush()?;
+                Ok(summary.outcome)
+            })();
+            training.store(false, Ordering::Relaxed);
+            result
+        });
         ran += 1;
+        // One line per finished run where no bar shows it.
+        let run_line = |what: String| {
+            if matches!(opts.output, Output::Lines | Output::Quiet) {
+                say!("{label}: {what}");
+            }
+        };
         match result {
             Ok(Outcome::Finished) => {
                 store.end_run(run, Status::Finished, None)?;
                 checkpoints.clear()?;
+                let epochs = store.epochs(run)?;
+                let last = epochs.last();
+                run_line(format!(
+                    "finished, test acc {} after {} epoch(s), {} training",
+                    last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
+                    epochs.len(),
+                    duration(last.map_or(0.0, |e| e.wall_seconds))
+                ));
             }
             Ok(Outcome::Diverged { step, loss }) => {
                 let why = format!("diverged at step {step} (loss {loss})");
                 note(format!("{label}: {why}"));
                 store.end_run(run, Status::Diverged, Some(&why))?;
                 checkpoints.clear()?;
+                run_line(why);
+            }
+            Ok(Outcome::Interrupted { step }) if lost.load(Ordering::Relaxed) => {
+                note(format!(
+                    "{label}: another process took this run over at step {step}; leaving it to it"
+                ));
+                ran -= 1;
+                overall.inc(1);
+                continue;
             }
             Ok(Outcome::Interrupted { step }) => {
+                store.release_run(run, &opts.owner)?;
                 note(format!(
                     "{label}: interrupted after step {step}; checkpointed"
                 ));
                 multi.clear().ok();
                 return Ok(SweepOutcome::Interrupted);
+            }
+            Err(e) if disk_full(&e) => {
+                // Every later run would fail alike: stop here, the run resumable.
+                let _ = store.release_run(run, &opts.owner);
+                multi.clear().ok();
+                return Err(e.context(format!(
+                    "{label}: the disk is full; the store and the last good checkpoint are intact: free some space and run the same command again to resume"
+                )));
             }
             Err(e) => {
                 if stop.load(Ordering::Relaxed) {
@@ -274,6 +378,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
                 let why = format!("{e:#}");
                 note(format!("{label}: failed: {why}"));
                 store.end_run(run, Status::Failed, Some(&why))?;
+                run_line(format!("failed: {why}"));
                 if procs > 1 {
                     // The other processes may be mid-step, waiting for this one: end the job
                     // (the run is recorded; started again, the sweep retries it).
@@ -282,6 +387,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
                 }
             }
         }
+        store.release_run(run, &opts.owner)?;
         overall.inc(1);
     }
     overall.finish_and_clear();
@@ -291,4 +397,91 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         skipped,
         failed,
     })
+}
+
+/// Takes the lease on `run`: free, expired, or held by a process of this machine that has
+/// died (so a sweep restarted after a kill goes on at once, without waiting for the lease).
+fn claim(store: &Store, run: i64, opts: &SweepOptions) -> Result<bool> {
+    if store.claim_run(run, &opts.owner, opts.lease_seconds)? {
+        return Ok(true);
+    }
+    match store.lease_holder(run)? {
+        Some(holder) if holder_is_dead(&holder) => {
+            Ok(store.take_over_run(run, &holder, &opts.owner, opts.lease_seconds)?)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Whether `holder` ([`lease_owner`]'s `host:pid:start`) names a process of this machine that
+/// no longer runs.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (
+        parts.next(),
+        parts.next().and_then(|p| p.parse::<u32>().ok()),
+    ) else {
+        return false;
+    };
+    // Gone, or a zombie: killed, and not yet reaped by whoever inherited it.
+    let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    });
+    host == hostname() && !running
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Renews this process's lease on `run` while `training` is set; sets `lost` (and stops) when
+/// another process holds it now.
+fn hold_lease(run: i64, opts: &SweepOptions, training: &AtomicBool, lost: &AtomicBool) {
+    // A connection of its own: the training thread's is not to be shared.
+    let store = match Store::open(&opts.db) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot renew the run's lease; it lapses in {} s", opts.lease_seconds);
+            return;
+        }
+    };
+    let every = Duration::from_secs_f64(opts.lease_seconds / 4.0);
+    let mut last = Instant::now();
+    while training.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50).min(every));
+        if last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        // A store busy past its timeout is retried at the next beat.
+        if let Ok(false) = store.renew_lease(run, &opts.owner, opts.lease_seconds) {
+            lost.store(true, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+/// Whether `e` comes from a full disk (the store's or the checkpoints').
+pub fn disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<StoreError>(),
+            Some(StoreError::Full { .. })
+        ) || c
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOSPC))
+            || c.to_string().contains("No space left on device")
+    })
+}
+
+/// Who holds a lease: `host:pid:start`, unique per process.
+pub fn lease_owner() -> String {
+    let host = hostname();
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{host}:{}:{start}", std::process::id())
 }

@@ -59,7 +59,7 @@ pub fn run_key(cfg: &TrainConfig) -> String {
     stable_key(&flat(cfg), &flat(&defaults))
 }
 
-/// [`BASE_FIELDS`] of `fields`, then its other fields that differ from `defaults`.
+/// The base fields of `fields`, then its other fields that differ from `defaults`.
 pub fn stable_key(fields: &Map<String, Value>, defaults: &Map<String, Value>) -> String {
     let quote = |k: &str| Value::from(k).to_string();
     let mut parts: Vec<String> = BASE_FIELDS

@@ -4,13 +4,11 @@
 mod config;
 pub mod distributed;
 mod eval;
-mod fisher;
 mod identity;
 mod step;
 
 pub use config::{default_dataset, TrainConfig};
 pub use eval::{evaluate, evaluate_shared, Evaluation};
-pub use fisher::{sample_labels, sample_labels_from};
 pub use identity::{run_key, stable_key};
 pub use step::{train_step, train_step_shared, StepOutcome};
 

@@ -3,13 +3,13 @@
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
 use candle_nn::loss::cross_entropy;
+use models::fisher::sample_labels;
 use models::{Ctx, Network};
 use optimizers::{
     Communicator, LayerStats, Local, Optimizer, StageTimes, StatsRequest, Stopwatch, Traffic,
 };
 
 use super::distributed::average_gradients;
-use super::fisher::sample_labels_from;
 use crate::data::Batch;
 
 pub enum StepOutcome {
@@ -116,7 +116,7 @@ fn step_here(
         StatsRequest::Sampled => {
             // G from the loss on labels drawn from the model's own predictive distribution.
             let first_row = comm.rank() * batch.labels.len();
-            let sampled = sample_labels_from(&logits.detach(), fisher_seed, first_row)?;
+            let sampled = sample_labels(&logits.detach(), fisher_seed, first_row)?;
             let fisher_grads = cross_entropy(&logits, &sampled)?.backward()?;
             Some(net.take_stats(&fisher_grads)?)
         }

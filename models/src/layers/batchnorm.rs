@@ -7,7 +7,8 @@ use crate::ops::{batch_norm_train, BatchStats};
 
 /// Batch normalisation over the channel (last) axis of an NHWC tensor (or `[M, C]` rows).
 /// Training uses the batch statistics and updates the running ones (momentum 0.1, unbiased
-/// variance, as PyTorch); evaluation uses the running statistics.
+/// variance, as PyTorch); evaluation uses the running statistics. ε is 1e-5. Made by
+/// [`crate::Builder::batchnorm`].
 pub struct BatchNorm {
     gamma: Var,
     beta: Var,

@@ -6,10 +6,15 @@ use crate::capture::Capture;
 use crate::module::{Ctx, Module};
 use crate::ops::{conv2d_tiled, im2col, tiling_pays, Window};
 
-/// 2-d convolution on NHWC input as im2col + matmul. The im2col rows are K-FAC's `A`, and the
-/// matmul output rows `[N*Ho*Wo, c_out]` are its pre-activations, already in NHWC order. On
-/// steps that capture statistics the im2col matrix is built whole (it is `A`); otherwise, for
-/// the layers where that pays ([`tiling_pays`]), the tiled op (`ops/conv.rs`) never stores it.
+/// 2-d convolution as im2col + matmul: NHWC input `[N, H, W, c_in]` to output
+/// `[N, Ho, Wo, c_out]`. The weight is `[c_out, kh, kw, c_in]`, the bias (if any) `[c_out]`.
+/// Made by [`crate::Builder::conv`].
+///
+/// The im2col rows (columns ordered kernel row, kernel column, channel) are K-FAC's `A`, and
+/// the matmul output rows `[N*Ho*Wo, c_out]` are its pre-activations, already in NHWC order.
+/// On steps that capture statistics the im2col matrix is built whole (it is `A`); otherwise,
+/// for the layers where that pays ([`tiling_pays`]), the tiled op (`ops/conv.rs`) never stores
+/// it.
 pub struct Conv2d {
     /// `[c_out, kh, kw, c_in]`, i.e. `[c_out, kh*kw*c_in]` as a matrix.
     weight: Var,

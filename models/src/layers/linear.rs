@@ -5,7 +5,9 @@ use candle_core::{Result, Tensor, Var};
 use crate::capture::Capture;
 use crate::module::{Ctx, Module};
 
-/// `y = x Wᵀ + b` on `[M, in]` rows.
+/// `y = x Wᵀ + b` on rows `[M, in]`, giving `[M, out]`; the weight is `[out, in]`, the bias
+/// (if any) `[out]`. Made by [`crate::Builder::linear`]. A capturing pass records `A = x` and
+/// attaches the `G` probe (one position per example).
 pub struct Linear {
     weight: Var,
     bias: Option<Var>,

@@ -9,11 +9,14 @@ use crate::ops::{add_relu, relu};
 
 /// How a block's input reaches its output.
 pub enum Shortcut {
+    /// The input itself, when the block keeps its shape.
     Identity,
     /// Option A of He et al. §4.2 (their CIFAR ResNets): subsample by `stride` and zero-pad the
     /// new channels, `pad` on each side. No parameters.
     PadA {
+        /// Keep every `stride`-th row and column.
         stride: usize,
+        /// Zero channels added before and after the input's channels.
         pad: usize,
     },
     /// Option B: 1x1 convolution with stride, then BatchNorm.
@@ -47,7 +50,9 @@ impl Shortcut {
     }
 }
 
-/// Two 3x3 convolutions with BatchNorm and ReLU, plus the shortcut.
+/// Two 3x3 convolutions with BatchNorm and ReLU, plus the shortcut:
+/// `relu(bn2(conv2(h)) + shortcut(x))` with `h = relu(bn1(conv1(x)))`. The first convolution
+/// carries the stride.
 pub struct BasicBlock {
     conv1: Conv2d,
     bn1: BatchNorm,
@@ -57,7 +62,14 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    /// `option_a` chooses the parameter-free shortcut when the shape changes.
+    /// A block `c_in → c_out` whose first convolution has `stride`; its layers are named
+    /// `{name}.conv1`, `{name}.bn1`, `{name}.conv2`, `{name}.bn2` (and
+    /// `{name}.downsample.conv`/`.bn` for a projection shortcut). When the shape changes,
+    /// `option_a` chooses the parameter-free shortcut ([`Shortcut::PadA`]) over the projection.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn new(
         b: &mut Builder,
         name: &str,
@@ -128,8 +140,16 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
+    /// Output channels per unit of `width`.
     pub const EXPANSION: usize = 4;
 
+    /// A block `c_in → width·EXPANSION` with bottleneck `width`, the 3x3 convolution carrying
+    /// `stride`, and a projection shortcut when the shape changes. Its layers are named
+    /// `{name}.conv1`…`conv3`, `{name}.bn1`…`bn3` and `{name}.downsample.conv`/`.bn`.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn new(
         b: &mut Builder,
         name: &str,

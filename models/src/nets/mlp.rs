@@ -11,6 +11,12 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Linear layers `inputs → hidden[0] → … → classes`, named `fc1`, `fc2`, …, with ReLU
+    /// between them. The input is flattened from its second axis, so `inputs` is `H·W·C`.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn new(b: &mut Builder, inputs: usize, hidden: &[usize], classes: usize) -> Result<Self> {
         let mut dims = vec![inputs];
         dims.extend_from_slice(hidden);

@@ -104,6 +104,10 @@ impl ResNet {
 
     /// The CIFAR ResNets of He et al. §4.2: depth 6n+2, three stages of n basic blocks with
     /// 16, 32 and 64 channels, option-A shortcuts. n = 1 is ResNet-8, n = 3 ResNet-20.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn cifar(b: &mut Builder, c_in: usize, n: usize, classes: usize) -> Result<Self> {
         let stem = Stem {
             width: 16,
@@ -120,6 +124,10 @@ impl ResNet {
     }
 
     /// ResNet-34, CIFAR variant (3x3 stem, no max-pool), projection shortcuts.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn resnet34_cifar(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
         Self::assemble(
             b,
@@ -132,6 +140,10 @@ impl ResNet {
     }
 
     /// ResNet-50 in its ImageNet shape: 7x7/2 stem and 3x3/2 max-pool, bottleneck blocks.
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn resnet50(b: &mut Builder, c_in: usize, classes: usize) -> Result<Self> {
         let mut bottleneck = |b: &mut Builder, name: &str, c, width, stride| {
             let blk = Bottleneck::new(b, name, c, width, stride)?;

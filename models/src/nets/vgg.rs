@@ -21,7 +21,12 @@ pub struct Vgg {
 const VGG11: [usize; 13] = [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0];
 
 impl Vgg {
-    /// `spatial`: positions left after the five pools (1 for 32x32 input).
+    /// VGG-11 ("configuration A") on `c_in`-channel input with `classes` outputs. `spatial`:
+    /// positions left after the five 2x2 pools, `(H/32)·(W/32)` (1 for 32x32 input).
+    ///
+    /// # Errors
+    ///
+    /// When a parameter cannot be created.
     pub fn vgg11(b: &mut Builder, c_in: usize, spatial: usize, classes: usize) -> Result<Self> {
         let mut stages = Vec::new();
         let mut c = c_in;

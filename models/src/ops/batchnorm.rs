@@ -21,13 +21,21 @@ const CHUNK_ROWS: usize = 256;
 /// The batch statistics of the last forward pass, for the running averages.
 #[derive(Clone, Debug, Default)]
 pub struct BatchStats {
+    /// Per-channel mean, `C` values.
     pub mean: Vec<f64>,
-    /// Biased (divide by R) variance.
+    /// Per-channel biased (divide by R) variance, `C` values.
     pub var: Vec<f64>,
+    /// Rows `R` the statistics were taken over.
     pub rows: usize,
 }
 
-/// `y` for `x: [R, C]` (contiguous), `gamma`, `beta: [C]`; the batch statistics land in `stats`.
+/// Training-mode batch norm `y = γ(x−μ)/√(σ²+ε) + β` for `x: [R, C]` (made contiguous),
+/// `gamma`, `beta: [C]`, with the batch's per-channel mean and biased variance; those land in
+/// `stats`. Differentiable in `x`, `gamma` and `beta`.
+///
+/// # Errors
+///
+/// When the shapes do not match, the dtype is not f32/f64 or the tensors are not on the CPU.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,

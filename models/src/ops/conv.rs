@@ -36,8 +36,14 @@ pub fn tiling_pays(pixels: usize, patch_len: usize, c_out: usize) -> bool {
     c_out * patch_len * bytes <= TILE_BYTES / 2 && pixels >= 2 * tile * rayon::current_num_threads()
 }
 
-/// `x ⊛ w` for NHWC `x` and `w: [c_out, kh·kw·C]`, as `[N·Ho·Wo, c_out]`; differentiable in
-/// both (in `x` only if `x` itself needs a gradient).
+/// `x ⊛ w` for NHWC `x: [N, H, W, C]` and `w: [c_out, kh·kw·C]` (columns in im2col order:
+/// kernel row, kernel column, channel), as rows `[N·Ho·Wo, c_out]`; differentiable in both
+/// (in `x` only if `x` itself needs a gradient).
+///
+/// # Errors
+///
+/// When `x` is not 4-d, `w` does not match its channels and `win`, `win` does not fit the
+/// input, the dtype is not f32/f64 or the tensors are not on the CPU.
 pub fn conv2d_tiled(x: &Tensor, w: &Tensor, win: Window) -> Result<Tensor> {
     x.contiguous()?.apply_op2(
         &w.contiguous()?,

@@ -3,9 +3,13 @@
 /// A square-stride, square-padding window over an `[N, H, W, C]` input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Step between windows, in both directions.
     pub stride: usize,
+    /// Zero padding on each side, in both directions.
     pub padding: usize,
 }
 
@@ -22,7 +26,8 @@ impl Window {
         ))
     }
 
-    /// The input coordinate of window offset `k` at output coordinate `o`, if inside the input.
+    /// The input coordinate of window offset `k` at output coordinate `o` along an axis of
+    /// `len` (height or width), or `None` where the window covers padding.
     #[inline]
     pub fn source(&self, o: usize, k: usize, len: usize) -> Option<usize> {
         let i = (o * self.stride + k) as isize - self.padding as isize;

@@ -11,12 +11,25 @@ use rayon::prelude::*;
 
 use super::geometry::Window;
 
-/// Extracts convolution patches; differentiable (backward = col2im).
+/// Convolution patches of NHWC `x: [N, H, W, C]` (made contiguous), as
+/// `[N, Ho, Wo, kh·kw·C]` with columns ordered kernel row, kernel column, channel and zeros
+/// where the window covers padding; differentiable (backward = [`col2im`]).
+///
+/// # Errors
+///
+/// When `x` is not 4-d or has no channels, `win` does not fit it, the dtype is not f32/f64 or
+/// `x` is not on the CPU.
 pub fn im2col(x: &Tensor, win: Window) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Im2Col(win))
 }
 
-/// Sums patch gradients `[N, Ho, Wo, kh*kw*C]` back onto an `[N, H, W, C]` input.
+/// Sums patch gradients `[N, Ho, Wo, kh*kw*C]` back onto an `[N, H, W, C]` input: the adjoint
+/// of [`im2col`] for an input of height `h` and width `w`. Not differentiable itself.
+///
+/// # Errors
+///
+/// When `cols` is not the im2col shape of an `h`×`w` input under `win`, the dtype is not
+/// f32/f64 or `cols` is not on the CPU.
 pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> {
     cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, h, w })
 }

@@ -9,7 +9,13 @@ use std::mem::MaybeUninit;
 use super::cpu::{par_fill, run_float, Kernel};
 use super::geometry::Window;
 
-/// `[N, H, W, C]` → `[N, Ho, Wo, C]`; padding never wins the maximum.
+/// Max pooling `[N, H, W, C]` → `[N, Ho, Wo, C]` over the windows `win`; padding never wins
+/// the maximum. Differentiable: the gradient goes to the first maximum of each window.
+///
+/// # Errors
+///
+/// When `x` is not 4-d, `win` does not fit it, the dtype is not f32/f64 or `x` is not on the
+/// CPU.
 pub fn max_pool2d(x: &Tensor, win: Window) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool(win))
 }

@@ -12,12 +12,21 @@ use super::cpu::{flat, float_dispatch, par_fill};
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
 
-/// `max(x, 0)`, differentiable.
+/// `max(x, 0)` element-wise, any shape; differentiable (gradient 0 at 0).
+///
+/// # Errors
+///
+/// When the dtype is not f32/f64 or `x` is not on the CPU.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Relu)
 }
 
-/// `max(a + b, 0)` for same-shaped `a` and `b`, differentiable in both.
+/// `max(a + b, 0)` element-wise for same-shaped `a` and `b`, differentiable in both.
+///
+/// # Errors
+///
+/// When the shapes or dtypes differ, the dtype is not f32/f64 or the tensors are not on the
+/// CPU.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
         candle_core::bail!(

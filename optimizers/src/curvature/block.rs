@@ -16,7 +16,9 @@ use crate::layer::{LayerKind, LayerSpec, LayerStats};
 /// The curvature approximation of a K-FAC-family optimizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Approx {
+    /// Dense factors from all `M·T` rows.
     Kfac,
+    /// As `Kfac`, with a [`SuaFactor`] for a Conv2d input factor.
     KfacSua,
     /// SKFAC Reduce Sum.
     ReduceSum,
@@ -36,16 +38,22 @@ impl Approx {
     }
 }
 
+/// How a block inverts its factors ([`crate::Hyper::block_options`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockOptions {
+    /// For dense and SUA factors.
     pub dense: DenseMethod,
+    /// For low-rank (SKFAC) factors.
     pub woodbury: WoodburyMode,
 }
 
 /// Attempts at a refresh: the damping, then 10×, 100× and 1000× it.
 pub const REFRESH_ATTEMPTS: usize = 4;
 
+/// The curvature block `Ω ⊗ Γ` of one preconditioned layer: an input factor `Ω` over
+/// `A_aug`'s rows and an output-gradient factor `Γ` over `G`'s.
 pub struct Block {
+    /// The layer.
     pub spec: LayerSpec,
     approx: Approx,
     omega: Box<dyn Factor>,
@@ -53,6 +61,7 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block with empty factors of the kinds `approx` uses for `spec`'s layer.
     pub fn new(spec: LayerSpec, approx: Approx, opts: BlockOptions) -> Self {
         let bias = spec.bias.is_some();
         let (omega, gamma): (Box<dyn Factor>, Box<dyn Factor>) = match (approx, spec.kind) {
@@ -77,6 +86,7 @@ impl Block {
         }
     }
 
+    /// The layer's name.
     pub fn name(&self) -> &str {
         &self.spec.name
     }
@@ -130,6 +140,7 @@ impl Block {
         Err(last)
     }
 
+    /// Whether both factors hold an inverse, so that [`Block::precondition`] applies them.
     pub fn has_inverse(&self) -> bool {
         self.omega.has_inverse() && self.gamma.has_inverse()
     }
@@ -181,11 +192,13 @@ impl Block {
         (self.omega.as_ref(), self.gamma.as_ref())
     }
 
+    /// Appends both factors' tensors under `prefix.omega` and `prefix.gamma`.
     pub fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
         self.omega.save(&format!("{prefix}.omega"), out)?;
         self.gamma.save(&format!("{prefix}.gamma"), out)
     }
 
+    /// Restores what [`Block::save`] wrote under `prefix`.
     pub fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
         self.omega.load(&format!("{prefix}.omega"), src)?;
         self.gamma.load(&format!("{prefix}.gamma"), src)

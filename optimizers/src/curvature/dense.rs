@@ -9,6 +9,7 @@ use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
 use crate::state::{put, take};
 
+/// A factor kept as a dense n×n statistic and inverted densely ([`crate::linalg`]).
 pub struct DenseFactor {
     method: DenseMethod,
     stat: Option<Tensor>,
@@ -16,6 +17,7 @@ pub struct DenseFactor {
 }
 
 impl DenseFactor {
+    /// An empty factor that inverts with `method`.
     pub fn new(method: DenseMethod) -> Self {
         DenseFactor {
             method,

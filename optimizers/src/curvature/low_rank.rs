@@ -25,6 +25,9 @@ choice! {
     }
 }
 
+/// A factor kept as its rows `Y` (`[N, n]`) and inverted through the Woodbury identity, or
+/// densely when `N ≥ n`. Batches with a different row count than the running average are
+/// skipped.
 pub struct LowRankFactor {
     mode: WoodburyMode,
     /// Moving average of `Y`, `[N, n]`.
@@ -44,6 +47,7 @@ enum Inverse {
 }
 
 impl LowRankFactor {
+    /// An empty factor that uses its Woodbury inverse as `mode` says.
     pub fn new(mode: WoodburyMode) -> Self {
         LowRankFactor {
             mode,

@@ -15,6 +15,8 @@ use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::linalg::{self, DenseMethod, FactorError};
 use crate::state::{put, take};
 
+/// A Conv2d input factor `I_K ⊗ Ω_c` (plus a bias corner), kept and inverted as its
+/// `c_in × c_in` channel covariance `Ω_c`.
 pub struct SuaFactor {
     offsets: usize,
     channels: usize,

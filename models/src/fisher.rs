@@ -4,15 +4,16 @@ use candle_core::{Result, Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// One label per row of `logits`, drawn from `softmax(logits)` by inverse-CDF sampling.
-pub fn sample_labels(logits: &Tensor, seed: u64) -> Result<Tensor> {
-    sample_labels_from(logits, seed, 0)
-}
-
-/// [`sample_labels`] for rows that start at row `first_row` of the global batch: each row
-/// takes one `f64` (two 32-bit words) of the stream, so a shard skips to its first row's words
-/// and draws what a single process would.
-pub fn sample_labels_from(logits: &Tensor, seed: u64, first_row: usize) -> Result<Tensor> {
+/// One label per row of `logits` (`[M, classes]`), drawn from `softmax(logits)` by inverse-CDF
+/// sampling in f64 with a stream seeded by `seed`; a u32 tensor `[M]` on the logits' device.
+/// The rows are rows `first_row..` of a larger batch (0 alone): each row takes one `f64` (two
+/// 32-bit words) of the stream, so a data-parallel shard skips to its first row's words and
+/// draws what a single process would.
+///
+/// # Errors
+///
+/// When `logits` is not two-dimensional or cannot be converted to f64.
+pub fn sample_labels(logits: &Tensor, seed: u64, first_row: usize) -> Result<Tensor> {
     let probs = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F64)?, D::Minus1)?
         .to_vec2::<f64>()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -44,7 +45,7 @@ mod tests {
         // Row probabilities 0.7 / 0.2 / 0.1 (logits are their logs), 20,000 draws.
         let row = [0.7f64.ln(), 0.2f64.ln(), 0.1f64.ln()];
         let logits = Tensor::from_vec(row.repeat(20_000), (20_000, 3), &Device::Cpu)?;
-        let s = sample_labels(&logits, 11)?.to_vec1::<u32>()?;
+        let s = sample_labels(&logits, 11, 0)?.to_vec1::<u32>()?;
         for (k, p) in [0.7, 0.2, 0.1].iter().enumerate() {
             let f = s.iter().filter(|&&l| l == k as u32).count() as f64 / 20_000.0;
             // Four standard deviations of a binomial proportion.
@@ -53,8 +54,12 @@ mod tests {
                 "class {k}: {f}"
             );
         }
-        assert_eq!(s, sample_labels(&logits, 11)?.to_vec1::<u32>()?, "seeded");
-        let tail = sample_labels_from(&logits.narrow(0, 12_345, 7_655)?, 11, 12_345)?;
+        assert_eq!(
+            s,
+            sample_labels(&logits, 11, 0)?.to_vec1::<u32>()?,
+            "seeded"
+        );
+        let tail = sample_labels(&logits.narrow(0, 12_345, 7_655)?, 11, 12_345)?;
         assert_eq!(
             tail.to_vec1::<u32>()?,
             s[12_345..],
