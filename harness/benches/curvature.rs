@@ -145,6 +145,7 @@ fn main() {
             let opts = BlockOptions {
                 dense: DenseMethod::Eigen,
                 woodbury: var.woodbury,
+                ..optimizers::Hyper::default().block_options()
             };
             let mut b = Block::new(s.spec.clone(), var.approx, opts);
             let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);

@@ -92,6 +92,7 @@ impl Bench {
     ) -> std::process::ExitStatus {
         let mut child = self
             .sweep(db, results, &["--threads", "1"])
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();

@@ -31,6 +31,18 @@ pub enum Error {
         /// The allowed range, in words.
         why: &'static str,
     },
+    /// A setting this optimizer does not define.
+    #[error("`{field}` = {value} is not defined for {optimizer}: {why}")]
+    Unsupported {
+        /// The field's name.
+        field: &'static str,
+        /// Its value, by name.
+        value: &'static str,
+        /// The optimizer.
+        optimizer: &'static str,
+        /// Why, and what to use instead.
+        why: &'static str,
+    },
 }
 
 /// `std::result::Result` with this crate's [`Error`].

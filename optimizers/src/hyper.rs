@@ -4,6 +4,7 @@
 //! a new field becomes a flag (`--t-cov`) and a sweep key (`t_cov`) without further code.
 
 use crate::curvature::{BlockOptions, DenseMethod, WoodburyMode};
+use crate::damping::{DampingSplit, FactorInit};
 use crate::error::{check, Result};
 use crate::fisher::Fisher;
 use crate::kind::OptimizerKind;
@@ -66,8 +67,21 @@ hyper! {
     min_lr: f64 = 0.0;
     /// poly: epochs after which the rate has halved.
     half_life_epochs: f64 = 5.0;
-    /// K-FAC family: damping λ added to each Kronecker factor.
+    /// K-FAC family: damping λ, shared between each layer's two factors as `damping_split`
+    /// says.
     damping: f64 = 1e-3;
+    /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`), or split by the
+    /// factors' traces (`pi`).
+    damping_split: DampingSplit = DampingSplit::Each;
+    /// K-FAC family: λ decays per step as λ·R^(epoch/E) with this R (1 = no decay).
+    damping_decay: f64 = 1.0;
+    /// K-FAC family: the E of `damping_decay`, in epochs.
+    damping_decay_epochs: f64 = 10.0;
+    /// K-FAC and SUA: the factors' moving average starts at the first batch (`first`) or at
+    /// the identity (`identity`).
+    factor_init: FactorInit = FactorInit::First;
+    /// Label smoothing ε of the training loss (0 = none).
+    label_smoothing: f64 = 0.0;
     /// K-FAC family: steps between curvature-statistics refreshes (T_cov).
     t_cov: usize = 20;
     /// K-FAC family: steps between inverse refreshes (T_inv).
@@ -138,6 +152,24 @@ impl Hyper {
         )?;
         check("damping", self.damping, self.damping > 0.0, "must be > 0")?;
         check(
+            "damping_decay",
+            self.damping_decay,
+            self.damping_decay > 0.0,
+            "must be > 0 (1 = no decay)",
+        )?;
+        check(
+            "damping_decay_epochs",
+            self.damping_decay_epochs,
+            self.damping_decay_epochs > 0.0,
+            "must be > 0",
+        )?;
+        check(
+            "label_smoothing",
+            self.label_smoothing,
+            (0.0..1.0).contains(&self.label_smoothing),
+            "must be in [0, 1)",
+        )?;
+        check(
             "t_cov",
             self.t_cov as f64,
             self.t_cov >= 1,
@@ -193,7 +225,16 @@ impl Hyper {
         BlockOptions {
             dense: self.dense_method,
             woodbury: self.woodbury,
+            init: self.factor_init,
+            split: self.damping_split,
         }
+    }
+
+    /// The damping at `step` (0-based) of a run of `steps_per_epoch` steps per epoch:
+    /// `λ·R^(epoch/E)` with the epoch fractional, so it decays step by step.
+    pub fn damping_at(&self, step: usize, steps_per_epoch: usize) -> f64 {
+        let epoch = step as f64 / steps_per_epoch.max(1) as f64;
+        self.damping * self.damping_decay.powf(epoch / self.damping_decay_epochs)
     }
 }
 
@@ -237,6 +278,22 @@ mod tests {
             let e = h.validate().unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
+    }
+
+    #[test]
+    fn the_decayed_damping_follows_its_closed_form() {
+        let h = Hyper {
+            damping: 0.03,
+            damping_decay: 0.87,
+            damping_decay_epochs: 10.0,
+            ..Hyper::default()
+        };
+        // The official code's schedule, 0.03·0.87^(epoch/10), at step 550 of 100 per epoch.
+        let want = 0.03 * 0.87f64.powf(5.5 / 10.0);
+        assert!((h.damping_at(550, 100) - want).abs() < 1e-15);
+        assert_eq!(h.damping_at(0, 100), 0.03);
+        let d = Hyper::default();
+        assert_eq!(d.damping_at(12_345, 7), d.damping);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::comm::{Communicator, Local};
 use crate::curvature::{Approx, Block};
+use crate::damping::FactorInit;
 use crate::error::{Error, Result};
 use crate::hyper::Hyper;
 use crate::kind::OptimizerKind;
@@ -38,6 +39,8 @@ pub fn approx_of(kind: OptimizerKind, samples: usize) -> Option<Approx> {
 pub struct Kfac {
     kind: OptimizerKind,
     approx: Approx,
+    /// The damping of the next refresh: `hyper.damping`, or a schedule's value.
+    damping: f64,
     hyper: Hyper,
     blocks: Vec<Block>,
     others: Vec<NamedVar>,
@@ -64,6 +67,17 @@ impl Kfac {
             name: kind.name().to_string(),
             valid: "kfac, kfac-sua, skfac-rs, skfac-ss".into(),
         })?;
+        if hyper.factor_init == FactorInit::Identity
+            && matches!(approx, Approx::ReduceSum | Approx::Subsample(_))
+        {
+            return Err(Error::Unsupported {
+                field: "factor_init",
+                value: "identity",
+                optimizer: kind.name(),
+                why:
+                    "SKFAC averages the rows Y themselves, and no rows have YᵀY/N = I; use `first`",
+            });
+        }
         let blocks: Vec<Block> = params
             .layers
             .iter()
@@ -73,6 +87,7 @@ impl Kfac {
         Ok(Kfac {
             kind,
             approx,
+            damping: hyper.damping,
             hyper,
             blocks,
             others: params.others.clone(),
@@ -162,7 +177,7 @@ impl Optimizer for Kfac {
         if self.observed && (k.is_multiple_of(self.hyper.t_inv) || !self.refreshed) {
             for b in &mut self.blocks {
                 // A failure is logged by the block, which then takes its plain gradient.
-                let _ = b.refresh(self.hyper.damping);
+                let _ = b.refresh(self.damping);
             }
             self.refreshed = true;
         }
@@ -230,6 +245,10 @@ impl Optimizer for Kfac {
 
     fn set_learning_rate(&mut self, lr: f64) {
         self.hyper.lr = lr;
+    }
+
+    fn set_damping(&mut self, damping: f64) {
+        self.damping = damping;
     }
 
     fn set_communicator(&mut self, comm: Arc<dyn Communicator>) {

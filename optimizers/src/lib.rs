@@ -133,6 +133,7 @@
 pub mod choice;
 pub mod comm;
 pub mod curvature;
+pub mod damping;
 pub mod error;
 pub mod kfac;
 pub mod layer;
@@ -156,6 +157,7 @@ pub use adam::Adam;
 pub use build::build;
 pub use choice::Choice;
 pub use comm::{Channel, Communicator, Local, Traffic};
+pub use damping::{DampingSplit, FactorInit};
 pub use error::{Error, Result};
 pub use fisher::Fisher;
 pub use hyper::Hyper;

@@ -46,6 +46,10 @@ pub trait Optimizer: Send {
     /// Sets the learning rate of the following steps (a schedule calls this every step).
     fn set_learning_rate(&mut self, lr: f64);
 
+    /// Sets the damping λ of the following inverse refreshes (a decaying damping schedule,
+    /// [`crate::Hyper::damping_at`], calls this every step). First-order methods have none.
+    fn set_damping(&mut self, _damping: f64) {}
+
     /// Steps taken so far.
     fn steps(&self) -> usize;
 

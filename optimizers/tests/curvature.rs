@@ -8,7 +8,7 @@ use optimizers::curvature::DenseMethod;
 use optimizers::curvature::{
     Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
 };
-use optimizers::{Hyper, LayerKind, LayerSpec, LayerStats};
+use optimizers::{DampingSplit, FactorInit, Hyper, LayerKind, LayerSpec, LayerStats};
 
 #[test]
 fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
@@ -206,7 +206,7 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
         } else {
             a.clone()
         };
-        let mut f = SuaFactor::new(k, c, bias, DenseMethod::Eigen);
+        let mut f = SuaFactor::new(k, c, bias, DenseMethod::Eigen, FactorInit::First);
         f.observe(&a_rows, 0.0)?;
         // Ω_c: the channel covariance over every (row, offset).
         let av = mat(&a);
@@ -265,7 +265,7 @@ fn moving_averages_follow_their_definitions() -> Result<()> {
     lr.observe(&randn(3, 6, 1.0, DType::F64, &mut r)?, 0.9)?;
     assert!(rel_err(&mat(&lr.matrix()?), &damped_gram(&mat(&ybar), 0.0)) < 1e-12);
     // K-FAC averages the factors.
-    let mut d = optimizers::curvature::DenseFactor::new(DenseMethod::Eigen);
+    let mut d = optimizers::curvature::DenseFactor::new(DenseMethod::Eigen, FactorInit::First);
     d.observe(&y1, 0.9)?;
     d.observe(&y2, 0.9)?;
     let g1 = damped_gram(&mat(&y1), 0.0);
@@ -291,5 +291,92 @@ fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
     assert!(b
         .precondition(&randn(3, 6, 1.0, DType::F64, &mut r)?)?
         .is_none());
+    Ok(())
+}
+
+#[test]
+fn the_first_moving_average_step_from_the_identity_is_beta_i_plus_the_batch() -> Result<()> {
+    let mut r = rng(11);
+    let y = randn(5, 4, 1.0, DType::F64, &mut r)?;
+    let mut d = optimizers::curvature::DenseFactor::new(DenseMethod::Eigen, FactorInit::Identity);
+    d.observe(&y, 0.95)?;
+    let want: Vec<Vec<f64>> = damped_gram(&mat(&y), 0.0)
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .map(|(j, x)| 0.05 * x + if i == j { 0.95 } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    assert!(rel_err(&mat(&d.matrix()?), &want) < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn each_damping_split_adds_what_it_says_to_each_factor() -> Result<()> {
+    let mut r = rng(12);
+    let spec = linear_spec(5, 3, DType::F64)?;
+    let st = stats(8, 1, 5, 3, true, &mut r)?;
+    let v = randn(3, 6, 1.0, DType::F64, &mut r)?;
+    let (a, g) = (mat(&st.a_augmented()?), mat(&st.g));
+    // π² = (tr Ω / dim Ω) / (tr Γ / dim Γ), from the traces of the dense factors.
+    let mean_diag = |y: &[Vec<f64>]| {
+        let f = damped_gram(y, 0.0);
+        (0..f.len()).map(|i| f[i][i]).sum::<f64>() / f.len() as f64
+    };
+    let pi = (mean_diag(&a) / mean_diag(&g)).sqrt();
+    let lambda: f64 = 0.04;
+    let r2 = lambda.sqrt();
+    for (split, (lo, lg)) in [
+        (DampingSplit::Each, (lambda, lambda)),
+        (DampingSplit::Sqrt, (r2, r2)),
+        (DampingSplit::Pi, (r2 * pi, r2 / pi)),
+    ] {
+        let omega = inverse(&damped_gram(&a, lo));
+        let gamma = inverse(&damped_gram(&g, lg));
+        let want = matmul(&matmul(&gamma, &mat(&v)), &omega);
+        for approx in [Approx::Kfac, Approx::ReduceSum] {
+            let opts = BlockOptions {
+                split,
+                ..Hyper::default().block_options()
+            };
+            let mut b = Block::new(spec.clone(), approx, opts);
+            b.observe(&st, 0.0, &rng(0))?;
+            let (got_o, got_g) = b.damping_split(lambda).unwrap();
+            assert!(
+                (got_o - lo).abs() < 1e-12 && (got_g - lg).abs() < 1e-12,
+                "{split:?}"
+            );
+            b.refresh(lambda).unwrap();
+            let got = mat(&b.precondition(&v)?.unwrap());
+            assert!(rel_err(&got, &want) < 1e-9, "{split:?} {approx:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_identity_start_is_refused_for_skfacs_moving_average_of_rows() -> Result<()> {
+    let params = optimizers::ParamSet {
+        layers: vec![linear_spec(5, 3, DType::F64)?],
+        others: vec![],
+    };
+    let h = Hyper {
+        factor_init: FactorInit::Identity,
+        ..Hyper::default()
+    };
+    for kind in [
+        optimizers::OptimizerKind::SkfacRs,
+        optimizers::OptimizerKind::SkfacSs,
+    ] {
+        let e = optimizers::build(kind, &params, &h)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("factor_init") && e.contains("first"), "{e}");
+    }
+    assert!(optimizers::build(optimizers::OptimizerKind::Kfac, &params, &h).is_ok());
     Ok(())
 }

@@ -5,6 +5,7 @@ mod config;
 pub mod distributed;
 mod eval;
 mod identity;
+pub mod loss;
 mod step;
 
 pub use config::{default_dataset, TrainConfig};
@@ -232,6 +233,7 @@ pub fn train_from_shared(
             let started = Instant::now();
             let lr = schedule.at(p.step);
             opt.set_learning_rate(lr);
+            opt.set_damping(cfg.hyper.damping_at(p.step, steps_per_epoch));
             let aug = data.augment.then_some((cfg.hyper.seed, epoch, b));
             let keep = rank * shard..(rank + 1) * shard;
             let batch = make_shard(&data.train, plan.indices(b), keep, &data.norm, aug, device)?;
@@ -243,7 +245,16 @@ pub fn train_from_shared(
             // Read before the step so that, in a job, the answer travels with its all-reduce.
             let asked_to_stop = obs.should_stop();
             let stop;
-            match train_step_shared(net, opt, &batch, fisher_seed, comm, asked_to_stop)? {
+            let smoothing = cfg.hyper.label_smoothing;
+            match train_step_shared(
+                net,
+                opt,
+                &batch,
+                fisher_seed,
+                smoothing,
+                comm,
+                asked_to_stop,
+            )? {
                 StepOutcome::Diverged { loss } => {
                     return Ok(summary(&p, Outcome::Diverged { step: p.step, loss }));
                 }

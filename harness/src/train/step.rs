@@ -45,7 +45,7 @@ pub fn train_step(
     batch: &Batch,
     fisher_seed: u64,
 ) -> Result<StepOutcome> {
-    train_step_shared(net, opt, batch, fisher_seed, &Local, false)
+    train_step_shared(net, opt, batch, fisher_seed, 0.0, &Local, false)
 }
 
 /// [`train_step`] on one process of a data-parallel job: `batch` is this process's equal
@@ -53,17 +53,18 @@ pub fn train_step(
 /// all-reduce, timed as communication) before the optimizer steps, so every process applies
 /// the same update. The optimizer must hold the same `comm` for its statistics. `stop` (this
 /// process was asked to stop) rides along in the all-reduce, so that every process learns at
-/// the same step whether any of them was.
+/// the same step whether any of them was. `smoothing` is the loss's label smoothing.
 pub fn train_step_shared(
     net: &Network,
     opt: &mut dyn Optimizer,
     batch: &Batch,
     fisher_seed: u64,
+    smoothing: f64,
     comm: &dyn Communicator,
     stop: bool,
 ) -> Result<StepOutcome> {
     // On a pool worker every parallel op shares its work with the calling thread.
-    crate::threads::on_pool(|| step_here(net, opt, batch, fisher_seed, comm, stop))
+    crate::threads::on_pool(|| step_here(net, opt, batch, fisher_seed, smoothing, comm, stop))
 }
 
 fn step_here(
@@ -71,6 +72,7 @@ fn step_here(
     opt: &mut dyn Optimizer,
     batch: &Batch,
     fisher_seed: u64,
+    smoothing: f64,
     comm: &dyn Communicator,
     stop: bool,
 ) -> Result<StepOutcome> {
@@ -84,7 +86,7 @@ fn step_here(
     };
     let mut sw = Stopwatch::start();
     let logits = net.forward(&batch.x, &ctx)?;
-    let loss = cross_entropy(&logits, &batch.y)?;
+    let loss = super::loss::cross_entropy(&logits, &batch.y, smoothing)?;
     let mut loss_value = loss.to_scalar::<f32>()? as f64;
     let forward = sw.lap();
     let shared = comm.size() > 1;

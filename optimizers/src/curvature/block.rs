@@ -11,6 +11,7 @@ use super::{
     rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, SuaFactor, WoodburyMode,
 };
 use crate::comm::{Communicator, Local};
+use crate::damping::{DampingSplit, FactorInit};
 use crate::layer::{LayerKind, LayerSpec, LayerStats};
 
 /// The curvature approximation of a K-FAC-family optimizer.
@@ -45,6 +46,10 @@ pub struct BlockOptions {
     pub dense: DenseMethod,
     /// For low-rank (SKFAC) factors.
     pub woodbury: WoodburyMode,
+    /// Where dense and SUA factors' moving averages start.
+    pub init: FactorInit,
+    /// How the damping is shared between the two factors.
+    pub split: DampingSplit,
 }
 
 /// Attempts at a refresh: the damping, then 10×, 100× and 1000× it.
@@ -56,6 +61,7 @@ pub struct Block {
     /// The layer.
     pub spec: LayerSpec,
     approx: Approx,
+    split: DampingSplit,
     omega: Box<dyn Factor>,
     gamma: Box<dyn Factor>,
 }
@@ -66,12 +72,12 @@ impl Block {
         let bias = spec.bias.is_some();
         let (omega, gamma): (Box<dyn Factor>, Box<dyn Factor>) = match (approx, spec.kind) {
             (Approx::Kfac, _) | (Approx::KfacSua, LayerKind::Linear { .. }) => (
-                Box::new(DenseFactor::new(opts.dense)),
-                Box::new(DenseFactor::new(opts.dense)),
+                Box::new(DenseFactor::new(opts.dense, opts.init)),
+                Box::new(DenseFactor::new(opts.dense, opts.init)),
             ),
             (Approx::KfacSua, LayerKind::Conv2d { c_in, kh, kw, .. }) => (
-                Box::new(SuaFactor::new(kh * kw, c_in, bias, opts.dense)),
-                Box::new(DenseFactor::new(opts.dense)),
+                Box::new(SuaFactor::new(kh * kw, c_in, bias, opts.dense, opts.init)),
+                Box::new(DenseFactor::new(opts.dense, opts.init)),
             ),
             (Approx::ReduceSum | Approx::Subsample(_), _) => (
                 Box::new(LowRankFactor::new(opts.woodbury)),
@@ -81,6 +87,7 @@ impl Block {
         Block {
             spec,
             approx,
+            split: opts.split,
             omega,
             gamma,
         }
@@ -115,16 +122,31 @@ impl Block {
         self.gamma.observe_shared(&g, decay, comm)
     }
 
+    /// `(λ_Ω, λ_Γ)`: the damping `lambda` shared between the two factors as the block's
+    /// [`DampingSplit`] says, from their current statistics.
+    pub fn damping_split(&self, lambda: f64) -> std::result::Result<(f64, f64), FactorError> {
+        Ok(match self.split {
+            DampingSplit::Pi => self.split.split(
+                lambda,
+                self.omega.mean_diagonal()?,
+                self.gamma.mean_diagonal()?,
+            ),
+            other => other.split(lambda, 1.0, 1.0),
+        })
+    }
+
     /// Refreshes both inverses, retrying with 10× the damping up to three times. On failure the
     /// inverses are dropped (the layer takes its plain gradient) and the last error returned.
     pub fn refresh(&mut self, damping: f64) -> std::result::Result<f64, FactorError> {
         let mut last = FactorError::NotPositiveDefinite;
         let mut lambda = damping;
-        for _ in 0..REFRESH_ATTEMPTS {
+        let (omega, gamma) = self.damping_split(damping)?;
+        for attempt in 0..REFRESH_ATTEMPTS {
+            let scale = 10f64.powi(attempt as i32);
             match self
                 .omega
-                .refresh(lambda)
-                .and_then(|_| self.gamma.refresh(lambda))
+                .refresh(omega * scale)
+                .and_then(|_| self.gamma.refresh(gamma * scale))
             {
                 Ok(()) => return Ok(lambda),
                 Err(e) => {

@@ -4,23 +4,27 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 
-use super::{missing, moving_average, Factor};
+use super::{mean_diagonal, missing, moving_average, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
+use crate::damping::FactorInit;
 use crate::linalg::{self, DenseMethod, FactorError};
 use crate::state::{put, take};
 
 /// A factor kept as a dense n×n statistic and inverted densely ([`crate::linalg`]).
 pub struct DenseFactor {
     method: DenseMethod,
+    init: FactorInit,
     stat: Option<Tensor>,
     inv: Option<Tensor>,
 }
 
 impl DenseFactor {
-    /// An empty factor that inverts with `method`.
-    pub fn new(method: DenseMethod) -> Self {
+    /// An empty factor that inverts with `method` and whose moving average starts as `init`
+    /// says.
+    pub fn new(method: DenseMethod, init: FactorInit) -> Self {
         DenseFactor {
             method,
+            init,
             stat: None,
             inv: None,
         }
@@ -32,7 +36,7 @@ impl Factor for DenseFactor {
         let n = rows.dim(0)? as f64;
         // Equal shards: the mean of the shards' statistics is the global batch's.
         let batch = all_reduce_mean(comm, &(rows.t()?.matmul(rows)? / n)?, Channel::Statistics)?;
-        self.stat = Some(moving_average(self.stat.as_ref(), batch, decay)?);
+        self.stat = Some(moving_average(self.stat.as_ref(), batch, decay, self.init)?);
         Ok(())
     }
 
@@ -59,6 +63,10 @@ impl Factor for DenseFactor {
             .as_ref()
             .ok_or_else(|| missing("inverse"))?
             .matmul(v)
+    }
+
+    fn mean_diagonal(&self) -> Result<f64> {
+        mean_diagonal(self.stat.as_ref().ok_or_else(|| missing("statistic"))?)
     }
 
     fn matrix(&self) -> Result<Tensor> {

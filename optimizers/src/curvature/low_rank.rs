@@ -12,6 +12,7 @@ use faer::{Mat, Side};
 use super::{missing, moving_average, Factor};
 use crate::choice::choice;
 use crate::comm::{all_gather_rows, Channel, Communicator};
+use crate::damping::FactorInit;
 use crate::linalg::{self, DenseMethod, FactorError};
 use crate::state::{put, take};
 
@@ -70,7 +71,12 @@ impl Factor for LowRankFactor {
                 return Ok(());
             }
         }
-        self.ema = Some(moving_average(self.ema.as_ref(), rows.clone(), decay)?);
+        self.ema = Some(moving_average(
+            self.ema.as_ref(),
+            rows.clone(),
+            decay,
+            FactorInit::First,
+        )?);
         Ok(())
     }
 
@@ -140,6 +146,18 @@ impl Factor for LowRankFactor {
                 (v - low)? / *damping
             }
         }
+    }
+
+    fn mean_diagonal(&self) -> Result<f64> {
+        // tr(YᵀY/N)/n = ‖Y‖²/(N·n), without forming the n×n matrix.
+        let y = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
+        let (rows, n) = y.dims2()?;
+        let sq = y
+            .sqr()?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        Ok(sq / (rows * n).max(1) as f64)
     }
 
     fn matrix(&self) -> Result<Tensor> {

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use candle_core::{Result, Tensor};
 
 use crate::comm::{Communicator, Local};
+use crate::damping::FactorInit;
 pub use crate::linalg::{DenseMethod, FactorError};
 pub use block::{Approx, Block, BlockOptions};
 pub use dense::DenseFactor;
@@ -59,6 +60,9 @@ pub trait Factor: Send {
         self.apply_right(&v.t()?.contiguous()?)?.t()?.contiguous()
     }
 
+    /// `tr F / dim F` of the undamped statistic, for the π damping split.
+    fn mean_diagonal(&self) -> Result<f64>;
+
     /// The undamped statistic as a dense n×n matrix (tests and diagnostics).
     fn matrix(&self) -> Result<Tensor>;
 
@@ -72,12 +76,32 @@ pub trait Factor: Send {
     fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()>;
 }
 
-/// `decay·old + (1-decay)·new`, or `new` when there is no `old` yet.
-pub(crate) fn moving_average(old: Option<&Tensor>, new: Tensor, decay: f64) -> Result<Tensor> {
-    match old {
-        Some(o) if decay > 0.0 => (o * decay)? + (new * (1.0 - decay))?,
-        _ => Ok(new),
+/// `decay·old + (1-decay)·new`. Without an `old` yet: `new` itself (`FactorInit::First`), or
+/// the first step from the identity, `decay·I + (1-decay)·new` (`FactorInit::Identity`).
+pub(crate) fn moving_average(
+    old: Option<&Tensor>,
+    new: Tensor,
+    decay: f64,
+    init: FactorInit,
+) -> Result<Tensor> {
+    match (old, init) {
+        (Some(o), _) if decay > 0.0 => (o * decay)? + (new * (1.0 - decay))?,
+        (Some(_), _) | (None, FactorInit::First) => Ok(new),
+        (None, FactorInit::Identity) => {
+            let eye = Tensor::eye(new.dim(0)?, new.dtype(), new.device())?;
+            (eye * decay)? + (new * (1.0 - decay))?
+        }
     }
+}
+
+/// The mean of a square matrix's diagonal.
+pub(crate) fn mean_diagonal(m: &Tensor) -> Result<f64> {
+    let n = m.dim(0)?;
+    let diag = m
+        .to_dtype(candle_core::DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    Ok((0..n).map(|i| diag[i * n + i]).sum::<f64>() / n.max(1) as f64)
 }
 
 /// The error of a factor asked for what it has not computed yet.

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor, D};
 
-use super::{missing, moving_average, Factor};
+use super::{mean_diagonal, missing, moving_average, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
+use crate::damping::FactorInit;
 use crate::linalg::{self, DenseMethod, FactorError};
 use crate::state::{put, take};
 
@@ -22,6 +23,7 @@ pub struct SuaFactor {
     channels: usize,
     bias: bool,
     method: DenseMethod,
+    init: FactorInit,
     stat: Option<Tensor>,
     inv: Option<Tensor>,
     /// `1/(1+λ)` for the bias coordinate, set on refresh.
@@ -30,13 +32,21 @@ pub struct SuaFactor {
 
 impl SuaFactor {
     /// For rows laid out as `offsets` groups of `channels` columns (channel fastest), plus a
-    /// trailing column of ones when `bias`.
-    pub fn new(offsets: usize, channels: usize, bias: bool, method: DenseMethod) -> Self {
+    /// trailing column of ones when `bias`; `init` starts the channel covariance's moving
+    /// average.
+    pub fn new(
+        offsets: usize,
+        channels: usize,
+        bias: bool,
+        method: DenseMethod,
+        init: FactorInit,
+    ) -> Self {
         SuaFactor {
             offsets,
             channels,
             bias,
             method,
+            init,
             stat: None,
             inv: None,
             bias_inv: 0.0,
@@ -76,7 +86,7 @@ impl Factor for SuaFactor {
             .reshape((n * self.offsets, self.channels))?;
         let batch = (x.t()?.matmul(&x)? / (n * self.offsets) as f64)?;
         let batch = all_reduce_mean(comm, &batch, Channel::Statistics)?;
-        self.stat = Some(moving_average(self.stat.as_ref(), batch, decay)?);
+        self.stat = Some(moving_average(self.stat.as_ref(), batch, decay, self.init)?);
         Ok(())
     }
 
@@ -109,6 +119,14 @@ impl Factor for SuaFactor {
         }
         let b = (v.narrow(1, self.width(), 1)? * self.bias_inv)?;
         Tensor::cat(&[&x, &b], D::Minus1)
+    }
+
+    fn mean_diagonal(&self) -> Result<f64> {
+        // `I_K ⊗ Ω_c` and the bias coordinate's 1.
+        let c = mean_diagonal(self.stat.as_ref().ok_or_else(|| missing("statistic"))?)?;
+        let width = self.width() as f64;
+        let bias = f64::from(u8::from(self.bias));
+        Ok((width * c + bias) / (width + bias))
     }
 
     fn matrix(&self) -> Result<Tensor> {
