@@ -122,12 +122,24 @@ fn saved_optimizer_state_resumes_bit_exactly() {
         classes: 10,
         seed: 3,
     };
-    for opt in ["sgd", "adam", "kfac", "kfac-sua", "skfac-rs", "skfac-ss"] {
-        let kind = OptimizerKind::parse(opt).unwrap();
+    // skfac-rs once more with stacked rows, whose recent batches are state too.
+    for opt in [
+        "sgd",
+        "adam",
+        "kfac",
+        "kfac-sua",
+        "skfac-rs",
+        "skfac-ss",
+        "skfac-rs+stack",
+    ] {
+        let kind = OptimizerKind::parse(opt.trim_end_matches("+stack")).unwrap();
         let mut h = TrainConfig::new("resnet8", kind).hyper;
         // Statistics every 2 steps and inverses every 3: the save at step 4 falls between
         // refreshes, with moving averages and inverses both live.
         (h.t_cov, h.t_inv, h.samples, h.lr) = (2, 3, 3, 0.01);
+        if opt.ends_with("+stack") {
+            (h.row_average, h.row_stack) = (optimizers::curvature::RowAverage::Stack, 2);
+        }
         let step_all = |net: &models::Network,
                         o: &mut dyn optimizers::Optimizer,
                         range: std::ops::Range<usize>| {

@@ -3,7 +3,7 @@
 //! fields it uses; [`Hyper::PARAMS`] lists them for command lines and configuration files, so
 //! a new field becomes a flag (`--t-cov`) and a sweep key (`t_cov`) without further code.
 
-use crate::curvature::{BlockOptions, DenseMethod, WoodburyMode};
+use crate::curvature::{BlockOptions, DenseMethod, RowAverage, WoodburyMode};
 use crate::damping::{DampingSplit, FactorInit};
 use crate::error::{check, Result};
 use crate::fisher::Fisher;
@@ -94,6 +94,12 @@ hyper! {
     fisher: Fisher = Fisher::Sampled;
     /// skfac-ss: spatial positions sampled per example, s'.
     samples: usize = 1;
+    /// SKFAC: the factor's rows: their moving average (`ema`, the paper's), the current
+    /// batch's (`batch`), or the last `row_stack` batches' stacked with moving-average weights
+    /// (`stack`: K-FAC's moving average, truncated).
+    row_average: RowAverage = RowAverage::Ema;
+    /// SKFAC with `row_average = stack`: how many batches are stacked.
+    row_stack: usize = 4;
     /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
     woodbury: WoodburyMode = WoodburyMode::Applied;
     /// K-FAC: eigendecomposition or Cholesky for the dense factors.
@@ -194,6 +200,12 @@ impl Hyper {
             "must be >= 0 (0 turns it off)",
         )?;
         check(
+            "row_stack",
+            self.row_stack as f64,
+            self.row_stack >= 1,
+            "must be at least 1",
+        )?;
+        check(
             "samples",
             self.samples as f64,
             self.samples >= 1,
@@ -227,6 +239,8 @@ impl Hyper {
             woodbury: self.woodbury,
             init: self.factor_init,
             split: self.damping_split,
+            rows: self.row_average,
+            stack: self.row_stack,
         }
     }
 

@@ -5,6 +5,7 @@ mod common;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::*;
 use optimizers::curvature::DenseMethod;
+use optimizers::curvature::RowAverage;
 use optimizers::curvature::{
     Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
 };
@@ -20,7 +21,7 @@ fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
                 let y = randn(rows, n, 1.0, dtype, &mut r)?;
                 let want = inverse(&damped_gram(&mat(&y), damping));
                 for mode in [WoodburyMode::Applied, WoodburyMode::Formed] {
-                    let mut f = LowRankFactor::new(mode);
+                    let mut f = LowRankFactor::new(mode, RowAverage::Ema, 1);
                     f.observe(&y, 0.95)?;
                     f.refresh(damping).unwrap();
                     let got = mat(&f.inverse_matrix()?);
@@ -256,7 +257,7 @@ fn moving_averages_follow_their_definitions() -> Result<()> {
         randn(4, 6, 1.0, DType::F64, &mut r)?,
     );
     // SKFAC averages the rows Y themselves (paper eqs. 26-27).
-    let mut lr = LowRankFactor::new(WoodburyMode::Applied);
+    let mut lr = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Ema, 1);
     lr.observe(&y1, 0.9)?;
     lr.observe(&y2, 0.9)?;
     let ybar = ((&y1 * 0.9)? + (&y2 * 0.1)?)?;
@@ -378,5 +379,77 @@ fn an_identity_start_is_refused_for_skfacs_moving_average_of_rows() -> Result<()
         assert!(e.contains("factor_init") && e.contains("first"), "{e}");
     }
     assert!(optimizers::build(optimizers::OptimizerKind::Kfac, &params, &h).is_ok());
+    Ok(())
+}
+
+/// `Σ_j ω_j B_jᵀB_j / M` over `batches` (newest first) with `ω_j ∝ (1−β)βʲ`, normalised.
+fn weighted_gram(batches: &[&Tensor], beta: f64) -> Vec<Vec<f64>> {
+    let w: Vec<f64> = (0..batches.len())
+        .map(|j| (1.0 - beta) * beta.powi(j as i32))
+        .collect();
+    let total: f64 = w.iter().sum();
+    let grams: Vec<Vec<Vec<f64>>> = batches.iter().map(|b| damped_gram(&mat(b), 0.0)).collect();
+    let n = grams[0].len();
+    (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|k| {
+                    grams
+                        .iter()
+                        .zip(&w)
+                        .map(|(g, wj)| wj / total * g[i][k])
+                        .sum()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn stacked_and_batch_rows_give_the_factors_they_define() -> Result<()> {
+    let mut r = rng(13);
+    let batches: Vec<Tensor> = (0..6)
+        .map(|_| randn(5, 4, 1.0, DType::F64, &mut r))
+        .collect::<Result<_>>()?;
+    let beta = 0.8;
+    let mut stack = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Stack, 4);
+    let mut batch = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Batch, 4);
+    for (t, b) in batches.iter().enumerate() {
+        stack.observe(b, beta)?;
+        batch.observe(b, beta)?;
+        // The newest min(t+1, 4) batches, newest first.
+        let held: Vec<&Tensor> = batches[..=t].iter().rev().take(4).collect();
+        assert!(
+            rel_err(&mat(&stack.matrix()?), &weighted_gram(&held, beta)) < 1e-12,
+            "t={t}"
+        );
+        assert!(rel_err(&mat(&batch.matrix()?), &damped_gram(&mat(b), 0.0)) < 1e-12);
+    }
+    Ok(())
+}
+
+#[test]
+fn for_independent_rows_only_the_ema_of_rows_shrinks_the_factor() -> Result<()> {
+    // Zero-mean rows of unit variance, independent between batches: a batch's covariance has
+    // mean diagonal 1. The moving average of the rows tends to (1−β)/(1+β) of it (paper
+    // eqs. 26-27 as written); stacking keeps it.
+    let (beta, trials, steps) = (0.5, 200, 12);
+    let mut r = rng(14);
+    let (mut ema_sum, mut stack_sum) = (0.0, 0.0);
+    for _ in 0..trials {
+        let mut ema = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Ema, 1);
+        let mut stack = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Stack, 8);
+        for _ in 0..steps {
+            let y = randn(4, 3, 1.0, DType::F64, &mut r)?;
+            ema.observe(&y, beta)?;
+            stack.observe(&y, beta)?;
+        }
+        ema_sum += ema.mean_diagonal()?;
+        stack_sum += stack.mean_diagonal()?;
+    }
+    let (ema, stack) = (ema_sum / trials as f64, stack_sum / trials as f64);
+    let shrunk = (1.0 - beta) / (1.0 + beta);
+    assert!((ema - shrunk).abs() < 0.05, "ema {ema}, expected {shrunk}");
+    assert!((stack - 1.0).abs() < 0.05, "stack {stack}, expected 1");
     Ok(())
 }

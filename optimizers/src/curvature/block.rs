@@ -8,7 +8,8 @@ use candle_core::{Result, Tensor, D};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, SuaFactor, WoodburyMode,
+    rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, RowAverage, SuaFactor,
+    WoodburyMode,
 };
 use crate::comm::{Communicator, Local};
 use crate::damping::{DampingSplit, FactorInit};
@@ -50,6 +51,10 @@ pub struct BlockOptions {
     pub init: FactorInit,
     /// How the damping is shared between the two factors.
     pub split: DampingSplit,
+    /// Which rows make low-rank (SKFAC) factors.
+    pub rows: RowAverage,
+    /// How many batches [`RowAverage::Stack`] keeps.
+    pub stack: usize,
 }
 
 /// Attempts at a refresh: the damping, then 10×, 100× and 1000× it.
@@ -80,8 +85,8 @@ impl Block {
                 Box::new(DenseFactor::new(opts.dense, opts.init)),
             ),
             (Approx::ReduceSum | Approx::Subsample(_), _) => (
-                Box::new(LowRankFactor::new(opts.woodbury)),
-                Box::new(LowRankFactor::new(opts.woodbury)),
+                Box::new(LowRankFactor::new(opts.woodbury, opts.rows, opts.stack)),
+                Box::new(LowRankFactor::new(opts.woodbury, opts.rows, opts.stack)),
             ),
         };
         Block {

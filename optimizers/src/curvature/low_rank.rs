@@ -3,7 +3,7 @@
 //! `(λI + YᵀY/N)⁻¹ = λ⁻¹ [I − Yᵀ (NλI + YYᵀ)⁻¹ Y]`, which factorises only an N×N matrix.
 //! When `N ≥ n` the n×n inverse is the cheaper one and is used instead (Algorithm 1, line 3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use candle_core::{Result, Tensor};
 use faer::linalg::solvers::DenseSolveCore;
@@ -26,12 +26,33 @@ choice! {
     }
 }
 
+choice! {
+    /// Which rows make SKFAC's factor `YᵀY/N` (docs/algorithms.md, "The moving average of
+    /// rows").
+    pub enum RowAverage as "row average" {
+        /// The moving average of the rows themselves (the paper's eqs. 26-27): for rows
+        /// independent between batches it estimates (1−β)/(1+β) of a batch's covariance.
+        Ema = "ema",
+        /// The current batch's rows only (the paper's official code).
+        Batch = "batch",
+        /// The last k batches' rows stacked, batch j back weighted by √((1−β)βʲ), normalised:
+        /// `YᵀY/N` is K-FAC's moving average truncated to k batches, a Woodbury system of k·M
+        /// rows.
+        Stack = "stack",
+    }
+}
+
 /// A factor kept as its rows `Y` (`[N, n]`) and inverted through the Woodbury identity, or
-/// densely when `N ≥ n`. Batches with a different row count than the running average are
+/// densely when `N ≥ n`. Batches with a different row count than the ones before are
 /// skipped.
 pub struct LowRankFactor {
     mode: WoodburyMode,
-    /// Moving average of `Y`, `[N, n]`.
+    average: RowAverage,
+    /// How many batches [`RowAverage::Stack`] keeps.
+    depth: usize,
+    /// The last batches' rows, newest first ([`RowAverage::Stack`] only).
+    recent: VecDeque<Tensor>,
+    /// The factor's rows `Y`, `[N, n]`.
     ema: Option<Tensor>,
     inv: Option<Inverse>,
 }
@@ -48,13 +69,34 @@ enum Inverse {
 }
 
 impl LowRankFactor {
-    /// An empty factor that uses its Woodbury inverse as `mode` says.
-    pub fn new(mode: WoodburyMode) -> Self {
+    /// An empty factor that uses its Woodbury inverse as `mode` says and averages its rows
+    /// as `average` says (over `depth` batches for [`RowAverage::Stack`]).
+    pub fn new(mode: WoodburyMode, average: RowAverage, depth: usize) -> Self {
         LowRankFactor {
             mode,
+            average,
+            depth: depth.max(1),
+            recent: VecDeque::new(),
             ema: None,
             inv: None,
         }
+    }
+
+    /// The held batches stacked, batch j back scaled by `√(m·ω_j)` with
+    /// `ω_j = (1−β)βʲ / Σ_i (1−β)βⁱ`, so that `YᵀY/(m·M) = Σ_j ω_j Y_jᵀY_j / M`.
+    fn stacked(&self, decay: f64) -> Result<Tensor> {
+        let m = self.recent.len();
+        let w: Vec<f64> = (0..m)
+            .map(|j| (1.0 - decay) * decay.powi(j as i32))
+            .collect();
+        let total: f64 = w.iter().sum();
+        let parts: Vec<Tensor> = self
+            .recent
+            .iter()
+            .zip(&w)
+            .map(|(y, wj)| y * (m as f64 * wj / total).sqrt())
+            .collect::<Result<_>>()?;
+        Tensor::cat(&parts, 0)
     }
 }
 
@@ -64,19 +106,28 @@ impl Factor for LowRankFactor {
         // `Y` (before the shape check, which must then agree on every process).
         let gathered = all_gather_rows(comm, rows, Channel::Statistics)?;
         let rows = &gathered;
-        if let Some(old) = &self.ema {
+        let before = match self.average {
+            RowAverage::Stack => self.recent.front(),
+            RowAverage::Ema | RowAverage::Batch => self.ema.as_ref(),
+        };
+        if let Some(old) = before {
             if old.dims() != rows.dims() {
                 // A different row count (a last, smaller batch): skip rather than mix shapes.
                 tracing::debug!(old = ?old.dims(), new = ?rows.dims(), "skipped a statistics refresh");
                 return Ok(());
             }
         }
-        self.ema = Some(moving_average(
-            self.ema.as_ref(),
-            rows.clone(),
-            decay,
-            FactorInit::First,
-        )?);
+        self.ema = Some(match self.average {
+            RowAverage::Ema => {
+                moving_average(self.ema.as_ref(), rows.clone(), decay, FactorInit::First)?
+            }
+            RowAverage::Batch => rows.clone(),
+            RowAverage::Stack => {
+                self.recent.push_front(rows.clone());
+                self.recent.truncate(self.depth);
+                self.stacked(decay)?
+            }
+        });
         Ok(())
     }
 
@@ -173,6 +224,9 @@ impl Factor for LowRankFactor {
 
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {
         put(out, format!("{prefix}.ema"), self.ema.as_ref())?;
+        for (j, y) in self.recent.iter().enumerate() {
+            put(out, format!("{prefix}.recent.{j}"), Some(y))?;
+        }
         match &self.inv {
             None => {}
             Some(Inverse::Dense(m)) => put(out, format!("{prefix}.inv"), Some(m))?,
@@ -188,6 +242,9 @@ impl Factor for LowRankFactor {
 
     fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
         self.ema = take(src, &format!("{prefix}.ema"))?;
+        self.recent = (0..self.depth)
+            .map_while(|j| take(src, &format!("{prefix}.recent.{j}")).transpose())
+            .collect::<Result<_>>()?;
         let dense = take(src, &format!("{prefix}.inv"))?;
         let y = take(src, &format!("{prefix}.y"))?;
         let k_inv = take(src, &format!("{prefix}.k_inv"))?;

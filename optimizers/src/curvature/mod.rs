@@ -27,7 +27,7 @@ use crate::damping::FactorInit;
 pub use crate::linalg::{DenseMethod, FactorError};
 pub use block::{Approx, Block, BlockOptions};
 pub use dense::DenseFactor;
-pub use low_rank::{LowRankFactor, WoodburyMode};
+pub use low_rank::{LowRankFactor, RowAverage, WoodburyMode};
 pub use sua::SuaFactor;
 
 /// One Kronecker factor `F` of a layer's curvature block.
