@@ -113,31 +113,8 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// Removes all but the [`KEEP`] newest checkpoints, and unfinished ones.
-    fn prune(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        let mut done: Vec<(usize, PathBuf)> = Vec::new();
-        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            match step_of(name) {
-                Some(step) if path.is_dir() => done.push((step, path)),
-                _ if name.ends_with(".partial") => {
-                    let _ = std::fs::remove_dir_all(&path);
-                }
-                _ => {}
-            }
-        }
-        done.sort();
-        for (_, path) in done.iter().rev().skip(KEEP) {
-            let _ = std::fs::remove_dir_all(path);
-        }
-    }
-
-    /// Finished checkpoint folders, the one `latest` names first, then the others from the
-    /// newest; and why the pointer could not be followed, if it could not.
-    fn candidates(&self) -> (Vec<PathBuf>, Option<String>) {
+    /// Finished checkpoint folders, newest first.
+    fn finished(&self) -> Vec<PathBuf> {
         let mut steps: Vec<(usize, PathBuf)> = std::fs::read_dir(&self.dir)
             .map(|entries| {
                 entries
@@ -150,7 +127,28 @@ impl Checkpoints {
             })
             .unwrap_or_default();
         steps.sort();
-        let mut out: Vec<PathBuf> = steps.into_iter().rev().map(|(_, p)| p).collect();
+        steps.into_iter().rev().map(|(_, p)| p).collect()
+    }
+
+    /// Removes all but the [`KEEP`] newest checkpoints, and unfinished ones.
+    fn prune(&self) {
+        for path in self.finished().iter().skip(KEEP) {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_some_and(|e| e == "partial") {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+
+    /// Finished checkpoint folders, the one `latest` names first, then the others from the
+    /// newest; and why the pointer could not be followed, if it could not.
+    fn candidates(&self) -> (Vec<PathBuf>, Option<String>) {
+        let mut out = self.finished();
         let pointer = self.dir.join(LATEST);
         let mut problem = None;
         if let Ok(name) = std::fs::read_to_string(&pointer) {
