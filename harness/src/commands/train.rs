@@ -64,12 +64,6 @@ impl TrainArgs {
                 Some(HyperError::InvalidHyper { field, value, why }) => {
                     anyhow::anyhow!("{} {value}: {why}", flag(field))
                 }
-                _ if e.to_string().starts_with("unknown model") => {
-                    anyhow::anyhow!("--model: {e}")
-                }
-                _ if e.to_string().starts_with("unknown dataset") => {
-                    anyhow::anyhow!("--dataset: {e}")
-                }
                 _ => e,
             })?;
         Ok(c)

@@ -38,13 +38,13 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         anyhow::ensure!(
             models::MODEL_NAMES.contains(&self.model.as_str()),
-            "unknown model `{}`; valid choices: {}",
+            "unknown --model `{}`; valid choices: {}",
             self.model,
             models::MODEL_NAMES.join(", ")
         );
         anyhow::ensure!(
             DATASET_NAMES.contains(&self.dataset.as_str()),
-            "unknown dataset `{}`; valid choices: {}",
+            "unknown --dataset `{}`; valid choices: {}",
             self.dataset,
             DATASET_NAMES.join(", ")
         );
