@@ -35,6 +35,18 @@ pub fn sample_labels(logits: &Tensor, seed: u64, first_row: usize) -> Result<Ten
     Tensor::from_vec(labels, probs.len(), logits.device())
 }
 
+/// The gradients that define the true Fisher's `G`: those of the cross-entropy of `logits`
+/// against labels sampled from them ([`sample_labels`] with `seed` and `first_row`). `logits`
+/// must be the output of the capturing forward pass, whose probes receive these gradients.
+pub fn sampled_gradients(
+    logits: &Tensor,
+    seed: u64,
+    first_row: usize,
+) -> Result<candle_core::backprop::GradStore> {
+    let labels = sample_labels(&logits.detach(), seed, first_row)?;
+    candle_nn::loss::cross_entropy(logits, &labels)?.backward()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use optimizers::{LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet, StatsRequest};
 
 use crate::capture::{self, Capture, CapturedLayer};
-use crate::fisher::sample_labels;
+use crate::fisher::sampled_gradients;
 use crate::layers;
 use crate::module::{Ctx, Module as _};
 use crate::ops::Window;
@@ -298,9 +298,7 @@ impl Curvature {
             None | Some(StatsRequest::None) => Ok(None),
             Some(StatsRequest::Empirical) => self.take(grads).map(Some),
             Some(StatsRequest::Sampled) => {
-                let labels = sample_labels(&logits.detach(), seed, 0)?;
-                let fisher = candle_nn::loss::cross_entropy(logits, &labels)?.backward()?;
-                self.take(&fisher).map(Some)
+                self.take(&sampled_gradients(logits, seed, 0)?).map(Some)
             }
         }
     }

@@ -2,8 +2,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
-use candle_nn::loss::cross_entropy;
-use models::fisher::sample_labels;
+use models::fisher::sampled_gradients;
 use models::{Ctx, Network};
 use optimizers::{
     Communicator, LayerStats, Local, Optimizer, StageTimes, StatsRequest, Stopwatch, Traffic,
@@ -118,9 +117,7 @@ fn step_here(
         StatsRequest::Sampled => {
             // G from the loss on labels drawn from the model's own predictive distribution.
             let first_row = comm.rank() * batch.labels.len();
-            let sampled = sample_labels(&logits.detach(), fisher_seed, first_row)?;
-            let fisher_grads = cross_entropy(&logits, &sampled)?.backward()?;
-            Some(net.take_stats(&fisher_grads)?)
+            Some(net.take_stats(&sampled_gradients(&logits, fisher_seed, first_row)?)?)
         }
     };
     let statistics = sw.lap();
