@@ -176,6 +176,13 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
     let mut loaded: Option<(String, Splits)> = None;
     let (mut ran, mut skipped, mut failed) = (0, 0, 0);
     let total = sweep.runs.len();
+    // What made the numbers, the same for every run: read once (two git calls), not on every
+    // retry of a run another process holds.
+    let (git_commit, crate_versions, cpu_model) = (
+        meta::git_commit(),
+        meta::crate_versions(),
+        meta::cpu_model(),
+    );
     // Runs put back in a row because another process holds their lease, and those announced.
     let mut deferred = 0;
     let mut waiting_for = std::collections::HashSet::new();
@@ -211,9 +218,9 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             samples: cfg.samples(),
             seed: cfg.hyper.seed,
             hyper_json: serde_json::to_string(&cfg.hyper)?,
-            git_commit: meta::git_commit(),
-            crate_versions: meta::crate_versions(),
-            cpu_model: meta::cpu_model(),
+            git_commit: git_commit.clone(),
+            crate_versions: crate_versions.clone(),
+            cpu_model: cpu_model.clone(),
             threads: opts.threads,
             processes: procs,
             comm_strategy: comm_strategy(cfg.optimizer, procs).into(),
