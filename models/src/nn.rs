@@ -279,7 +279,7 @@ impl Curvature {
     /// [`LayerStats`] per layer of [`Curvature::param_set`]. `logits` are the model's outputs
     /// of the capturing pass and `grads` the gradients of its (cross-entropy) loss. For the
     /// true Fisher ([`StatsRequest::Sampled`]) `G` comes from a second backward pass, of the
-    /// loss on labels drawn from `softmax(logits)` with `seed` ([`sample_labels`]). Turns
+    /// loss on labels drawn from `softmax(logits)` with `seed` ([`crate::fisher::sample_labels`]). Turns
     /// capturing off.
     ///
     /// # Errors
