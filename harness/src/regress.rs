@@ -54,7 +54,7 @@ fn tags(r: &BenchRecord, git_tags: &dyn Fn(&str) -> Option<Vec<String>>) -> Vec<
 }
 
 /// The newest record and its baseline among `records` (oldest first). Only records of the
-/// same model and batch as the newest are comparable.
+/// same model, batch, thread count and periods as the newest are comparable.
 pub fn select<'a>(
     records: &'a [BenchRecord],
     baseline: &Baseline,
@@ -66,11 +66,15 @@ pub fn select<'a>(
         )
         .into());
     };
-    // Ratios depend on the shapes and on the thread count (the inverse stages most).
+    // Ratios depend on the shapes, the thread count (the inverse stages most) and the
+    // periods the stages are amortised over.
     let older: Vec<&BenchRecord> = records[..records.len() - 1]
         .iter()
         .filter(|r| {
-            r.model == current.model && r.batch == current.batch && r.threads == current.threads
+            r.model == current.model
+                && r.batch == current.batch
+                && r.threads == current.threads
+                && (r.t_cov, r.t_inv) == (current.t_cov, current.t_inv)
         })
         .collect();
     let found = match baseline {
@@ -93,7 +97,7 @@ pub fn select<'a>(
             Ok((current, b))
         }
         None => Err(CannotCompare(format!(
-            "no baseline record ({}) of {} at batch {} on {} thread(s) older than record {}: run `skfac bench-gains` with the same settings on the baseline commit, or pass --baseline previous",
+            "no baseline record ({}) of {} at batch {} on {} thread(s) with T_cov {} and T_inv {} older than record {}: run `skfac bench-gains` with the same settings on the baseline commit, or pass --baseline previous",
             match baseline {
                 Baseline::Previous => "previous".to_string(),
                 Baseline::LatestTagged => "latest-tagged".to_string(),
@@ -102,6 +106,8 @@ pub fn select<'a>(
             current.model,
             current.batch,
             current.threads,
+            current.t_cov,
+            current.t_inv,
             current.id
         ))
         .into()),

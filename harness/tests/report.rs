@@ -143,6 +143,8 @@ fn record(commit: &str, skfac_inverse: f64) -> BenchRecord {
         model: "resnet8".into(),
         batch: 32,
         steps: 200,
+        t_cov: 20,
+        t_inv: 200,
         stages: vec![
             stage("sgd", 0.0),
             stage("kfac", 0.020),
@@ -214,6 +216,7 @@ fn regress_fails_on_a_planted_regression_and_passes_a_clean_record() {
 fn bench_gains_stores_a_record_regress_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("runs.db");
+    let plot = dir.path().join("gains.svg");
     let d = db.to_str().unwrap();
     let args = [
         "bench-gains",
@@ -223,34 +226,52 @@ fn bench_gains_stores_a_record_regress_can_read() {
         "mlp",
         "--batch",
         "16",
-        "--steps",
-        "4",
+        "--cycles",
+        "1",
         "--warmup",
         "1",
-        "--rounds",
-        "2",
         "--threads",
         "1",
+        "--plot",
+        plot.to_str().unwrap(),
     ];
     for _ in 0..2 {
         let (ok, text) = skfac(&args);
         assert!(ok, "{text}");
         assert!(
-            text.contains("skfac-ss(1)") && text.contains("stored as benchmark record"),
+            text.contains("skfac-ss(1)")
+                && text.contains("kfac/this")
+                && text.contains("stored as benchmark record"),
             "{text}"
         );
     }
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("skfac-rs"), "{svg:.200}");
     let records = Store::open(&db).unwrap().bench_records().unwrap();
     assert_eq!(records.len(), 2);
     let r = &records[1];
-    assert_eq!((r.model.as_str(), r.batch, r.steps), ("mlp", 16, 4));
+    // One cycle is four steps; the periods default to the paper's.
+    assert_eq!(
+        (r.model.as_str(), r.batch, r.steps, r.t_cov, r.t_inv),
+        ("mlp", 16, 4, 20, 200)
+    );
     assert_eq!(r.stages.len(), 6);
     for s in &r.stages {
         assert!(s.seconds[0] > 0.0 && s.seconds[1] > 0.0, "{s:?}");
         let second_order = s.optimizer.is_second_order();
-        // Preconditioning runs every step; SGD and Adam have nothing to precondition.
-        assert_eq!(s.seconds[4] > 0.0, second_order, "{s:?}");
+        // Inverses and preconditioning are the K-FAC family's alone.
+        for stage in [3, 4] {
+            assert_eq!(s.seconds[stage] > 0.0, second_order, "{s:?}");
+        }
     }
     let (ok, text) = regress(&db, &["--tolerance", "100000%"]);
     assert!(ok && text.contains("overhead kfac / sgd"), "{text}");
+    // Records amortised over other periods are not a baseline.
+    let other = [&args[..], &["--t-inv", "50"]].concat();
+    let (ok, text) = skfac(&other);
+    assert!(ok, "{text}");
+    let (ok, text) = regress(&db, &[]);
+    assert!(!ok && text.contains("T_inv 50"), "{text}");
+    let (ok, text) = skfac(&["bench-gains", "--db", d, "--plot", "gains.pdf"]);
+    assert!(!ok && text.contains(".svg or .png"), "{text}");
 }

@@ -47,7 +47,11 @@ pub struct BenchRecord {
     pub threads: usize,
     pub model: String,
     pub batch: usize,
+    /// Timed steps per optimizer.
     pub steps: usize,
+    /// The statistics and inverse periods the stage means are amortised over.
+    pub t_cov: usize,
+    pub t_inv: usize,
     pub stages: Vec<BenchStage>,
 }
 
@@ -225,6 +229,8 @@ mod tests {
             model: "resnet8".into(),
             batch: 32,
             steps: 10,
+            t_cov: 20,
+            t_inv: 200,
             stages: vec![
                 stage("sgd", None, 1.0, 0.0),
                 stage("kfac", None, 1.0, 2.0),

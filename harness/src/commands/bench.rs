@@ -1,10 +1,11 @@
 //! The benchmark commands: `skfac bench-step` (one optimizer's step), `skfac bench-gains`
 //! (every optimizer, stored for tracking) and `skfac regress` (a record against a baseline).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use optimizers::OptimizerKind;
+use anyhow::{Context, Result};
+use optimizers::{Hyper, OptimizerKind};
+use reports::StageRow;
 
 use crate::bench_gains::{self, GainsConfig};
 use crate::console::say;
@@ -39,15 +40,22 @@ pub struct BenchGainsArgs {
     pub model: String,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Timed steps per optimizer.
-    #[arg(long, default_value_t = 200)]
-    pub steps: usize,
-    /// Untimed steps per optimizer first.
-    #[arg(long, default_value_t = 5)]
+    /// Statistics period the stage times are amortised over [default: the paper's].
+    #[arg(long, default_value_t = Hyper::default().t_cov)]
+    pub t_cov: usize,
+    /// Inverse period the stage times are amortised over [default: the paper's].
+    #[arg(long, default_value_t = Hyper::default().t_inv)]
+    pub t_inv: usize,
+    /// Timed cycles per optimizer, interleaved across the optimizers; each cycle is one
+    /// inverse refresh, one statistics step and two plain steps.
+    #[arg(long, default_value_t = 2)]
+    pub cycles: usize,
+    /// Untimed steps per optimizer first (the first builds the first inverses).
+    #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// The timed steps are run in this many interleaved rounds across the optimizers.
-    #[arg(long, default_value_t = 4)]
-    pub rounds: usize,
+    /// Also draw the amortised stage times as stacked bars, to this .svg or .png file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Threads for candle and rayon [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -97,23 +105,50 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
     let cfg = GainsConfig {
         model: a.model.clone(),
         batch: a.batch,
-        steps: a.steps,
+        t_cov: a.t_cov,
+        t_inv: a.t_inv,
+        cycles: a.cycles,
         warmup: a.warmup,
-        rounds: a.rounds,
     };
+    if let Some(p) = &a.plot {
+        plot_format(p)?;
+    }
     let store = Store::open(&a.db)?;
     say!(
-        "bench-gains: {} at batch {}, {} timed steps per optimizer, {threads} thread(s)",
+        "bench-gains: {} at batch {}, amortised over T_cov {} and T_inv {}, {} timed cycle(s) per optimizer, {threads} thread(s)",
         cfg.model,
         cfg.batch,
-        cfg.steps,
+        cfg.t_cov,
+        cfg.t_inv,
+        cfg.cycles,
     );
-    let rec = bench_gains::run(&cfg, |m| eprintln!("{m}"))?;
-    let hyper = serde_json::to_string(&bench_gains::hyper())?;
-    let id = store.add_bench(&rec, &meta::crate_versions(), &hyper)?;
-    for s in &rec.stages {
-        let t = optimizers::StageTimes::from_values(s.seconds);
-        say!("{:<13} {}", s.label(), t.describe(false));
+    let gains = bench_gains::run(&cfg, |m| eprintln!("{m}"))?;
+    let rec = &gains.record;
+    let hyper = serde_json::to_string(&bench_gains::hyper(&cfg))?;
+    let id = store.add_bench(rec, &meta::crate_versions(), &hyper)?;
+    say!("{}", gains_table(&gains));
+    if let Some(p) = &a.plot {
+        let rows: Vec<StageRow> = rec
+            .stages
+            .iter()
+            .map(|s| StageRow {
+                label: s.label(),
+                key: s.label(),
+                seconds: s.seconds,
+                steps: rec.steps,
+            })
+            .collect();
+        let title = format!(
+            "{}, batch {}: mean time per iteration at T_cov {}, T_inv {} ({}, {threads} threads)",
+            rec.model, rec.batch, rec.t_cov, rec.t_inv, rec.cpu_model
+        );
+        let fig = reports::plot::stage_bars(&rows, &title)?;
+        let bytes = match plot_format(p)? {
+            "svg" => fig.svg.into_bytes(),
+            _ => fig.png,
+        };
+        std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        say!("stage bars written to {}", p.display());
     }
     say!(
         "stored as benchmark record {id} (commit {}) in {}",
@@ -121,6 +156,64 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         a.db.display()
     );
     Ok(())
+}
+
+/// `svg` or `png`, from the file name; anything else is refused before the benchmark runs.
+fn plot_format(p: &Path) -> Result<&'static str> {
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok("svg"),
+        Some(e) if e.eq_ignore_ascii_case("png") => Ok("png"),
+        _ => anyhow::bail!(
+            "--plot {}: the file name must end in .svg or .png",
+            p.display()
+        ),
+    }
+}
+
+/// Milliseconds per optimizer: the three step kinds measured and the amortised iteration by
+/// stage, with K-FAC's amortised iteration over each optimizer's.
+fn gains_table(g: &bench_gains::Gains) -> String {
+    let rec = &g.record;
+    let ms = |v: f64| format!("{:.1}", 1e3 * v);
+    let kfac = rec
+        .stages
+        .iter()
+        .find(|s| s.optimizer == OptimizerKind::Kfac)
+        .map(|s| s.step());
+    let mut s = format!(
+        "{:<14} {:>9} {:>9} {:>9} | {:>10} {:>9}",
+        "optimizer", "plain", "stats", "inverse", "iteration", "kfac/this"
+    );
+    for name in optimizers::StageTimes::NAMES {
+        s.push_str(&format!(" {:>9}", &name[..name.len().min(9)]));
+    }
+    s.push_str("\n");
+    for (st, k) in rec.stages.iter().zip(&g.kinds) {
+        let second = st.optimizer.is_second_order();
+        let dash = || "—".to_string();
+        s.push_str(&format!(
+            "{:<14} {:>9} {:>9} {:>9} | {:>10} {:>9}",
+            st.label(),
+            ms(k.plain().iter().sum()),
+            if second {
+                ms(k.statistics().iter().sum())
+            } else {
+                dash()
+            },
+            if second { ms(k.inverse()) } else { dash() },
+            ms(st.step()),
+            kfac.map_or_else(dash, |kf| format!("{:.2}", kf / st.step())),
+        ));
+        for v in st.seconds {
+            s.push_str(&format!(" {:>9}", ms(v)));
+        }
+        s.push_str("\n");
+    }
+    s.push_str(&format!(
+        "(ms; plain and stats: one step of that kind; inverse: one refresh's inverse stage; iteration: the mean step at T_cov {}, T_inv {})",
+        rec.t_cov, rec.t_inv
+    ));
+    s
 }
 
 pub fn regress(a: &RegressArgs) -> Result<()> {

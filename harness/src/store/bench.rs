@@ -65,13 +65,17 @@ impl Store {
             .block_on(async {
                 let recs = sqlx::query(
                     "SELECT id, created_at, git_commit, git_tags, cpu_model, threads, model, batch,
-                         steps FROM bench_records ORDER BY id",
+                         steps, hyper FROM bench_records ORDER BY id",
                 )
                 .fetch_all(&self.pool)
                 .await?;
                 let mut out = Vec::with_capacity(recs.len());
                 for r in &recs {
                     let id: i64 = r.get(0);
+                    let hyper: serde_json::Value = serde_json::from_str(&r.get::<String, _>(9))
+                        .map_err(|e| {
+                            sqlx::Error::Decode(format!("record {id}: hyper: {e}").into())
+                        })?;
                     let stages = sqlx::query(&format!(
                         "SELECT optimizer, samples, {} FROM bench_stages
                          WHERE record_id = ? ORDER BY rowid",
@@ -94,6 +98,8 @@ impl Store {
                         model: r.get(6),
                         batch: r.get::<i64, _>(7) as usize,
                         steps: r.get::<i64, _>(8) as usize,
+                        t_cov: period(&hyper, "t_cov"),
+                        t_inv: period(&hyper, "t_inv"),
                         stages: stages
                             .iter()
                             .map(|s| {
@@ -113,4 +119,14 @@ impl Store {
             })
             .map_err(|e| self.sql(e))
     }
+}
+
+/// A period from a record's hyper-parameters (0 when absent). Records store the periods their
+/// stage means are amortised over there; before amortising, they were the periods the timed
+/// steps ran at, which is the same thing.
+fn period(hyper: &serde_json::Value, name: &str) -> usize {
+    hyper
+        .get(name)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0) as usize
 }

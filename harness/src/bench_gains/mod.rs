@@ -1,0 +1,150 @@
+//! `skfac bench-gains`: every optimizer's per-iteration stage times at statistics period
+//! `T_cov` and inverse period `T_inv` (the paper's Fig. 3), on fixed shapes and random data,
+//! stored in the results store for `skfac regress`.
+//!
+//! Each optimizer runs a short measuring schedule that mixes plain steps, statistics steps
+//! and inverse refreshes ([`amortise`]); the stage times at the asked periods are composed
+//! from those, so `T_inv` = 200 costs a few steps, not 200. The optimizers run interleaved in
+//! rounds (a cycle of steps of each, then again), so a slow patch of a noisy machine lands on
+//! all of them alike and the ratios between them stay honest.
+
+pub mod amortise;
+
+use anyhow::Result;
+use optimizers::{build, Hyper, Optimizer, OptimizerKind, StageTimes};
+use reports::regress::{BenchRecord, BenchStage};
+
+use crate::bench_step::{network, random_batch};
+use crate::train::{train_step, StepOutcome};
+use amortise::{KindTimes, StepKind, MEASURE_T_COV, MEASURE_T_INV};
+
+/// The optimizers measured, with skfac-ss's s'.
+pub const OPTIMIZERS: [(OptimizerKind, Option<u32>); 6] = [
+    (OptimizerKind::Sgd, None),
+    (OptimizerKind::Adam, None),
+    (OptimizerKind::Kfac, None),
+    (OptimizerKind::KfacSua, None),
+    (OptimizerKind::SkfacRs, None),
+    (OptimizerKind::SkfacSs, Some(1)),
+];
+
+#[derive(Clone, Debug)]
+pub struct GainsConfig {
+    pub model: String,
+    pub batch: usize,
+    /// The periods the stage times are composed for.
+    pub t_cov: usize,
+    pub t_inv: usize,
+    /// Timed cycles per optimizer (each: one refresh, one statistics step, two plain steps),
+    /// interleaved across the optimizers.
+    pub cycles: usize,
+    /// Untimed steps per optimizer first (the first one builds the first inverses).
+    pub warmup: usize,
+}
+
+/// The hyper-parameters every optimizer runs with: damping that keeps random data from
+/// diverging, and the periods of `cfg` (what the stored record is comparable by).
+pub fn hyper(cfg: &GainsConfig) -> Hyper {
+    Hyper {
+        lr: 0.01,
+        damping: 0.3,
+        t_cov: cfg.t_cov,
+        t_inv: cfg.t_inv,
+        ..Hyper::default()
+    }
+}
+
+/// What one benchmark measured: the record to store (amortised stage means) and, per
+/// optimizer, the step kinds it was composed from.
+pub struct Gains {
+    pub record: BenchRecord,
+    pub kinds: Vec<KindTimes>,
+}
+
+/// Runs the benchmark; `note` hears about progress. The thread count must be set already.
+pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
+    anyhow::ensure!(
+        models::MODEL_NAMES.contains(&cfg.model.as_str()),
+        "unknown --model `{}`; valid choices: {}",
+        cfg.model,
+        models::MODEL_NAMES.join(", ")
+    );
+    anyhow::ensure!(cfg.batch >= 1, "--batch must be at least 1");
+    anyhow::ensure!(cfg.cycles >= 1, "--cycles must be at least 1");
+    anyhow::ensure!(
+        cfg.warmup >= 1,
+        "--warmup must be at least 1 (the first inverses)"
+    );
+    let periods = hyper(cfg);
+    periods.validate()?;
+    let batch = random_batch(&cfg.model, cfg.batch)?;
+    let mut runs: Vec<(models::Network, Box<dyn Optimizer>, usize, KindTimes)> = Vec::new();
+    for (kind, samples) in OPTIMIZERS {
+        let net = network(&cfg.model)?;
+        let h = Hyper {
+            samples: samples.unwrap_or(1) as usize,
+            t_cov: MEASURE_T_COV,
+            t_inv: MEASURE_T_INV,
+            ..periods
+        };
+        let opt = build(kind, &net.param_set(), &h)?;
+        runs.push((net, opt, 0, KindTimes::default()));
+    }
+    let step = |net: &models::Network, opt: &mut dyn Optimizer, i: usize| -> Result<StageTimes> {
+        match train_step(net, opt, &batch, i as u64)? {
+            StepOutcome::Done { times, .. } => Ok(times),
+            StepOutcome::Diverged { loss } => {
+                anyhow::bail!("the benchmark diverged at step {i} (loss {loss})")
+            }
+        }
+    };
+    note(&format!(
+        "warm-up: {} step(s) of each optimizer",
+        cfg.warmup
+    ));
+    for (net, opt, i, _) in &mut runs {
+        for _ in 0..cfg.warmup {
+            step(net, opt.as_mut(), *i)?;
+            *i += 1;
+        }
+    }
+    for round in 0..cfg.cycles {
+        note(&format!(
+            "round {}/{}: {MEASURE_T_INV} steps of each optimizer",
+            round + 1,
+            cfg.cycles
+        ));
+        for ((kind, _), (net, opt, i, sum)) in OPTIMIZERS.iter().zip(&mut runs) {
+            for _ in 0..MEASURE_T_INV {
+                let t = step(net, opt.as_mut(), *i)?;
+                sum.add(StepKind::of(*i), kind.is_second_order(), &t);
+                *i += 1;
+            }
+        }
+    }
+    let kinds: Vec<KindTimes> = runs.into_iter().map(|r| r.3).collect();
+    let stages = OPTIMIZERS
+        .iter()
+        .zip(&kinds)
+        .map(|((kind, samples), k)| BenchStage {
+            optimizer: *kind,
+            samples: *samples,
+            seconds: k.amortised(cfg.t_cov, cfg.t_inv),
+        })
+        .collect();
+    let record = BenchRecord {
+        id: 0,
+        created_at: String::new(),
+        git_commit: crate::meta::git_commit(),
+        tags: crate::meta::git_tags(),
+        cpu_model: crate::meta::cpu_model(),
+        threads: rayon::current_num_threads(),
+        model: cfg.model.clone(),
+        batch: cfg.batch,
+        steps: cfg.cycles * MEASURE_T_INV,
+        t_cov: cfg.t_cov,
+        t_inv: cfg.t_inv,
+        stages,
+    };
+    Ok(Gains { record, kinds })
+}
