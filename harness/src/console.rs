@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use optimizers::StageTimes;
 
+use crate::train::machine_load::{busy_note, cores};
 use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
 
 /// `println!` that ignores a closed stdout (e.g. `skfac train ... | head`) instead of panicking.
@@ -102,6 +103,8 @@ pub struct Console {
     bar: Option<ProgressBar>,
     epochs: usize,
     output: Output,
+    /// Logical CPUs, against which an epoch's load average makes the machine busy.
+    cores: usize,
     gradients: Calls,
     statistics: Calls,
 }
@@ -112,6 +115,7 @@ impl Console {
             bar: None,
             epochs,
             output,
+            cores: cores(),
             gradients: Calls::default(),
             statistics: Calls::default(),
         }
@@ -177,7 +181,7 @@ impl Observer for Console {
             return Ok(());
         }
         say!(
-            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {} training, ~{} left, lr {:.2e}",
+            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {} training, ~{} left, lr {:.2e}{}",
             m.epoch,
             self.epochs,
             m.train_loss,
@@ -187,7 +191,8 @@ impl Observer for Console {
             m.images_per_second,
             duration(m.train_seconds),
             duration(remaining(m.train_seconds, m.epoch, self.epochs)),
-            m.learning_rate
+            m.learning_rate,
+            busy_note(m.load_average, self.cores)
         );
         Ok(())
     }

@@ -6,7 +6,7 @@
 /// Sets the thread count; `None` keeps rayon's default (all cores) but still pins it so
 /// candle and rayon agree. Call once, before any tensor work.
 pub fn configure(threads: Option<usize>) -> anyhow::Result<usize> {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n = threads.unwrap_or_else(crate::train::machine_load::cores);
     anyhow::ensure!(n > 0, "--threads must be at least 1");
     // Writing the environment races with readers on other threads (candle reads this variable
     // on every matmul), so write only when it changes: at start-up, before any tensor work.

@@ -22,13 +22,23 @@ fn meta(optimizer: &str, seed: u64) -> RunMeta {
         crate_versions: "{}".into(),
         cpu_model: "Known CPU".into(),
         threads: 2,
+        cores: 2,
         processes: 1,
         comm_strategy: "none".into(),
     }
 }
 
-/// Two epochs per run; `acc` and `secs` per epoch; every step 10 ms forward, `inv` inverse.
-fn add_run(store: &Store, sweep: i64, optimizer: &str, acc: [f64; 2], secs: [f64; 2], inv: f64) {
+/// Two epochs per run; `acc`, `secs` and the load average `load` per epoch; every step 10 ms
+/// forward, `inv` inverse.
+fn add_run(
+    store: &Store,
+    sweep: i64,
+    optimizer: &str,
+    acc: [f64; 2],
+    secs: [f64; 2],
+    load: [Option<f64>; 2],
+    inv: f64,
+) {
     let run = store
         .start_run(Some(sweep), &meta(optimizer, 0))
         .unwrap()
@@ -60,6 +70,9 @@ fn add_run(store: &Store, sweep: i64, optimizer: &str, acc: [f64; 2], secs: [f64
                     test_accuracy: acc[e],
                     wall_seconds: secs[e],
                     learning_rate: 0.1,
+                    epoch_seconds: load[e].map(|_| secs[0]),
+                    cpu_seconds: load[e].map(|_| secs[0]),
+                    load_average: load[e],
                 },
             )
             .unwrap();
@@ -76,9 +89,16 @@ fn report_reads_the_store_and_writes_the_known_table() {
         let sweep = store
             .sweep("known", "sweeps/known.toml", "", Some(0.8))
             .unwrap();
-        add_run(&store, sweep, "sgd", [0.70, 0.82], [30.0, 60.0], 0.0);
-        add_run(&store, sweep, "kfac", [0.81, 0.85], [48.0, 96.0], 0.030);
-        add_run(&store, sweep, "skfac-rs", [0.75, 0.79], [36.0, 72.0], 0.001);
+        // SGD's first epoch ran at a load average of 3.9 on 2 cores: busy; K-FAC's second, busy
+        // too, comes after its target epoch; SKFAC-RS's rows predate load recording.
+        let (busy, quiet) = (Some(3.9), Some(1.2));
+        for (optimizer, acc, secs, load, inv) in [
+            ("sgd", [0.70, 0.82], [30.0, 60.0], [busy, quiet], 0.0),
+            ("kfac", [0.81, 0.85], [48.0, 96.0], [quiet, busy], 0.030),
+            ("skfac-rs", [0.75, 0.79], [36.0, 72.0], [None; 2], 0.001),
+        ] {
+            add_run(&store, sweep, optimizer, acc, secs, load, inv);
+        }
     }
     let out = dir.path().join("report");
     let (ok, text) = skfac(&[
@@ -93,7 +113,23 @@ fn report_reads_the_store_and_writes_the_known_table() {
     assert!(ok, "{text}");
     let md = std::fs::read_to_string(out.join("time-to-target.md")).unwrap();
     // SGD: epoch 2 at 60 s = 1 min; K-FAC: epoch 1 at 48 s = 0.8 min; 1 / 0.8 - 1 = +25%.
-    assert!(md.contains("| SGD | 2 | 1.00 | +25.00% | 82.00% |"), "{md}");
+    let sgd = "| SGD | 2 | 1.00 † | +25.00% | 82.00% |";
+    assert!(md.contains(sgd), "{md}");
+    assert!(
+        md.contains("† SGD: timed on a busy machine (load average 3.9 on 2 cores during its epochs): its time is not comparable."),
+        "{md}"
+    );
+    assert_eq!(md.matches('†').count(), 2, "{md}");
+    let csv = std::fs::read_to_string(out.join("time-to-target.csv")).unwrap();
+    // Each epoch's CPU seconds equal its wall seconds on 2 threads: a share of 0.5.
+    for (row, end) in [
+        (",SGD,", ",true,3.9,0.5"),
+        (",K-FAC,", ",false,1.2,0.5"),
+        (",SKFAC-RS,", ",false,,"),
+    ] {
+        let line = csv.lines().find(|l| l.contains(row)).unwrap();
+        assert!(line.ends_with(end), "{csv}");
+    }
     assert!(md.contains("| K-FAC | 1 | 0.80 | 0% | 85.00% |"), "{md}");
     assert!(
         md.contains("| SKFAC-RS | not reached | not reached | — | 79.00% |"),
@@ -246,7 +282,10 @@ fn bench_gains_stores_a_record_regress_can_read() {
         );
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("skfac-rs"), "{svg:.200}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("skfac-rs"),
+        "{svg:.200}"
+    );
     let records = Store::open(&db).unwrap().bench_records().unwrap();
     assert_eq!(records.len(), 2);
     let r = &records[1];

@@ -1,7 +1,7 @@
 //! Sweeps: bad sweep files are refused before anything runs, naming file, line and the valid
 //! choices; the store refuses a newer schema; a sweep killed with SIGKILL and started again
 //! finishes every run exactly once, with no duplicate or missing rows, and the same numbers
-//! as an uninterrupted sweep.
+//! as an uninterrupted sweep; each epoch records how busy the machine was.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -331,6 +331,34 @@ fn without_a_terminal_a_sweep_logs_a_line_per_epoch_and_per_run() {
             text.contains(&format!("{run}: finished, test acc")),
             "{text}"
         );
+    }
+    // Each epoch stored how busy the machine was: the process's CPU seconds over the epoch's
+    // wall seconds, at most every one of the 2 threads busy throughout (10% and 50 ms of
+    // slack for the clocks' granularity), and on Linux the load average.
+    let results = Store::open(&dir.path().join("lines.db"))
+        .unwrap()
+        .sweep_results("tiny")
+        .unwrap()
+        .unwrap();
+    for r in &results.runs {
+        assert_eq!(
+            r.cores,
+            std::thread::available_parallelism().ok().map(|n| n.get())
+        );
+        assert_eq!(r.epochs.len(), 2);
+        for e in &r.epochs {
+            let (cpu, wall) = (e.cpu_seconds.unwrap(), e.epoch_seconds.unwrap());
+            assert!(
+                cpu > 0.0 && cpu <= wall * 2.0 * 1.1 + 0.05,
+                "{} epoch {}: {cpu} CPU s in {wall} s on 2 threads",
+                r.optimizer,
+                e.epoch
+            );
+            assert!(wall > 0.0 && wall <= e.wall_seconds);
+            if cfg!(target_os = "linux") {
+                assert!(e.load_average.is_some_and(|l| l >= 0.0), "{e:?}");
+            }
+        }
     }
 
     let out = sweep_cmd(&file, dir.path(), "quiet.db")

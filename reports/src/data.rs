@@ -28,6 +28,9 @@ pub struct RunResult {
     pub git_commit: String,
     pub cpu_model: String,
     pub threads: usize,
+    /// Logical CPUs of the machine that trained it; `None` in stores from before it was
+    /// recorded.
+    pub cores: Option<usize>,
     pub processes: usize,
     /// What a data-parallel run exchanged besides gradients (`none` alone).
     pub comm_strategy: String,
@@ -50,6 +53,11 @@ pub struct EpochPoint {
     pub test_accuracy: f64,
     /// Training seconds so far, evaluation excluded.
     pub wall_seconds: f64,
+    /// This epoch's training seconds, the process's CPU seconds over the same span, and the
+    /// machine's mean 1-minute load average while it trained; `None` where not recorded.
+    pub epoch_seconds: Option<f64>,
+    pub cpu_seconds: Option<f64>,
+    pub load_average: Option<f64>,
 }
 
 /// A data-parallel run's communication, per process: the gradient all-reduce per step, and

@@ -6,6 +6,7 @@
 //! its database and hands it here, so the arithmetic and the rendering are tested on plain
 //! values.
 
+pub mod busy;
 mod data;
 mod document;
 mod font;
@@ -17,6 +18,7 @@ mod stages;
 mod target;
 mod write;
 
+pub use busy::MachineLoad;
 pub use data::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults, STAGES};
 pub use document::{Block, Document};
 pub use series::{groups, Group, Series};

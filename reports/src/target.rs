@@ -3,6 +3,7 @@
 
 use optimizers::OptimizerKind;
 
+use crate::busy::MachineLoad;
 use crate::series::Group;
 
 /// One row of the table: one optimizer configuration, averaged over its seeds.
@@ -24,6 +25,10 @@ pub struct TargetRow {
     pub gap: Option<f64>,
     /// Mean test accuracy at the last epoch of the finished runs.
     pub final_accuracy: Option<f64>,
+    /// The machine's load over the epochs the times are read from: each run's epochs up to
+    /// the first at the target, or all of them when it never reached it. Busy there, the
+    /// row's time is not comparable.
+    pub load: MachineLoad,
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -40,6 +45,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
             let mut minutes = Vec::new();
             let mut finals = Vec::new();
             let mut diverged = 0;
+            let mut load = MachineLoad::default();
             let done = s
                 .runs
                 .iter()
@@ -47,10 +53,15 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
             let mut runs = 0;
             for run in done {
                 runs += 1;
-                if let Some(e) = run.epochs.iter().find(|e| e.test_accuracy >= target) {
+                let reached = run.epochs.iter().position(|e| e.test_accuracy >= target);
+                if let Some(e) = reached.map(|i| &run.epochs[i]) {
                     epochs.push(e.epoch as f64);
                     minutes.push(e.wall_seconds / 60.0);
                 }
+                load.add(
+                    run,
+                    &run.epochs[..reached.map_or(run.epochs.len(), |i| i + 1)],
+                );
                 if run.status == "diverged" {
                     diverged += 1;
                 } else if let Some(last) = run.epochs.last() {
@@ -68,6 +79,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
                 minutes: mean(&minutes),
                 gap: None,
                 final_accuracy: mean(&finals),
+                load,
             }
         })
         .collect();

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::busy::{rule_text, MachineLoad};
 use crate::data::{SweepResults, STAGES};
 use crate::document::{Block, Document};
 use crate::format;
@@ -80,11 +81,13 @@ fn target_table(rows: &[TargetRow], target: f64) -> Block {
             } else {
                 String::new()
             };
+            let dagger = if r.load.busy { " †" } else { "" };
             let (epochs, minutes) = match (r.epochs, r.minutes) {
-                (Some(e), Some(m)) => {
-                    (format!("{}{partial}", format::epochs(e)), format!("{m:.2}"))
-                }
-                _ => ("not reached".into(), "not reached".into()),
+                (Some(e), Some(m)) => (
+                    format!("{}{partial}", format::epochs(e)),
+                    format!("{m:.2}{dagger}"),
+                ),
+                _ => ("not reached".into(), format!("not reached{dagger}")),
             };
             let final_acc = match r.final_accuracy {
                 Some(a) => format::percent(a),
@@ -104,6 +107,42 @@ fn target_table(rows: &[TargetRow], target: f64) -> Block {
         header: header.to_vec(),
         rows,
     }
+}
+
+/// The note under the time-to-target table for each row timed on a busy machine.
+fn busy_notes(rows: &[TargetRow]) -> Vec<Block> {
+    rows.iter()
+        .filter(|r| r.load.busy)
+        .map(|r| {
+            Block::Paragraph(format!(
+                "† {}: timed on a busy machine ({} during its epochs): its time is not comparable.",
+                r.label,
+                r.load.describe().unwrap_or_default()
+            ))
+        })
+        .collect()
+}
+
+/// `SGD seed 0` for each run of `group` that trained on a busy machine in any epoch, with
+/// its highest load.
+fn busy_runs(group: &Group) -> Vec<String> {
+    group
+        .series
+        .iter()
+        .flat_map(|s| {
+            s.runs.iter().filter_map(move |r| {
+                let load = MachineLoad::of(r, &r.epochs);
+                load.busy.then(|| {
+                    format!(
+                        "{} seed {} ({})",
+                        s.label(),
+                        r.seed,
+                        load.describe().unwrap_or_default()
+                    )
+                })
+            })
+        })
+        .collect()
 }
 
 fn stage_tables(rows: &[StageRow]) -> [Block; 2] {
@@ -239,7 +278,7 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
          there are several. Hardware: {hw}."
     )));
     let mut target_csv = String::from(
-        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy\n",
+        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy,busy,max_load_average,cpu_share\n",
     );
     let mut stage_csv = String::from("model,dataset,optimizer,label,steps");
     for s in STAGES {
@@ -266,13 +305,16 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                  in the paper's Table 1."
                     .into(),
             ));
-            let one = Document {
+            let notes = busy_notes(&rows);
+            let mut one = Document {
                 title: format!("{name}: time to {} test accuracy", format::percent(target)),
                 blocks: vec![table.clone()],
             };
+            one.blocks.extend(notes.iter().cloned());
             target_md.push_str(&one.to_markdown());
             target_md.push('\n');
             doc.blocks.push(table);
+            doc.blocks.extend(notes);
             for r in &rows {
                 let fields = [
                     csv_field(g.model),
@@ -287,6 +329,9 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                     opt(r.minutes),
                     opt(r.gap),
                     opt(r.final_accuracy),
+                    r.load.busy.to_string(),
+                    opt(r.load.max_load_average),
+                    opt(r.load.cpu_share()),
                 ];
                 target_csv.push_str(&fields.join(","));
                 target_csv.push('\n');
@@ -339,6 +384,15 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
             doc.blocks
                 .push(Block::Paragraph("Share of the step:".into()));
             doc.blocks.push(shares);
+            let busy = busy_runs(g);
+            if !busy.is_empty() {
+                doc.blocks.push(Block::Paragraph(format!(
+                    "Trained on a busy machine in some epochs ({}), so their step times are \
+                     inflated: {}.",
+                    rule_text(),
+                    busy.join("; ")
+                )));
+            }
             if let Some(t) = comm_table(g) {
                 doc.blocks.push(Block::Paragraph(
                     "Communication per process: time in the collective calls, with the part \
@@ -403,8 +457,39 @@ fn metadata(sweep: &SweepResults) -> Vec<String> {
             list(common(sweep, |r| r.crate_versions.clone()))
         ),
     ];
+    if let Some(load) = machine_load(sweep) {
+        items.push(load);
+    }
     if let Some(t) = sweep.target {
         items.push(format!("Target test accuracy: {}", format::percent(t)));
     }
     items
+}
+
+/// The range of the runs' highest epoch load averages and how many runs met a busy machine;
+/// `None` when no run recorded its load.
+fn machine_load(sweep: &SweepResults) -> Option<String> {
+    let loads: Vec<MachineLoad> = sweep
+        .runs
+        .iter()
+        .map(|r| MachineLoad::of(r, &r.epochs))
+        .filter(|l| l.max_load_average.is_some())
+        .collect();
+    let highest = loads.iter().filter_map(|l| l.max_load_average);
+    let (lo, hi) = highest.fold(None, |acc: Option<(f64, f64)>, x| {
+        Some(acc.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+    })?;
+    let busy = loads.iter().filter(|l| l.busy).count();
+    let range = if format!("{lo:.1}") == format!("{hi:.1}") {
+        format!("{hi:.1}")
+    } else {
+        format!("{lo:.1} to {hi:.1}")
+    };
+    Some(format!(
+        "Machine load (each run's highest epoch mean of the 1-minute load average): {range}; \
+         {busy} of {} run{} trained on a busy machine in some epoch ({})",
+        loads.len(),
+        if loads.len() == 1 { "" } else { "s" },
+        rule_text()
+    ))
 }

@@ -16,6 +16,7 @@ fn run(optimizer: &str, samples: Option<u32>, seed: u64, acc: &[f64], secs: &[f6
         git_commit: "abc123".into(),
         cpu_model: "Test CPU".into(),
         threads: 2,
+        cores: None,
         processes: 1,
         comm_strategy: "none".into(),
         comm: None,
@@ -31,6 +32,9 @@ fn run(optimizer: &str, samples: Option<u32>, seed: u64, acc: &[f64], secs: &[f6
                 test_loss: 2.1 - a,
                 test_accuracy: a,
                 wall_seconds: s,
+                epoch_seconds: None,
+                cpu_seconds: None,
+                load_average: None,
             })
             .collect(),
         stages: Some(StageMeans {
@@ -262,7 +266,7 @@ fn the_report_writes_valid_figures_tables_and_documents() {
     let csv = std::fs::read_to_string(dir.path().join("time-to-target.csv")).unwrap();
     assert!(
         csv.lines()
-            .any(|l| l == "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2.5,0,0.75"),
+            .any(|l| l == "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2.5,0,0.75,false,,"),
         "{csv}"
     );
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
@@ -271,6 +275,126 @@ fn the_report_writes_valid_figures_tables_and_documents() {
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("![") && report.contains("convergence-time.png"));
     assert!(report.contains("Commits: abc123 (8 runs)"), "{report}");
+}
+
+/// `run` on a machine with `cores` logical CPUs whose epoch `i` had mean load average
+/// `loads[i-1]`, taking `cpu[i-1]` CPU seconds over its 60 wall seconds on 2 threads.
+fn loaded(mut r: RunResult, cores: Option<usize>, loads: &[f64], cpu: &[f64]) -> RunResult {
+    r.cores = cores;
+    for ((e, &l), &c) in r.epochs.iter_mut().zip(loads).zip(cpu) {
+        e.load_average = Some(l);
+        e.cpu_seconds = Some(c);
+        e.epoch_seconds = Some(60.0);
+    }
+    r
+}
+
+#[test]
+fn rows_timed_on_a_busy_machine_are_marked_up_to_their_target_epoch() {
+    let secs = [60.0, 120.0, 180.0, 240.0];
+    let s = SweepResults {
+        name: "busy".into(),
+        target: Some(0.6),
+        runs: vec![
+            // Target in epoch 3; epoch 2 ran at load 3.9 on 2 cores: busy.
+            loaded(
+                run("sgd", None, 0, &[0.40, 0.55, 0.61, 0.70], &secs),
+                Some(2),
+                &[2.1, 3.9, 2.0, 2.0],
+                &[120.0, 60.0, 120.0, 120.0],
+            ),
+            // Never reached, so every epoch counts: epoch 4 at 3.0 > 2.5 is busy.
+            loaded(
+                run("adam", None, 0, &[0.40, 0.50, 0.55, 0.59], &secs),
+                Some(2),
+                &[2.0, 2.0, 2.0, 3.0],
+                &[96.0; 4],
+            ),
+            // Target in epoch 2 at exactly cores + 0.5 (not busy); the busy epochs after the
+            // target do not touch its time.
+            loaded(
+                run("kfac", None, 0, &[0.50, 0.60, 0.70, 0.75], &secs),
+                Some(2),
+                &[2.0, 2.5, 9.0, 9.0],
+                &[96.0, 96.0, 30.0, 30.0],
+            ),
+            // A load of 9 with the cores unknown (an older store): never busy.
+            loaded(
+                run("skfac-rs", None, 0, &[0.50, 0.65, 0.70, 0.72], &secs),
+                None,
+                &[9.0; 4],
+                &[120.0; 4],
+            ),
+            // No load data at all.
+            run("kfac-sua", None, 0, &[0.50, 0.65, 0.70, 0.72], &secs),
+        ],
+    };
+    let g = groups(&s);
+    let rows = target_rows(&g[0], 0.6);
+    let by = |l: &str| &rows.iter().find(|r| r.label == l).unwrap().load;
+    let (sgd, adam, kfac, rs, sua) = (
+        by("SGD"),
+        by("Adam"),
+        by("K-FAC"),
+        by("SKFAC-RS"),
+        by("SUA"),
+    );
+    assert_eq!(
+        [sgd.busy, adam.busy, kfac.busy, rs.busy, sua.busy],
+        [true, true, false, false, false]
+    );
+    // Highest load over epochs 1-3, 1-4 and 1-2; the rest past the target are ignored.
+    assert_eq!(sgd.max_load_average, Some(3.9));
+    assert_eq!(adam.max_load_average, Some(3.0));
+    assert_eq!(kfac.max_load_average, Some(2.5));
+    assert_eq!((rs.max_load_average, rs.cores), (Some(9.0), None));
+    assert_eq!((sua.max_load_average, sua.cpu_share()), (None, None));
+    // CPU seconds / (60 s × 2 threads): SGD (1 + 0.5 + 1) / 3; K-FAC 0.8 in epochs 1-2.
+    assert!((sgd.cpu_share().unwrap() - 2.5 / 3.0).abs() < 1e-12);
+    assert!((adam.cpu_share().unwrap() - 0.8).abs() < 1e-12);
+    assert!((kfac.cpu_share().unwrap() - 0.8).abs() < 1e-12);
+
+    let dir = tempfile::tempdir().unwrap();
+    reports::write_report(&s, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("time-to-target.md")).unwrap();
+    for line in [
+        "| SGD | 3 | 3.00 † | +50.00% | 70.00% |",
+        "| Adam | not reached | not reached † | — | 59.00% |",
+        "| K-FAC | 2 | 2.00 | 0% | 75.00% |",
+        "| SKFAC-RS | 2 | 2.00 | 0% | 72.00% |",
+        "| SUA | 2 | 2.00 | 0% | 72.00% |",
+        "† SGD: timed on a busy machine (load average 3.9 on 2 cores during its epochs): its time is not comparable.",
+        "† Adam: timed on a busy machine (load average 3.0 on 2 cores during its epochs): its time is not comparable.",
+    ] {
+        assert!(md.lines().any(|l| l == line), "no `{line}` in:\n{md}");
+    }
+    assert_eq!(md.matches('†').count(), 4, "{md}");
+    let csv = std::fs::read_to_string(dir.path().join("time-to-target.csv")).unwrap();
+    for line in [
+        "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2,0,0.75,false,2.5,0.8",
+        "resnet8,cifar10,skfac-rs,,SKFAC-RS,1,1,0,2,2,0,0.72,false,9,1",
+        "resnet8,cifar10,kfac-sua,,SUA,1,1,0,2,2,0,0.72,false,,",
+    ] {
+        assert!(csv.lines().any(|l| l == line), "no `{line}` in:\n{csv}");
+    }
+    let sgd_csv = csv.lines().find(|l| l.contains(",SGD,")).unwrap();
+    assert!(
+        sgd_csv.starts_with("resnet8,cifar10,sgd,,SGD,1,1,0,3,3,0.5,0.7,true,3.9,0.83"),
+        "{sgd_csv}"
+    );
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("† SGD: timed on a busy machine"),
+        "{report}"
+    );
+    assert!(
+        report.contains("so their step times are inflated: SGD seed 0 (load average 3.9 on 2 cores); Adam seed 0 (load average 3.0 on 2 cores); K-FAC seed 0 (load average 9.0 on 2 cores)."),
+        "{report}"
+    );
+    assert!(
+        report.contains("3.0 to 9.0; 3 of 4 runs trained on a busy machine in some epoch"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
             &forwarded(args),
         );
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::train::machine_load::cores();
     let per_process = (cores / crate::comm::local_size().max(args.jobs)).max(1);
     let threads = args.threads.unwrap_or(per_process);
     ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed))

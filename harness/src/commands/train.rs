@@ -72,7 +72,7 @@ impl TrainArgs {
 
 pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     let threads = threads::configure(args.threads.or_else(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::train::machine_load::cores();
         (job.size() > 1).then(|| (cores / crate::comm::local_size()).max(1))
     }))?;
     let cfg = args.config()?;

@@ -142,6 +142,8 @@ pub struct RunMeta {
     pub crate_versions: String,
     pub cpu_model: String,
     pub threads: usize,
+    /// Logical CPUs of the machine, against which a report reads its load average.
+    pub cores: usize,
     /// Processes of a data-parallel run (1 alone) and how they exchange statistics.
     pub processes: usize,
     pub comm_strategy: String,
@@ -166,6 +168,11 @@ pub struct EpochRow {
     pub test_accuracy: f64,
     pub wall_seconds: f64,
     pub learning_rate: f64,
+    /// This epoch's training seconds, the process's CPU seconds over them and the mean load
+    /// average; `None` in rows from before they were recorded, or where there is none.
+    pub epoch_seconds: Option<f64>,
+    pub cpu_seconds: Option<f64>,
+    pub load_average: Option<f64>,
 }
 
 /// A run as listed back from the store.
@@ -343,11 +350,11 @@ impl Store {
         let q = sqlx::query(
             "INSERT INTO runs (sweep_id, run_key, model, dataset, optimizer, samples, seed, hyper,
                  status, git_commit, crate_versions, cpu_model, threads, started_at, processes,
-                 comm_strategy)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)
+                 comm_strategy, cores)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(sweep_id, run_key) DO UPDATE SET status = 'running', error = NULL,
                  ended_at = NULL, processes = excluded.processes,
-                 comm_strategy = excluded.comm_strategy
+                 comm_strategy = excluded.comm_strategy, cores = excluded.cores
              WHERE runs.status NOT IN ('finished', 'diverged')
              RETURNING id",
         )
@@ -365,7 +372,8 @@ impl Store {
         .bind(m.threads as i64)
         .bind(now())
         .bind(m.processes as i64)
-        .bind(&m.comm_strategy);
+        .bind(&m.comm_strategy)
+        .bind(m.cores as i64);
         let row = self
             .rt
             .block_on(q.fetch_optional(&self.pool))
@@ -525,7 +533,8 @@ impl Store {
     pub fn write_epoch(&self, run: i64, e: &EpochRow) -> Result<()> {
         let q = sqlx::query(
             "INSERT INTO epochs (run_id, epoch, train_loss, train_accuracy, test_loss,
-                 test_accuracy, wall_seconds, learning_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 test_accuracy, wall_seconds, learning_rate, epoch_seconds, cpu_seconds,
+                 load_average) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run)
         .bind(e.epoch as i64)
@@ -534,7 +543,10 @@ impl Store {
         .bind(e.test_loss)
         .bind(e.test_accuracy)
         .bind(e.wall_seconds)
-        .bind(e.learning_rate);
+        .bind(e.learning_rate)
+        .bind(e.epoch_seconds)
+        .bind(e.cpu_seconds)
+        .bind(e.load_average);
         self.rt
             .block_on(q.execute(&self.pool))
             .map_err(|e| self.sql(e))?;
@@ -577,7 +589,8 @@ impl Store {
 async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>> {
     let rows = sqlx::query(
         "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy, wall_seconds,
-             learning_rate FROM epochs WHERE run_id = ? ORDER BY epoch",
+             learning_rate, epoch_seconds, cpu_seconds, load_average
+         FROM epochs WHERE run_id = ? ORDER BY epoch",
     )
     .bind(run)
     .fetch_all(pool)
@@ -592,6 +605,9 @@ async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>
             test_accuracy: r.get(4),
             wall_seconds: r.get(5),
             learning_rate: r.get(6),
+            epoch_seconds: r.get(7),
+            cpu_seconds: r.get(8),
+            load_average: r.get(9),
         })
         .collect())
 }

@@ -34,7 +34,7 @@ impl Store {
                 let id: i64 = sweep.get(0);
                 let runs = sqlx::query(
                     "SELECT id, model, dataset, optimizer, samples, seed, status, git_commit,
-                         cpu_model, threads, processes, crate_versions, comm_strategy
+                         cpu_model, threads, processes, crate_versions, comm_strategy, cores
                      FROM runs WHERE sweep_id = ? ORDER BY id",
                 )
                 .bind(id)
@@ -74,6 +74,7 @@ impl Store {
                         git_commit: r.get(7),
                         cpu_model: r.get(8),
                         threads: r.get::<i64, _>(9) as usize,
+                        cores: r.get::<Option<i64>, _>(13).map(|c| c as usize),
                         processes: r.get::<i64, _>(10) as usize,
                         crate_versions: r.get(11),
                         comm_strategy: r.get(12),
@@ -101,6 +102,9 @@ impl Store {
                                 test_loss: e.test_loss,
                                 test_accuracy: e.test_accuracy,
                                 wall_seconds: e.wall_seconds,
+                                epoch_seconds: e.epoch_seconds,
+                                cpu_seconds: e.cpu_seconds,
+                                load_average: e.load_average,
                             })
                             .collect(),
                         stages: (steps > 0).then(|| StageMeans {

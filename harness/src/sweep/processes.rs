@@ -55,7 +55,7 @@ pub fn under_mpirun(
     let exe = std::env::current_exe().context("cannot find the skfac executable")?;
     let mut cmd = std::process::Command::new("mpirun");
     cmd.arg("-np").arg(processes.to_string());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::train::machine_load::cores();
     if processes > cores {
         // Open MPI allows one process per core unless told otherwise.
         cmd.arg("--oversubscribe");

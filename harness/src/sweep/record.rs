@@ -8,6 +8,7 @@ use indicatif::ProgressBar;
 use crate::checkpoint::Checkpoints;
 use crate::console::{duration, remaining, say, Output};
 use crate::store::{EpochRow, IterationRow, Store};
+use crate::train::machine_load::busy_note;
 use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
 
 /// Iteration rows per transaction: one commit every few hundred steps keeps logging far below
@@ -27,6 +28,8 @@ pub(super) struct Recorder<'a> {
     /// The run as lines name it: `run 3/9 resnet8 kfac seed 0`.
     pub label: &'a str,
     pub epochs: usize,
+    /// Logical CPUs, against which an epoch's load average makes the machine busy.
+    pub cores: usize,
 }
 
 /// The observer of processes other than 0 in a data-parallel sweep: they record nothing, but
@@ -86,19 +89,23 @@ impl Observer for Recorder<'_> {
                 test_accuracy: m.test_accuracy,
                 wall_seconds: m.train_seconds,
                 learning_rate: m.learning_rate,
+                epoch_seconds: Some(m.epoch_seconds),
+                cpu_seconds: Some(m.cpu_seconds),
+                load_average: m.load_average,
             },
         )?;
         self.checkpoints.save(state)?;
+        let busy = busy_note(m.load_average, self.cores);
         match self.output {
             Output::Bars => self.bar.println(format!(
-                "  epoch {:>3}  train loss {:.4}  test acc {:5.2}%  {:.0} s",
+                "  epoch {:>3}  train loss {:.4}  test acc {:5.2}%  {:.0} s{busy}",
                 m.epoch,
                 m.train_loss,
                 100.0 * m.test_accuracy,
                 m.train_seconds
             )),
             Output::Lines => say!(
-                "{}: epoch {}/{}, test acc {:.2}%, train loss {:.4}, {:.0} img/s, {} elapsed, ~{} left",
+                "{}: epoch {}/{}, test acc {:.2}%, train loss {:.4}, {:.0} img/s, {} elapsed, ~{} left{busy}",
                 self.label,
                 m.epoch,
                 self.epochs,

@@ -183,6 +183,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         meta::crate_versions(),
         meta::cpu_model(),
     );
+    let cores = crate::train::machine_load::cores();
     // Runs put back in a row because another process holds their lease, and those announced.
     let mut deferred = 0;
     let mut waiting_for = std::collections::HashSet::new();
@@ -222,6 +223,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             crate_versions: crate_versions.clone(),
             cpu_model: cpu_model.clone(),
             threads: opts.threads,
+            cores,
             processes: procs,
             comm_strategy: comm_strategy(cfg.optimizer, procs).into(),
         };
@@ -288,6 +290,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
                 output: opts.output,
                 label: &label,
                 epochs: cfg.epochs,
+                cores,
             };
             let result = (|| -> Result<Outcome> {
                 let device = Device::Cpu;

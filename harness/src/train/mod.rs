@@ -6,6 +6,7 @@ pub mod distributed;
 mod eval;
 mod identity;
 pub mod loss;
+pub mod machine_load;
 mod step;
 
 pub use config::{default_dataset, TrainConfig};
@@ -36,6 +37,17 @@ pub struct EpochMetrics {
     /// Training images per second in this epoch.
     pub images_per_second: f64,
     pub learning_rate: f64,
+    /// This epoch's training wall seconds, and the process's CPU seconds (all threads, user
+    /// and system) over the same span: on a machine shared with other work, the CPU seconds
+    /// fall behind wall seconds × threads.
+    #[serde(default)]
+    pub epoch_seconds: f64,
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// The machine's mean 1-minute load average while the epoch trained; `None` where the
+    /// system has none to read.
+    #[serde(default)]
+    pub load_average: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -78,6 +90,14 @@ pub struct Progress {
     pub epoch_correct: usize,
     pub epoch_seen: usize,
     pub epoch_seconds: f64,
+    /// The process's CPU seconds over the same spans as `epoch_seconds`, and the load-average
+    /// readings so far. Defaulted: checkpoints from before they existed still load.
+    #[serde(default)]
+    pub epoch_cpu_seconds: f64,
+    #[serde(default)]
+    pub epoch_load_sum: f64,
+    #[serde(default)]
+    pub epoch_load_samples: usize,
     /// Sums of the stage times of every step so far.
     pub totals: StageTimes,
     pub epochs: Vec<EpochMetrics>,
@@ -224,6 +244,7 @@ pub fn train_from_shared(
     );
     let schedule = cfg.hyper.lr_schedule(cfg.epochs, steps_per_epoch);
     schedule.validate().context("learning-rate schedule")?;
+    let mut load = machine_load::LoadSampler::default();
     while p.epoch < cfg.epochs {
         let epoch = p.epoch;
         let plan = BatchPlan::train(n_train, cfg.batch_size, cfg.hyper.seed, epoch);
@@ -231,6 +252,7 @@ pub fn train_from_shared(
         while p.batch < plan.len() {
             let b = p.batch;
             let started = Instant::now();
+            let cpu_started = machine_load::cpu_seconds();
             let lr = schedule.at(p.step);
             opt.set_learning_rate(lr);
             opt.set_damping(cfg.hyper.damping_at(p.step, steps_per_epoch));
@@ -282,6 +304,8 @@ pub fn train_from_shared(
                     p.step += 1;
                     p.batch += 1;
                     p.epoch_seconds += started.elapsed().as_secs_f64();
+                    p.epoch_cpu_seconds += machine_load::cpu_seconds() - cpu_started;
+                    load.sample(&mut p.epoch_load_sum, &mut p.epoch_load_samples);
                     obs.step_done(b, &rec)?;
                 }
             }
@@ -315,6 +339,9 @@ pub fn train_from_shared(
             train_seconds: p.train_seconds,
             images_per_second: p.epoch_seen as f64 / p.epoch_seconds,
             learning_rate: opt.learning_rate(),
+            epoch_seconds: p.epoch_seconds,
+            cpu_seconds: p.epoch_cpu_seconds,
+            load_average: machine_load::mean_load(p.epoch_load_sum, p.epoch_load_samples),
         };
         p.epochs.push(m.clone());
         p.epoch += 1;
@@ -324,7 +351,10 @@ pub fn train_from_shared(
             p.epoch_correct,
             p.epoch_seen,
             p.epoch_seconds,
-        ) = (0.0, 0, 0, 0.0);
+            p.epoch_cpu_seconds,
+            p.epoch_load_sum,
+            p.epoch_load_samples,
+        ) = (0.0, 0, 0, 0.0, 0.0, 0.0, 0);
         obs.epoch_done(
             &m,
             &RunState {
@@ -335,4 +365,33 @@ pub fn train_from_shared(
         )?;
     }
     Ok(summary(&p, Outcome::Finished))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_from_before_the_machine_load_fields_still_loads() {
+        // progress.json as written before the CPU seconds and load average were recorded.
+        let old = r#"{"epoch":1,"batch":3,"step":23,"train_seconds":1.5,"epoch_loss_sum":2.0,
+            "epoch_correct":5,"epoch_seen":96,"epoch_seconds":0.4,
+            "totals":{"forward":0.1,"backward":0.2,"statistics":0.0,"inverse":0.0,
+                "precondition":0.0,"communication":0.0,"update":0.05},
+            "epochs":[{"epoch":1,"train_loss":1.2,"train_accuracy":0.5,"test_loss":1.3,
+                "test_accuracy":0.45,"train_seconds":1.5,"images_per_second":426.7,
+                "learning_rate":0.1}]}"#;
+        let p: Progress = serde_json::from_str(old).unwrap();
+        assert_eq!((p.epoch, p.batch, p.step, p.epoch_seconds), (1, 3, 23, 0.4));
+        assert_eq!(
+            (p.epoch_cpu_seconds, p.epoch_load_sum, p.epoch_load_samples),
+            (0.0, 0.0, 0)
+        );
+        let e = &p.epochs[0];
+        assert_eq!((e.test_accuracy, e.train_seconds), (0.45, 1.5));
+        assert_eq!(
+            (e.epoch_seconds, e.cpu_seconds, e.load_average),
+            (0.0, 0.0, None)
+        );
+    }
 }
