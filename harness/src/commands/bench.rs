@@ -187,7 +187,7 @@ fn gains_table(g: &bench_gains::Gains) -> String {
     for name in optimizers::StageTimes::NAMES {
         s.push_str(&format!(" {:>9}", &name[..name.len().min(9)]));
     }
-    s.push_str("\n");
+    s.push('\n');
     for (st, k) in rec.stages.iter().zip(&g.kinds) {
         let second = st.optimizer.is_second_order();
         let dash = || "—".to_string();
@@ -207,7 +207,7 @@ fn gains_table(g: &bench_gains::Gains) -> String {
         for v in st.seconds {
             s.push_str(&format!(" {:>9}", ms(v)));
         }
-        s.push_str("\n");
+        s.push('\n');
     }
     s.push_str(&format!(
         "(ms; plain and stats: one step of that kind; inverse: one refresh's inverse stage; iteration: the mean step at T_cov {}, T_inv {})",

@@ -131,12 +131,13 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     let last = summary.epochs.last();
     match summary.outcome {
         Outcome::Finished => say!(
-            "finished: {} with {}, {} steps, test acc {}, {} training",
+            "finished: {} with {}, {} steps, test acc {}, {} training ({:.1} s)",
             cfg.model,
             cfg.optimizer_label(),
             summary.steps,
             last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
-            duration(last.map_or(0.0, |e| e.train_seconds))
+            duration(last.map_or(0.0, |e| e.train_seconds)),
+            last.map_or(0.0, |e| e.train_seconds)
         ),
         Outcome::Interrupted { step } => say!("interrupted after {step} steps"),
         Outcome::Diverged { step, loss } => {

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# End-to-end check that the wall-clock gain `skfac bench-gains` predicts is the one training
+# gets: trains K-FAC and SKFAC-RS on IMAGES real CIFAR-10 images (one epoch, several inverse
+# refreshes at T_cov/T_inv) and compares the ratio of their training seconds (evaluation
+# excluded) with the ratio of the amortised iteration times bench-gains composes for the same
+# periods. Exits 1 when they differ by more than TOLERANCE. Override THREADS, MODEL, IMAGES,
+# T_COV, T_INV, DATA, SKFAC_BIN and TOLERANCE via the environment. Run it on a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-2}
+MODEL=${MODEL:-vgg11}
+IMAGES=${IMAGES:-4800}
+T_COV=${T_COV:-10}
+T_INV=${T_INV:-50}
+DATA=${DATA:-data}
+SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
+TOLERANCE=${TOLERANCE:-0.15}
+[[ -x $SKFAC_BIN ]] || { echo "gain-check.sh: $SKFAC_BIN missing; run 'just build'" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+echo "THREADS=$THREADS MODEL=$MODEL IMAGES=$IMAGES T_COV=$T_COV T_INV=$T_INV bench/gain-check.sh"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"$SKFAC_BIN" data cifar10 --dir "$DATA" >&2
+
+gains=$("$SKFAC_BIN" bench-gains --db "$tmp/gains.db" --model "$MODEL" --t-cov "$T_COV" \
+    --t-inv "$T_INV" --threads "$THREADS")
+printf '%s\n' "$gains" >&2
+# The amortised iteration (ms) of optimizer $1: the sixth column of bench-gains' table.
+iteration() { awk -v o="$1" '$1 == o && $5 == "|" { print $6 }' <<<"$gains"; }
+
+# Training seconds of one epoch of optimizer $1, from `skfac train`'s closing line.
+train_seconds() {
+    local out
+    out=$("$SKFAC_BIN" train --model "$MODEL" --optimizer "$1" --data-dir "$DATA" \
+        --train-subset "$IMAGES" --epochs 1 --t-cov "$T_COV" --t-inv "$T_INV" \
+        --lr 0.05 --damping 0.3 --threads "$THREADS" --quiet)
+    printf '%s\n' "$out" >&2
+    sed -n 's/^finished:.* steps, .* training (\([0-9.]*\) s)$/\1/p' <<<"$out"
+}
+
+steps=$((IMAGES / 32))
+echo
+echo "| optimizer | predicted ms/iteration | measured ms/step (training s / $steps steps) |"
+echo "| --- | ---: | ---: |"
+declare -A predicted measured
+for opt in kfac skfac-rs; do
+    predicted[$opt]=$(iteration "$opt")
+    s=$(train_seconds "$opt")
+    [[ -n ${predicted[$opt]} && -n $s ]] || { echo "gain-check.sh: could not read $opt's times" >&2; exit 1; }
+    measured[$opt]=$(awk -v s="$s" -v n="$steps" 'BEGIN { printf "%.1f", 1e3 * s / n }')
+    echo "| $opt | ${predicted[$opt]} | ${measured[$opt]} |"
+done
+awk -v pk="${predicted[kfac]}" -v ps="${predicted[skfac-rs]}" -v mk="${measured[kfac]}" \
+    -v ms="${measured[skfac-rs]}" -v tol="$TOLERANCE" 'BEGIN {
+    p = pk / ps; m = mk / ms; d = m / p - 1
+    printf "\nkfac / skfac-rs: predicted %.2f, measured %.2f, difference %+.1f%% (tolerance %.0f%%)\n",
+        p, m, 100 * d, 100 * tol
+    exit (d < -tol || d > tol) ? 1 : 0
+}'
