@@ -291,7 +291,12 @@ t_inv = 20
 #[test]
 fn the_preset_sweeps_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
-    for (name, runs) in [("cifar10", 9), ("cifar10-paper", 18), ("fashion-mnist", 6)] {
+    for (name, runs) in [
+        ("cifar10", 6),
+        ("cifar10-vgg11", 6),
+        ("cifar10-paper", 18),
+        ("fashion-mnist", 6),
+    ] {
         let s = sweep::load(&dir.join(format!("{name}.toml"))).unwrap();
         assert_eq!(s.name, name);
         assert_eq!(s.runs.len(), runs, "{name}");

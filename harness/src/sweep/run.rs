@@ -386,9 +386,13 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
                 }
                 failed += 1;
                 let why = format!("{e:#}");
-                note(format!("{label}: failed: {why}"));
                 store.end_run(run, Status::Failed, Some(&why))?;
-                run_line(format!("failed: {why}"));
+                // Once: plain-line output has its run line, bars and workers the note.
+                if matches!(opts.output, Output::Lines | Output::Quiet) {
+                    run_line(format!("failed: {why}"));
+                } else {
+                    note(format!("{label}: failed: {why}"));
+                }
                 if procs > 1 {
                     // The other processes may be mid-step, waiting for this one: end the job
                     // (the run is recorded; started again, the sweep retries it).
