@@ -110,9 +110,11 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         cycles: a.cycles,
         warmup: a.warmup,
     };
-    if let Some(p) = &a.plot {
-        plot_format(p)?;
-    }
+    // Checked before the benchmark runs, not after it.
+    let plot = match &a.plot {
+        Some(p) => Some((p, plot_format(p)?)),
+        None => None,
+    };
     let store = Store::open(&a.db)?;
     say!(
         "bench-gains: {} at batch {}, amortised over T_cov {} and T_inv {}, {} timed cycle(s) per optimizer, {threads} thread(s)",
@@ -127,7 +129,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
     let hyper = serde_json::to_string(&bench_gains::hyper(&cfg))?;
     let id = store.add_bench(rec, &meta::crate_versions(), &hyper)?;
     say!("{}", gains_table(&gains));
-    if let Some(p) = &a.plot {
+    if let Some((p, format)) = plot {
         let rows: Vec<StageRow> = rec
             .stages
             .iter()
@@ -143,7 +145,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
             rec.model, rec.batch, rec.t_cov, rec.t_inv, rec.cpu_model
         );
         let fig = reports::plot::stage_bars(&rows, &title)?;
-        let bytes = match plot_format(p)? {
+        let bytes = match format {
             "svg" => fig.svg.into_bytes(),
             _ => fig.png,
         };
