@@ -106,4 +106,4 @@ pub mod ops;
 
 pub use builder::Builder;
 pub use module::{Ctx, Module};
-pub use network::{build, ModelConfig, ModelError, Network, MODEL_NAMES};
+pub use network::{build, build_with_dtype, ModelConfig, ModelError, Network, MODEL_NAMES};

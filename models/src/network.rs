@@ -2,7 +2,7 @@
 //! the training loop and the optimizers need.
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use optimizers::{LayerStats, NamedVar, ParamSet};
 
 use crate::builder::{Builder, Registry};
@@ -69,7 +69,8 @@ pub struct Network {
 /// Builds the model `name` (one of [`MODEL_NAMES`]) in f32 on `device`, its parameters drawn
 /// from a stream seeded by `cfg.seed`.
 ///
-/// The networks' kernels are CPU-only: give [`Device::Cpu`] to run them.
+/// On the CPU the networks run this crate's kernels ([`crate::ops`]); on a CUDA device the
+/// same ops composed from candle's own.
 ///
 /// # Errors
 ///
@@ -82,7 +83,22 @@ pub fn build(
     cfg: &ModelConfig,
     device: &Device,
 ) -> std::result::Result<Network, ModelError> {
-    let mut b = Builder::new(cfg.seed, device);
+    build_with_dtype(name, cfg, device, DType::F32)
+}
+
+/// [`build`] with parameters of type `dtype`: f64 networks are the oracle tests' (their
+/// round-off is too small to move a ReLU's input across zero between two computations).
+///
+/// # Errors
+///
+/// As [`build`].
+pub fn build_with_dtype(
+    name: &str,
+    cfg: &ModelConfig,
+    device: &Device,
+    dtype: DType,
+) -> std::result::Result<Network, ModelError> {
+    let mut b = Builder::with_dtype(cfg.seed, device, dtype);
     let (h, w, c) = cfg.input;
     let body: Box<dyn Module> = match name {
         "mlp" => Box::new(nets::Mlp::new(&mut b, h * w * c, &[512, 256], cfg.classes)?),

@@ -2,12 +2,12 @@
 //! gradient (PyTorch's `Adam`) or decoupled (`AdamW`, Loshchilov & Hutter 2019).
 
 use candle_core::backprop::GradStore;
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::error::Result;
 use crate::fused;
 use crate::hyper::Hyper;
-use crate::layer::{LayerStats, NamedVar};
+use crate::layer::{device_of, LayerStats, NamedVar};
 use crate::optimizer::Optimizer;
 use crate::state::{put_list, take_list, OptimizerState};
 use crate::timing::{StageTimes, Stopwatch};
@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 /// [`Hyper`].
 pub struct Adam {
     params: Vec<NamedVar>,
+    /// Where the parameters live, for the stopwatch.
+    device: Device,
     moments: Vec<Option<(Tensor, Tensor)>>,
     hyper: Hyper,
     steps: usize,
@@ -29,6 +31,7 @@ impl Adam {
         hyper.validate()?;
         let moments = vec![None; params.len()];
         Ok(Adam {
+            device: device_of(&params),
             params,
             moments,
             hyper,
@@ -43,7 +46,7 @@ impl Optimizer for Adam {
     }
 
     fn step(&mut self, grads: &GradStore, _stats: Option<&[LayerStats]>) -> Result<StageTimes> {
-        let mut sw = Stopwatch::start();
+        let mut sw = Stopwatch::start(&self.device);
         let c = &self.hyper;
         let t = (self.steps + 1) as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
@@ -64,16 +67,38 @@ impl Optimizer for Adam {
             } else {
                 (c.weight_decay, 0.0)
             };
-            fused::update("adam-m", m, g, w, |m, g, w| {
-                b1 * m + (1.0 - b1) * (g + l2 * w)
-            })?;
-            fused::update("adam-v", v, g, w, |v, g, w| {
-                let g = g + l2 * w;
-                b2 * v + (1.0 - b2) * g * g
-            })?;
-            fused::update("adam-apply", w, m, v, |w, m, v| {
-                w * (1.0 - lr * dwd) - lr * (m / bc1) / ((v / bc2).sqrt() + eps)
-            })?;
+            // The decayed gradient g + l2·w, as tensor ops.
+            let decayed = |g: &Tensor, w: &Tensor| g + w.affine(l2, 0.0)?;
+            fused::update(
+                "adam-m",
+                m,
+                g,
+                w,
+                |m, g, w| b1 * m + (1.0 - b1) * (g + l2 * w),
+                |m, g, w| m.affine(b1, 0.0)? + decayed(g, w)?.affine(1.0 - b1, 0.0)?,
+            )?;
+            fused::update(
+                "adam-v",
+                v,
+                g,
+                w,
+                |v, g, w| {
+                    let g = g + l2 * w;
+                    b2 * v + (1.0 - b2) * g * g
+                },
+                |v, g, w| v.affine(b2, 0.0)? + decayed(g, w)?.sqr()?.affine(1.0 - b2, 0.0)?,
+            )?;
+            fused::update(
+                "adam-apply",
+                w,
+                m,
+                v,
+                |w, m, v| w * (1.0 - lr * dwd) - lr * (m / bc1) / ((v / bc2).sqrt() + eps),
+                |w, m, v| {
+                    let denom = v.affine(1.0 / bc2, 0.0)?.sqrt()?.affine(1.0, eps)?;
+                    w.affine(1.0 - lr * dwd, 0.0)? - m.affine(lr / bc1, 0.0)?.div(&denom)?
+                },
+            )?;
         }
         self.steps += 1;
         Ok(StageTimes {

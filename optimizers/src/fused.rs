@@ -1,6 +1,8 @@
 //! Fused, in-place elementwise updates. Written as chains of tensor ops, one SGD step on VGG-11
 //! allocated six 37 MB temporaries per step and spent a fifth of the step faulting fresh pages
 //! in; these kernels update parameters and optimizer buffers where they lie, in one pass each.
+//! Off the CPU (or under [`crate::kernels::composed_ops`]) the same update is computed with
+//! tensor ops and written over the destination.
 
 use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
@@ -79,13 +81,19 @@ impl<F: Fn(f64, f64, f64) -> f64 + Sync> InplaceOp3 for Fused3<F> {
 }
 
 /// `dst ← f(dst, a, b)` elementwise, in place. `a` and `b` are made contiguous if needed.
+/// `composed` is the same update as tensor ops, for devices without the kernel: it must agree
+/// with `f` (the optimizers' tests check each against the other).
 pub(crate) fn update(
     name: &'static str,
     dst: &Tensor,
     a: &Tensor,
     b: &Tensor,
     f: impl Fn(f64, f64, f64) -> f64 + Sync,
+    composed: impl FnOnce(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
 ) -> Result<()> {
+    if !crate::kernels::native(dst) {
+        return dst.slice_set(&composed(dst, a, b)?.to_dtype(dst.dtype())?, 0, 0);
+    }
     let (a, b) = (a.contiguous()?, b.contiguous()?);
     dst.inplace_op3(&a, &b, &Fused3 { name, f })
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -54,6 +54,8 @@ pub struct Kfac {
     refreshed: bool,
     /// The other processes of a data-parallel job ([`Local`] when alone).
     comm: Arc<dyn Communicator>,
+    /// Where the parameters live, for the stopwatch.
+    device: Device,
 }
 
 impl Kfac {
@@ -98,6 +100,7 @@ impl Kfac {
             observed: false,
             refreshed: false,
             comm: Arc::new(Local),
+            device: params.device(),
         })
     }
 
@@ -150,7 +153,7 @@ impl Optimizer for Kfac {
 
     fn step(&mut self, grads: &GradStore, stats: Option<&[LayerStats]>) -> Result<StageTimes> {
         let mut times = StageTimes::default();
-        let mut sw = Stopwatch::start();
+        let mut sw = Stopwatch::start(&self.device);
         let k = self.steps;
 
         if let Some(stats) = stats {

@@ -1,7 +1,7 @@
 //! What a model tells an optimizer about its parameters and, on statistics steps, about the
 //! activations and pre-activation gradients of its Linear and Conv2d layers.
 
-use candle_core::{Result, Tensor, Var, D};
+use candle_core::{Device, Result, Tensor, Var, D};
 
 /// A trainable parameter with a stable name (used in checkpoints and logs).
 #[derive(Clone, Debug)]
@@ -103,10 +103,22 @@ impl ParamSet {
         out
     }
 
+    /// The device the parameters live on (the CPU when there are none).
+    pub fn device(&self) -> Device {
+        device_of(&self.all())
+    }
+
     /// Number of trainable scalars.
     pub fn num_parameters(&self) -> usize {
         self.all().iter().map(|p| p.var.elem_count()).sum()
     }
+}
+
+/// The device of the first of `params`, which a model's parameters share; the CPU for none.
+pub fn device_of(params: &[NamedVar]) -> Device {
+    params
+        .first()
+        .map_or(Device::Cpu, |p| p.var.device().clone())
 }
 
 /// Curvature statistics of one layer for one batch, as algorithms.md defines them.

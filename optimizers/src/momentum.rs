@@ -34,7 +34,14 @@ impl Momentum {
     ) -> Result<()> {
         let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
         if mu == 0.0 {
-            return fused::update("sgd", w, g, g, |w, g, _| w - lr * (g + wd * w));
+            return fused::update(
+                "sgd",
+                w,
+                g,
+                g,
+                |w, g, _| w - lr * (g + wd * w),
+                |w, g, _| w.affine(1.0 - lr * wd, 0.0)? - g.affine(lr, 0.0)?,
+            );
         }
         // A zero buffer makes the first step b = g + wd·w, as PyTorch does.
         let buf = &mut self.bufs[i];
@@ -42,13 +49,35 @@ impl Momentum {
             Some(b) => b,
             None => buf.insert(w.zeros_like()?),
         };
-        fused::update("sgd-momentum", b, g, w, |b, g, w| mu * b + g + wd * w)?;
+        fused::update(
+            "sgd-momentum",
+            b,
+            g,
+            w,
+            |b, g, w| mu * b + g + wd * w,
+            |b, g, w| (b.affine(mu, 0.0)? + g)? + w.affine(wd, 0.0)?,
+        )?;
         if nesterov {
-            fused::update("sgd-nesterov", w, g, b, |w, g, b| {
-                w - lr * (g + wd * w + mu * b)
-            })
+            fused::update(
+                "sgd-nesterov",
+                w,
+                g,
+                b,
+                |w, g, b| w - lr * (g + wd * w + mu * b),
+                |w, g, b| {
+                    (w.affine(1.0 - lr * wd, 0.0)? - g.affine(lr, 0.0)?)?
+                        - b.affine(lr * mu, 0.0)?
+                },
+            )
         } else {
-            fused::update("sgd-apply", w, b, b, |w, b, _| w - lr * b)
+            fused::update(
+                "sgd-apply",
+                w,
+                b,
+                b,
+                |w, b, _| w - lr * b,
+                |w, b, _| w - b.affine(lr, 0.0)?,
+            )
         }
     }
 

@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use candle_core::backprop::GradStore;
+use candle_core::Device;
 use serde_json::json;
 
 use crate::error::Result;
 use crate::hyper::Hyper;
-use crate::layer::{LayerStats, NamedVar};
+use crate::layer::{device_of, LayerStats, NamedVar};
 use crate::momentum::Momentum;
 use crate::optimizer::Optimizer;
 use crate::state::OptimizerState;
@@ -16,6 +17,8 @@ use crate::timing::{StageTimes, Stopwatch};
 /// Reads `lr`, `momentum`, `weight_decay` and `nesterov` of its [`Hyper`].
 pub struct Sgd {
     params: Vec<NamedVar>,
+    /// Where the parameters live, for the stopwatch.
+    device: Device,
     momentum: Momentum,
     hyper: Hyper,
     steps: usize,
@@ -26,6 +29,7 @@ impl Sgd {
     pub fn new(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
         Ok(Sgd {
+            device: device_of(&params),
             momentum: Momentum::new(params.len()),
             params,
             hyper,
@@ -40,7 +44,7 @@ impl Optimizer for Sgd {
     }
 
     fn step(&mut self, grads: &GradStore, _stats: Option<&[LayerStats]>) -> Result<StageTimes> {
-        let mut sw = Stopwatch::start();
+        let mut sw = Stopwatch::start(&self.device);
         for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;

@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use candle_core::Device;
+
 /// Seconds per stage for one step. The forward and backward passes are timed by the caller;
 /// an optimizer fills the rest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -92,21 +94,41 @@ impl StageTimes {
     }
 }
 
-/// A monotonic lap timer. Candle's CPU backend is eager, so a stage's work is done when its
-/// call returns and a lap is billed to the stage that did the work.
-pub struct Stopwatch(Instant);
+/// A monotonic lap timer that bills each lap to the stage that did the work. Candle's CPU
+/// backend is eager, so a stage's work is done when its call returns; a CUDA device runs
+/// queued kernels asynchronously, so every lap first waits for the device: the seconds are the
+/// device's work, not the time it took to launch it.
+pub struct Stopwatch {
+    last: Instant,
+    device: Device,
+}
 
 impl Stopwatch {
-    /// A stopwatch whose first lap starts now.
-    pub fn start() -> Self {
-        Stopwatch(Instant::now())
+    /// A stopwatch for work on `device` whose first lap starts now (after the device's queued
+    /// work).
+    pub fn start(device: &Device) -> Self {
+        let device = device.clone();
+        sync(&device);
+        Stopwatch {
+            last: Instant::now(),
+            device,
+        }
     }
 
-    /// Seconds since the start or the previous lap.
+    /// Seconds since the start or the previous lap, once the device's queued work is done.
     pub fn lap(&mut self) -> f64 {
+        sync(&self.device);
         let now = Instant::now();
-        let s = now.duration_since(self.0).as_secs_f64();
-        self.0 = now;
+        let s = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
         s
+    }
+}
+
+/// Waits for `device`'s queued work (nothing on the CPU). A failure here is the failure of a
+/// queued kernel, which the next operation on the device reports, so it is not reported twice.
+fn sync(device: &Device) {
+    if !device.is_cpu() {
+        let _ = device.synchronize();
     }
 }

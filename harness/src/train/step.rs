@@ -83,7 +83,7 @@ fn step_here(
     } else {
         Ctx::CAPTURE
     };
-    let mut sw = Stopwatch::start();
+    let mut sw = Stopwatch::start(batch.x.device());
     let logits = net.forward(&batch.x, &ctx)?;
     let loss = super::loss::cross_entropy(&logits, &batch.y, smoothing)?;
     let mut loss_value = loss.to_scalar::<f32>()? as f64;

@@ -1,9 +1,7 @@
-use std::sync::{Arc, Mutex};
-
 use candle_core::{Result, Tensor, Var, D};
 
 use crate::module::{Ctx, Module};
-use crate::ops::{batch_norm_train, BatchStats};
+use crate::ops::{batch_norm, Moments};
 
 /// Batch normalisation over the channel (last) axis of an NHWC tensor (or `[M, C]` rows).
 /// Training uses the batch statistics and updates the running ones (momentum 0.1, unbiased
@@ -16,8 +14,6 @@ pub struct BatchNorm {
     running_var: Var,
     eps: f64,
     momentum: f64,
-    /// Filled by each training forward pass, for the running statistics.
-    batch: Arc<Mutex<BatchStats>>,
 }
 
 impl BatchNorm {
@@ -29,25 +25,17 @@ impl BatchNorm {
             running_var,
             eps: 1e-5,
             momentum: 0.1,
-            batch: Arc::default(),
         }
     }
 }
 
 impl BatchNorm {
-    /// Moves the running statistics toward the last batch's (unbiased variance, as PyTorch).
-    fn update_running(&self) -> Result<()> {
-        let st = self
-            .batch
-            .lock()
-            .expect("batch-norm statistics lock")
-            .clone();
-        let (m, r) = (self.momentum, st.rows as f64);
-        let dev = self.running_mean.device();
+    /// Moves the running statistics toward a batch's (unbiased variance, as PyTorch).
+    fn update_running(&self, batch: &Moments) -> Result<()> {
+        let (m, r) = (self.momentum, batch.rows as f64);
         let dtype = self.running_mean.dtype();
-        let mean = Tensor::from_vec(st.mean, st.var.len(), dev)?.to_dtype(dtype)?;
-        let unbiased = (Tensor::from_vec(st.var, mean.elem_count(), dev)?.to_dtype(dtype)?
-            * (r / (r - 1.0).max(1.0)))?;
+        let mean = batch.mean.to_dtype(dtype)?;
+        let unbiased = (batch.var.to_dtype(dtype)? * (r / (r - 1.0).max(1.0)))?;
         self.running_mean
             .set(&((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?)?;
         self.running_var
@@ -61,14 +49,13 @@ impl Module for BatchNorm {
         let shape = x.shape().clone();
         let rows = x.reshape(((), c))?;
         if ctx.train {
-            let y = batch_norm_train(
+            let (y, batch) = batch_norm(
                 &rows,
                 &ctx.param(&self.gamma),
                 &ctx.param(&self.beta),
                 self.eps,
-                &self.batch,
             )?;
-            self.update_running()?;
+            self.update_running(&batch)?;
             return y.reshape(shape);
         }
         let centred = rows.broadcast_sub(&self.running_mean.as_tensor().detach().unsqueeze(0)?)?;

@@ -19,7 +19,8 @@ use rayon::prelude::*;
 
 use super::cpu::{flat, float_dispatch, par_fill};
 use super::geometry::Window;
-use super::im2col::{add_patch, write_patches};
+use super::im2col::{add_patch, im2col, write_patches};
+use super::native;
 
 /// Bytes of patches one task builds at a time: half a Zen 3 / Skylake L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -43,8 +44,14 @@ pub fn tiling_pays(pixels: usize, patch_len: usize, c_out: usize) -> bool {
 /// # Errors
 ///
 /// When `x` is not 4-d, `w` does not match its channels and `win`, `win` does not fit the
-/// input, the dtype is not f32/f64 or the tensors are not on the CPU.
+/// input or the dtype is not f32/f64.
 pub fn conv2d_tiled(x: &Tensor, w: &Tensor, win: Window) -> Result<Tensor> {
+    if !native(x) {
+        // Off the CPU kernels: im2col and one matmul (cuBLAS on a GPU).
+        let cols = im2col(x, win)?;
+        let (n, ho, wo, k) = cols.dims4()?;
+        return cols.reshape((n * ho * wo, k))?.matmul(&w.t()?);
+    }
     x.contiguous()?.apply_op2(
         &w.contiguous()?,
         TiledConv {

@@ -6,7 +6,9 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDTyp
 
 use std::mem::MaybeUninit;
 
+use super::composed;
 use super::cpu::{par_fill, run_float, write_copy, Kernel};
+use super::native;
 use rayon::prelude::*;
 
 use super::geometry::Window;
@@ -17,9 +19,11 @@ use super::geometry::Window;
 ///
 /// # Errors
 ///
-/// When `x` is not 4-d or has no channels, `win` does not fit it, the dtype is not f32/f64 or
-/// `x` is not on the CPU.
+/// When `x` is not 4-d or has no channels, `win` does not fit it or the dtype is not f32/f64.
 pub fn im2col(x: &Tensor, win: Window) -> Result<Tensor> {
+    if !native(x) {
+        return composed::im2col(x, win);
+    }
     x.contiguous()?.apply_op1(Im2Col(win))
 }
 

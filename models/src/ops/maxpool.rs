@@ -6,17 +6,21 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
+use super::composed;
 use super::cpu::{par_fill, run_float, Kernel};
 use super::geometry::Window;
+use super::native;
 
 /// Max pooling `[N, H, W, C]` → `[N, Ho, Wo, C]` over the windows `win`; padding never wins
 /// the maximum. Differentiable: the gradient goes to the first maximum of each window.
 ///
 /// # Errors
 ///
-/// When `x` is not 4-d, `win` does not fit it, the dtype is not f32/f64 or `x` is not on the
-/// CPU.
+/// When `x` is not 4-d, `win` does not fit it or the dtype is not f32/f64.
 pub fn max_pool2d(x: &Tensor, win: Window) -> Result<Tensor> {
+    if !native(x) {
+        return composed::max_pool2d(x, win);
+    }
     x.contiguous()?.apply_op1(MaxPool(win))
 }
 

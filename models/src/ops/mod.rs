@@ -1,7 +1,9 @@
 //! CPU kernels as candle custom ops, for NHWC tensors: the im2col/col2im pair behind Conv2d,
-//! max pooling, batch norm and ReLU. Each has a hand-written backward.
+//! max pooling, batch norm and ReLU. Each has a hand-written backward. On other devices (and
+//! on the CPU under [`composed_ops`]) the same ops run composed from candle's own.
 
 mod batchnorm;
+mod composed;
 mod conv;
 mod cpu;
 mod geometry;
@@ -9,9 +11,11 @@ mod im2col;
 mod maxpool;
 mod relu;
 
-pub use batchnorm::{batch_norm_train, BatchStats};
+pub use batchnorm::{batch_norm, Moments};
 pub use conv::{conv2d_tiled, tiling_pays};
 pub use geometry::Window;
 pub use im2col::{col2im, im2col};
 pub use maxpool::max_pool2d;
+pub(crate) use optimizers::kernels::native;
+pub use optimizers::kernels::{composed_ops, ComposedOps};
 pub use relu::{add_relu, relu};

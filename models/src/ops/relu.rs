@@ -7,7 +7,9 @@ use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
+use super::composed;
 use super::cpu::{flat, float_dispatch, par_fill};
+use super::native;
 
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
@@ -16,8 +18,11 @@ const CHUNK: usize = 16 * 1024;
 ///
 /// # Errors
 ///
-/// When the dtype is not f32/f64 or `x` is not on the CPU.
+/// When the dtype is not f32/f64.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if !native(x) {
+        return composed::relu(x);
+    }
     x.contiguous()?.apply_op1(Relu)
 }
 
@@ -25,8 +30,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 ///
 /// # Errors
 ///
-/// When the shapes or dtypes differ, the dtype is not f32/f64 or the tensors are not on the
-/// CPU.
+/// When the shapes or dtypes differ or the dtype is not f32/f64.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.shape() != b.shape() {
         candle_core::bail!(
@@ -34,6 +38,9 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             a.shape(),
             b.shape()
         );
+    }
+    if !native(a) {
+        return composed::add_relu(a, b);
     }
     a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
 }
