@@ -24,6 +24,20 @@ build:
 build-mpi:
     cargo build --release -p harness --features mpi
 
+# Install the CUDA 13.0 toolkit pieces the `cuda` feature compiles with into .cuda/ (pip, no root).
+setup-cuda:
+    bash scripts/setup-cuda.sh .cuda
+
+# Build `skfac` with the CUDA backend (`--device cuda`) into target/cuda/release/skfac, apart
+# from the CPU build. It runs where an NVIDIA driver (CUDA 13.0+) and NVIDIA's libraries are on
+# LD_LIBRARY_PATH; scripts/gpu-check.sh runs the GPU checks with it.
+build-cuda: setup-cuda
+    source .cuda/env.sh && cargo build --release -p harness --features cuda --target-dir target/cuda
+
+# Compile the `cuda` feature without a GPU (CI runs this so the CUDA code cannot rot).
+check-cuda: setup-cuda
+    source .cuda/env.sh && cargo clippy --release -p harness --features cuda --target-dir target/cuda -- -D warnings
+
 # Obtain and verify a data set (cifar10 or fashion-mnist) into data/; does nothing if present.
 data name="cifar10": build
     {{skfac}} data {{name}} --dir data

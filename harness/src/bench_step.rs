@@ -27,8 +27,9 @@ pub fn input_for(model: &str) -> ((usize, usize, usize), usize) {
     }
 }
 
-/// `model` as the benchmarks build it (seed 0, the input shape of [`input_for`]).
-pub fn network(model: &str) -> Result<models::Network> {
+/// `model` as the benchmarks build it on `device` (seed 0, the input shape of
+/// [`input_for`]).
+pub fn network(model: &str, device: &Device) -> Result<models::Network> {
     let (input, classes) = input_for(model);
     Ok(models::build(
         model,
@@ -37,21 +38,20 @@ pub fn network(model: &str) -> Result<models::Network> {
             classes,
             seed: 0,
         },
-        &Device::Cpu,
+        device,
     )?)
 }
 
-/// A batch of standard-normal images with labels cycling through the classes: the step time
-/// does not depend on the values.
-pub fn random_batch(model: &str, batch: usize) -> Result<Batch> {
-    let dev = Device::Cpu;
+/// A batch of standard-normal images with labels cycling through the classes, on `dev`: the
+/// step time does not depend on the values.
+pub fn random_batch(model: &str, batch: usize, dev: &Device) -> Result<Batch> {
     let (input, classes) = input_for(model);
-    let x = Tensor::randn(0f32, 1.0, (batch, input.0, input.1, input.2), &dev)?;
+    let x = Tensor::randn(0f32, 1.0, (batch, input.0, input.1, input.2), dev)?;
     let labels: Vec<u8> = (0..batch).map(|i| (i % classes.min(256)) as u8).collect();
     let y = Tensor::from_vec(
         labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
         batch,
-        &dev,
+        dev,
     )?;
     Ok(Batch { x, y, labels })
 }
@@ -66,9 +66,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Times `steps` training steps of `model` with `optimizer` at `batch` after `warmup` untimed
-/// ones. The thread count must have been configured already.
+/// Times `steps` training steps of `model` with `optimizer` at `batch` on `device` after
+/// `warmup` untimed ones. The thread count must have been configured already.
 pub fn run(
+    device: &Device,
     model: &str,
     optimizer: OptimizerKind,
     batch: usize,
@@ -79,13 +80,13 @@ pub fn run(
         batch >= 1 && steps >= 1,
         "the batch size and the step count must be at least 1"
     );
-    let net = network(model)?;
+    let net = network(model, device)?;
     let h = Hyper {
         lr: 0.01,
         ..Hyper::default()
     };
     let mut opt = build(optimizer, &net.param_set(), &h)?;
-    let b = random_batch(model, batch)?;
+    let b = random_batch(model, batch, device)?;
     let mut runs: Vec<StageTimes> = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
         match train_step(&net, opt.as_mut(), &b, i as u64)? {

@@ -168,7 +168,7 @@ impl Checkpoints {
     }
 
     /// Reads the checkpoint in `dir` whole and checks it against its manifest.
-    fn read(dir: &Path) -> std::result::Result<Read, String> {
+    fn read(dir: &Path, device: &Device) -> std::result::Result<Read, String> {
         let manifest = dir.join(MANIFEST);
         // Checkpoints from before manifests are accepted if they parse.
         if let Ok(text) = std::fs::read(&manifest) {
@@ -183,10 +183,10 @@ impl Checkpoints {
                 }
             }
         }
-        let tensors = candle_core::safetensors::load(dir.join(FILES[0]), &Device::Cpu)
+        let tensors = candle_core::safetensors::load(dir.join(FILES[0]), device)
             .map_err(|e| format!("{}: {e}", FILES[0]))?;
-        let optimizer = OptimizerState::load(&dir.join("optimizer"), &Device::Cpu)
-            .map_err(|e| e.to_string())?;
+        let optimizer =
+            OptimizerState::load(&dir.join("optimizer"), device).map_err(|e| e.to_string())?;
         let progress = std::fs::read(dir.join(FILES[3]))
             .map_err(|e| format!("{}: {e}", FILES[3]))
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", FILES[3])))?;
@@ -203,10 +203,12 @@ impl Checkpoints {
     /// optimizer.
     pub fn load(&self, net: &Network, opt: &mut dyn Optimizer) -> Result<Restored> {
         let (candidates, pointer_problem) = self.candidates();
+        // Onto the device the run computes on.
+        let device = net.param_set().device();
         let mut restored = Restored::default();
         restored.damaged.extend(pointer_problem);
         for dir in candidates {
-            let read = match Self::read(&dir) {
+            let read = match Self::read(&dir, &device) {
                 Ok(r) => r,
                 Err(why) => {
                     // Set aside (not deleted: it may be worth a look), out of the way of saves.

@@ -48,6 +48,15 @@ pub fn local_size() -> usize {
         .unwrap_or(1)
 }
 
+/// This process's index among the job's processes on this machine (0 alone): its GPU under
+/// `--device cuda`.
+pub fn local_rank() -> usize {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Joins the job `mpirun` started, or returns a one-process job when not launched by it.
 pub fn join() -> anyhow::Result<Job> {
     match launched_size() {

@@ -10,6 +10,7 @@ pub mod comm;
 pub mod commands;
 pub mod console;
 pub mod data;
+pub mod device;
 pub mod hyper_flags;
 pub mod meta;
 pub mod overrides;

@@ -66,14 +66,15 @@ pub fn select<'a>(
         )
         .into());
     };
-    // Ratios depend on the shapes, the thread count (the inverse stages most) and the
-    // periods the stages are amortised over.
+    // Ratios depend on the shapes, the device and thread count (the inverse stages most) and
+    // the periods the stages are amortised over.
     let older: Vec<&BenchRecord> = records[..records.len() - 1]
         .iter()
         .filter(|r| {
             r.model == current.model
                 && r.batch == current.batch
                 && r.threads == current.threads
+                && r.device == current.device
                 && (r.t_cov, r.t_inv) == (current.t_cov, current.t_inv)
         })
         .collect();
@@ -97,7 +98,7 @@ pub fn select<'a>(
             Ok((current, b))
         }
         None => Err(CannotCompare(format!(
-            "no baseline record ({}) of {} at batch {} on {} thread(s) with T_cov {} and T_inv {} older than record {}: run `skfac bench-gains` with the same settings on the baseline commit, or pass --baseline previous",
+            "no baseline record ({}) of {} at batch {} on {}, {} thread(s) with T_cov {} and T_inv {} older than record {}: run `skfac bench-gains` with the same settings on the baseline commit, or pass --baseline previous",
             match baseline {
                 Baseline::Previous => "previous".to_string(),
                 Baseline::LatestTagged => "latest-tagged".to_string(),
@@ -105,6 +106,7 @@ pub fn select<'a>(
             },
             current.model,
             current.batch,
+            current.device,
             current.threads,
             current.t_cov,
             current.t_inv,

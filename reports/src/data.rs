@@ -27,6 +27,8 @@ pub struct RunResult {
     pub status: String,
     pub git_commit: String,
     pub cpu_model: String,
+    /// `cpu`, or `cuda:N (GPU name)`.
+    pub device: String,
     pub threads: usize,
     /// Logical CPUs of the machine that trained it; `None` in stores from before it was
     /// recorded.

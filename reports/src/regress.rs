@@ -45,6 +45,8 @@ pub struct BenchRecord {
     pub tags: Vec<String>,
     pub cpu_model: String,
     pub threads: usize,
+    /// `cpu`, or `cuda:N (GPU name)`.
+    pub device: String,
     pub model: String,
     pub batch: usize,
     /// Timed steps per optimizer.
@@ -225,6 +227,7 @@ mod tests {
             git_commit: "c".into(),
             tags: vec![],
             cpu_model: "cpu".into(),
+            device: "cpu".into(),
             threads: 2,
             model: "resnet8".into(),
             batch: 32,

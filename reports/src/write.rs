@@ -44,21 +44,26 @@ fn common<'a>(
     v
 }
 
-/// `Intel Xeon ..., 2 threads` for figure titles: the hardware most runs used.
+/// `Intel Xeon ..., 2 threads` (or the GPU, `cuda:0 (NVIDIA H200)`) for figure titles: the
+/// hardware most runs used.
 fn hardware(sweep: &SweepResults) -> String {
     let cpu = common(sweep, |r| r.cpu_model.clone());
     let threads = common(sweep, |r| r.threads.to_string());
     let procs = common(sweep, |r| r.processes.to_string());
-    let mut s = format!(
-        "{}, {} thread{}",
-        cpu.first().map_or("unknown CPU", |c| c.0.as_str()),
-        threads.first().map_or("?", |t| t.0.as_str()),
-        if threads.first().is_some_and(|t| t.0 == "1") {
-            ""
-        } else {
-            "s"
-        }
-    );
+    let device = common(sweep, |r| r.device.clone());
+    let mut s = match device.first() {
+        Some((gpu, _)) if gpu != "cpu" => gpu.clone(),
+        _ => format!(
+            "{}, {} thread{}",
+            cpu.first().map_or("unknown CPU", |c| c.0.as_str()),
+            threads.first().map_or("?", |t| t.0.as_str()),
+            if threads.first().is_some_and(|t| t.0 == "1") {
+                ""
+            } else {
+                "s"
+            }
+        ),
+    };
     if let Some((p, _)) = procs.first().filter(|p| p.0 != "1") {
         s.push_str(&format!(" × {p} processes"));
     }
@@ -444,6 +449,7 @@ fn metadata(sweep: &SweepResults) -> Vec<String> {
         format!("Runs: {}", list(common(sweep, |r| r.status.clone()))),
         format!("Commits: {}", list(common(sweep, |r| r.git_commit.clone()))),
         format!("CPU: {}", list(common(sweep, |r| r.cpu_model.clone()))),
+        format!("Device: {}", list(common(sweep, |r| r.device.clone()))),
         format!(
             "Threads per process: {}",
             list(common(sweep, |r| r.threads.to_string()))

@@ -15,6 +15,7 @@ fn run(optimizer: &str, samples: Option<u32>, seed: u64, acc: &[f64], secs: &[f6
         status: "finished".into(),
         git_commit: "abc123".into(),
         cpu_model: "Test CPU".into(),
+        device: "cpu".into(),
         threads: 2,
         cores: None,
         processes: 1,

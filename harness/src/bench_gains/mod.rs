@@ -40,6 +40,8 @@ pub struct GainsConfig {
     pub cycles: usize,
     /// Untimed steps per optimizer first (the first one builds the first inverses).
     pub warmup: usize,
+    /// Where the networks compute.
+    pub device: candle_core::Device,
 }
 
 /// The hyper-parameters every optimizer runs with: damping that keeps random data from
@@ -77,10 +79,10 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
     );
     let periods = hyper(cfg);
     periods.validate()?;
-    let batch = random_batch(&cfg.model, cfg.batch)?;
+    let batch = random_batch(&cfg.model, cfg.batch, &cfg.device)?;
     let mut runs: Vec<(models::Network, Box<dyn Optimizer>, usize, KindTimes)> = Vec::new();
     for (kind, samples) in OPTIMIZERS {
-        let net = network(&cfg.model)?;
+        let net = network(&cfg.model, &cfg.device)?;
         let h = Hyper {
             samples: samples.unwrap_or(1) as usize,
             t_cov: MEASURE_T_COV,
@@ -139,6 +141,7 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
         tags: crate::meta::git_tags(),
         cpu_model: crate::meta::cpu_model(),
         threads: rayon::current_num_threads(),
+        device: crate::device::describe(&cfg.device),
         model: cfg.model.clone(),
         batch: cfg.batch,
         steps: cfg.cycles * MEASURE_T_INV,

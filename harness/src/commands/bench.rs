@@ -9,6 +9,7 @@ use reports::StageRow;
 
 use crate::bench_gains::{self, GainsConfig};
 use crate::console::say;
+use crate::device::{self, DeviceSpec};
 use crate::hyper_flags::choice;
 use crate::store::{self, Store};
 use crate::{bench_step, meta, regress, threads};
@@ -29,6 +30,9 @@ pub struct BenchStepArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// cpu, cuda or cuda:N; CUDA needs `just build-cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 #[derive(clap::Args)]
@@ -59,6 +63,9 @@ pub struct BenchGainsArgs {
     /// Threads for candle and rayon [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu, cuda or cuda:N; CUDA needs `just build-cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 #[derive(clap::Args)]
@@ -82,12 +89,14 @@ pub struct Regressed;
 pub fn step(a: &BenchStepArgs) -> Result<()> {
     // An unknown model is refused by models::build, with the valid choices.
     let threads = threads::configure(a.threads)?;
-    let r = bench_step::run(&a.model, a.optimizer, a.batch, a.steps, a.warmup)?;
+    let device = a.device.open(crate::comm::local_rank())?;
+    let r = bench_step::run(&device, &a.model, a.optimizer, a.batch, a.steps, a.warmup)?;
     say!(
-        "{}, {}, batch {}, {threads} thread(s), median of {} steps after {} warm-up",
+        "{}, {}, batch {}, {}, {threads} thread(s), median of {} steps after {} warm-up",
         a.model,
         a.optimizer,
         a.batch,
+        device::describe(&device),
         a.steps,
         a.warmup
     );
@@ -109,6 +118,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         t_inv: a.t_inv,
         cycles: a.cycles,
         warmup: a.warmup,
+        device: a.device.open(crate::comm::local_rank())?,
     };
     // Checked before the benchmark runs, not after it.
     let plot = match &a.plot {
@@ -117,8 +127,9 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
     };
     let store = Store::open(&a.db)?;
     say!(
-        "bench-gains: {} at batch {}, amortised over T_cov {} and T_inv {}, {} timed cycle(s) per optimizer, {threads} thread(s)",
+        "bench-gains: {} at batch {} on {}, amortised over T_cov {} and T_inv {}, {} timed cycle(s) per optimizer, {threads} thread(s)",
         cfg.model,
+        device::describe(&cfg.device),
         cfg.batch,
         cfg.t_cov,
         cfg.t_inv,
@@ -140,9 +151,14 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
                 steps: rec.steps,
             })
             .collect();
+        let hardware = if rec.device == "cpu" {
+            format!("{}, {threads} threads", rec.cpu_model)
+        } else {
+            rec.device.clone()
+        };
         let title = format!(
-            "{}, batch {}: mean time per iteration at T_cov {}, T_inv {} ({}, {threads} threads)",
-            rec.model, rec.batch, rec.t_cov, rec.t_inv, rec.cpu_model
+            "{}, batch {}: mean time per iteration at T_cov {}, T_inv {} ({hardware})",
+            rec.model, rec.batch, rec.t_cov, rec.t_inv
         );
         let fig = reports::plot::stage_bars(&rows, &title)?;
         let bytes = match format {

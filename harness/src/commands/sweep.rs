@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::comm::Job;
 use crate::console::{say, Output};
+use crate::device::{self, DeviceSpec};
 use crate::store::Store;
 use crate::sweep::processes::{self, SweepTarget};
 use crate::sweep::{self, Sweep, SweepOutcome};
@@ -19,6 +20,10 @@ pub struct SweepArgs {
     /// Threads per run [default: all cores divided among the jobs].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu, cuda or cuda:N [default: the sweep file's `device`, else cpu]; CUDA needs
+    /// `just build-cuda`.
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
     /// Runs at a time, each in its own process.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
@@ -105,11 +110,16 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         None => None,
     };
     crate::threads::configure(Some(threads))?;
+    let device = args
+        .device
+        .unwrap_or(spec.device)
+        .open(crate::comm::local_rank())?;
     let opts = sweep::SweepOptions {
         db: target.db.clone(),
         data_dir: target.data_dir.clone(),
         results: target.results.clone(),
         threads,
+        device: device.clone(),
         shard,
         output: match Output::detect(args.quiet) {
             // The other processes of a data-parallel job, and `--jobs` workers under the
@@ -132,9 +142,10 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
             String::new()
         };
         say!(
-            "sweep {}: {} runs, {processes}{threads} thread(s), results in {}",
+            "sweep {}: {} runs, {processes}{threads} thread(s), device {}, results in {}",
             spec.name,
             spec.runs.len(),
+            device::describe(&device),
             target.db.display()
         );
     }
@@ -150,6 +161,9 @@ fn forwarded(args: &SweepArgs) -> Vec<String> {
     ];
     if args.quiet {
         v.push("--quiet".into());
+    }
+    if let Some(d) = args.device {
+        v.extend(["--device".into(), d.to_string()]);
     }
     v
 }

@@ -7,6 +7,7 @@ use optimizers::{Error as HyperError, OptimizerKind};
 
 use crate::comm::Job;
 use crate::console::{duration, say, stage_line, Console, Output};
+use crate::device::{self, DeviceSpec};
 use crate::hyper_flags::{choice, HyperFlags};
 use crate::overrides::OverrideError;
 use crate::train::{self, Outcome, TrainConfig};
@@ -34,6 +35,9 @@ pub struct TrainArgs {
     /// Threads for candle and rayon [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// cpu, cuda (GPU 0, or one GPU per MPI process) or cuda:N; CUDA needs `just build-cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
     /// Write the trained model's tensors to this safetensors file.
     #[arg(long)]
     pub save_model: Option<PathBuf>,
@@ -76,6 +80,7 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
         (job.size() > 1).then(|| (cores / crate::comm::local_size()).max(1))
     }))?;
     let cfg = args.config()?;
+    let device = args.device.open(crate::comm::local_rank())?;
     let splits = data::load(&cfg.dataset, &args.data_dir)?;
     let n = cfg
         .train_subset
@@ -97,13 +102,12 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
             String::new()
         };
         say!(
-            "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s){processes}",
+            "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s), device {}{processes}",
             cfg.model, cfg.optimizer_label(), cfg.dataset, n, splits.test.len(), cfg.batch_size,
-            cfg.epochs, cfg.hyper.lr, cfg.hyper.seed, threads,
+            cfg.epochs, cfg.hyper.lr, cfg.hyper.seed, threads, device::describe(&device),
         );
     }
     let mut console = Console::new(cfg.epochs, output);
-    let device = candle_core::Device::Cpu;
     let (net, mut opt) = train::build_run(&cfg, &splits, &device, job.comm.clone())?;
     let summary = train::train_from_shared(
         &cfg,

@@ -21,8 +21,8 @@ impl Store {
                 let created = if r.created_at.is_empty() { now() } else { r.created_at.clone() };
                 let id: i64 = sqlx::query(
                     "INSERT INTO bench_records (created_at, git_commit, git_tags, cpu_model, threads,
-                         crate_versions, model, batch, steps, hyper)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         crate_versions, model, batch, steps, hyper, device)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 )
                 .bind(created)
                 .bind(&r.git_commit)
@@ -34,6 +34,7 @@ impl Store {
                 .bind(r.batch as i64)
                 .bind(r.steps as i64)
                 .bind(hyper_json)
+                .bind(&r.device)
                 .fetch_one(&mut *tx)
                 .await?
                 .get(0);
@@ -65,7 +66,7 @@ impl Store {
             .block_on(async {
                 let recs = sqlx::query(
                     "SELECT id, created_at, git_commit, git_tags, cpu_model, threads, model, batch,
-                         steps, hyper FROM bench_records ORDER BY id",
+                         steps, hyper, COALESCE(device, 'cpu') FROM bench_records ORDER BY id",
                 )
                 .fetch_all(&self.pool)
                 .await?;
@@ -95,6 +96,7 @@ impl Store {
                             .collect(),
                         cpu_model: r.get(4),
                         threads: r.get::<i64, _>(5) as usize,
+                        device: r.get(10),
                         model: r.get(6),
                         batch: r.get::<i64, _>(7) as usize,
                         steps: r.get::<i64, _>(8) as usize,

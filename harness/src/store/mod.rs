@@ -142,6 +142,8 @@ pub struct RunMeta {
     pub crate_versions: String,
     pub cpu_model: String,
     pub threads: usize,
+    /// Where it computed ([`crate::device::describe`]).
+    pub device: String,
     /// Logical CPUs of the machine, against which a report reads its load average.
     pub cores: usize,
     /// Processes of a data-parallel run (1 alone) and how they exchange statistics.
@@ -350,11 +352,12 @@ impl Store {
         let q = sqlx::query(
             "INSERT INTO runs (sweep_id, run_key, model, dataset, optimizer, samples, seed, hyper,
                  status, git_commit, crate_versions, cpu_model, threads, started_at, processes,
-                 comm_strategy, cores)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)
+                 comm_strategy, cores, device)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(sweep_id, run_key) DO UPDATE SET status = 'running', error = NULL,
                  ended_at = NULL, processes = excluded.processes,
-                 comm_strategy = excluded.comm_strategy, cores = excluded.cores
+                 comm_strategy = excluded.comm_strategy, cores = excluded.cores,
+                 device = excluded.device
              WHERE runs.status NOT IN ('finished', 'diverged')
              RETURNING id",
         )
@@ -373,7 +376,8 @@ impl Store {
         .bind(now())
         .bind(m.processes as i64)
         .bind(&m.comm_strategy)
-        .bind(m.cores as i64);
+        .bind(m.cores as i64)
+        .bind(&m.device);
         let row = self
             .rt
             .block_on(q.fetch_optional(&self.pool))

@@ -34,7 +34,8 @@ impl Store {
                 let id: i64 = sweep.get(0);
                 let runs = sqlx::query(
                     "SELECT id, model, dataset, optimizer, samples, seed, status, git_commit,
-                         cpu_model, threads, processes, crate_versions, comm_strategy, cores
+                         cpu_model, threads, processes, crate_versions, comm_strategy, cores,
+                         COALESCE(device, 'cpu')
                      FROM runs WHERE sweep_id = ? ORDER BY id",
                 )
                 .bind(id)
@@ -73,6 +74,7 @@ impl Store {
                         status: r.get(6),
                         git_commit: r.get(7),
                         cpu_model: r.get(8),
+                        device: r.get(14),
                         threads: r.get::<i64, _>(9) as usize,
                         cores: r.get::<Option<i64>, _>(13).map(|c| c as usize),
                         processes: r.get::<i64, _>(10) as usize,

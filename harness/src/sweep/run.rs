@@ -27,6 +27,8 @@ pub struct SweepOptions {
     /// Checkpoints go under `results/checkpoints/<sweep>/<run id>/`.
     pub results: PathBuf,
     pub threads: usize,
+    /// The device every run computes on.
+    pub device: Device,
     /// Run only the planned runs whose index is `k (mod n)`: one worker of `--jobs n`.
     pub shard: Option<(usize, usize)>,
     /// Progress bars, plain lines, or only a line per run.
@@ -86,7 +88,7 @@ pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Re
         }
         let splits = &loaded.as_ref().expect("loaded above").1;
         let checkpoints = checkpoints_of(opts, sweep, run);
-        let device = Device::Cpu;
+        let device = opts.device.clone();
         let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
         let progress = checkpoints
             .load(&net, opt.as_mut())?
@@ -223,6 +225,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             crate_versions: crate_versions.clone(),
             cpu_model: cpu_model.clone(),
             threads: opts.threads,
+            device: crate::device::describe(&opts.device),
             cores,
             processes: procs,
             comm_strategy: comm_strategy(cfg.optimizer, procs).into(),
@@ -293,7 +296,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
                 cores,
             };
             let result = (|| -> Result<Outcome> {
-                let device = Device::Cpu;
+                let device = opts.device.clone();
                 let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
                 let restored = checkpoints.load(&net, opt.as_mut())?;
                 for why in &restored.damaged {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::data::DATASET_NAMES;
+use crate::device::DeviceSpec;
 use crate::overrides::{OverrideError, Overrides};
 use crate::train::TrainConfig;
 
@@ -35,6 +36,7 @@ struct RawSpec {
     batch_size: Option<Spanned<i64>>,
     train_subset: Option<Spanned<i64>>,
     target_accuracy: Spanned<f64>,
+    device: Option<Spanned<String>>,
     #[serde(default)]
     hyper: Table,
     #[serde(default)]
@@ -60,6 +62,8 @@ pub struct Sweep {
     pub file: PathBuf,
     pub text: String,
     pub target_accuracy: f64,
+    /// Where its runs compute (`device`; `skfac sweep --device` overrides it).
+    pub device: DeviceSpec,
     pub runs: Vec<TrainConfig>,
 }
 
@@ -220,6 +224,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         t > 0.0 && t <= 1.0,
         "must be in (0, 1]",
     )?;
+    let device = match &raw.device {
+        Some(d) => d
+            .get_ref()
+            .parse::<DeviceSpec>()
+            .map_err(|e| cx.err(&d.span(), format!("`device`: {e}")))?,
+        None => DeviceSpec::Cpu,
+    };
     let shared = Overrides::from_table(&raw.hyper, &GRID_KEYS).map_err(|e| cx.overrides(e))?;
     let mut own: BTreeMap<OptimizerKind, Overrides> = BTreeMap::new();
     for (opt, table) in &raw.optimizer {
@@ -292,6 +303,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         file: file.to_path_buf(),
         text: text.to_string(),
         target_accuracy: target,
+        device,
         runs,
     })
 }
