@@ -6,6 +6,7 @@
 # periods. Exits 1 when they differ by more than TOLERANCE. Override THREADS, MODEL, IMAGES,
 # T_COV, T_INV, CYCLES, DATA, SKFAC_BIN and TOLERANCE via the environment. The defaults (50
 # steps of VGG-11, two refreshes) take about 15 minutes on 2 cores. Run it on a quiet machine.
+# Training takes bench-gains' damping and the paper's SKFAC rows (moving average of M rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -36,7 +37,7 @@ train_seconds() {
     local out
     out=$("$SKFAC_BIN" train --model "$MODEL" --optimizer "$1" --data-dir "$DATA" \
         --train-subset "$IMAGES" --epochs 1 --t-cov "$T_COV" --t-inv "$T_INV" \
-        --lr 0.05 --damping 0.3 --threads "$THREADS" --quiet)
+        --lr 0.05 --damping 0.3 --damping-split each --row-average ema --threads "$THREADS" --quiet)
     printf '%s\n' "$out" >&2
     sed -n 's/^finished:.* steps, .* training (\([0-9.]*\) s)$/\1/p' <<<"$out"
 }

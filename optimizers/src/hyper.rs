@@ -70,9 +70,9 @@ hyper! {
     /// K-FAC family: damping λ, shared between each layer's two factors as `damping_split`
     /// says.
     damping: f64 = 1e-3;
-    /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`), or split by the
-    /// factors' traces (`pi`).
-    damping_split: DampingSplit = DampingSplit::Each;
+    /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`, the paper's code), or
+    /// split by the factors' traces (`pi`).
+    damping_split: DampingSplit = DampingSplit::Sqrt;
     /// K-FAC family: λ decays per step as λ·R^(epoch/E) with this R (1 = no decay).
     damping_decay: f64 = 1.0;
     /// K-FAC family: the E of `damping_decay`, in epochs.
@@ -94,10 +94,10 @@ hyper! {
     fisher: Fisher = Fisher::Sampled;
     /// skfac-ss: spatial positions sampled per example, s'.
     samples: usize = 1;
-    /// SKFAC: the factor's rows: their moving average (`ema`, the paper's), the current
-    /// batch's (`batch`), or the last `row_stack` batches' stacked with moving-average weights
-    /// (`stack`: K-FAC's moving average, truncated).
-    row_average: RowAverage = RowAverage::Ema;
+    /// SKFAC: the factor's rows: their moving average (`ema`, the paper's eqs. 26-27), the
+    /// current batch's (`batch`), or the last `row_stack` batches' stacked with moving-average
+    /// weights (`stack`: K-FAC's moving average, truncated, so SKFAC trains at K-FAC's λ).
+    row_average: RowAverage = RowAverage::Stack;
     /// SKFAC with `row_average = stack`: how many batches are stacked.
     row_stack: usize = 4;
     /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.

@@ -123,6 +123,8 @@ fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
             Approx::Kfac,
             BlockOptions {
                 dense: method,
+                // The oracle above puts λ on each factor.
+                split: DampingSplit::Each,
                 ..Hyper::default().block_options()
             },
         );

@@ -39,6 +39,11 @@ const BASE_FIELDS: [&str; 24] = [
     "woodbury",
 ];
 
+/// Fields whose default changed after runs were stored, with the default those runs had: a
+/// run is keyed against it, so a stored run keeps meaning what it ran with, and a run at the
+/// new default is a new run.
+const FORMER_DEFAULTS: [(&str, &str); 2] = [("damping_split", "each"), ("row_average", "ema")];
+
 /// The run's settings and hyper-parameters as one flat JSON object.
 fn flat(cfg: &TrainConfig) -> Map<String, Value> {
     let Value::Object(mut m) = serde_json::to_value(cfg).expect("a config serialises") else {
@@ -56,7 +61,11 @@ pub fn run_key(cfg: &TrainConfig) -> String {
         hyper: Hyper::for_kind(cfg.optimizer),
         ..cfg.clone()
     };
-    stable_key(&flat(cfg), &flat(&defaults))
+    let mut defaults = flat(&defaults);
+    for (field, former) in FORMER_DEFAULTS {
+        defaults.insert(field.into(), Value::from(former));
+    }
+    stable_key(&flat(cfg), &defaults)
 }
 
 /// The base fields of `fields`, then its other fields that differ from `defaults`.
@@ -92,7 +101,23 @@ mod tests {
         c.hyper.t_cov = 5;
         c.hyper.t_inv = 20;
         c.hyper.samples = 2;
+        // What that version ran with (the defaults then).
+        c.hyper.damping_split = optimizers::DampingSplit::Each;
+        c.hyper.row_average = optimizers::curvature::RowAverage::Ema;
         c
+    }
+
+    #[test]
+    fn a_changed_default_makes_a_new_run_and_keeps_the_stored_ones() {
+        let mut cfg = first_format_run();
+        cfg.hyper.damping_split = Hyper::default().damping_split;
+        cfg.hyper.row_average = Hyper::default().row_average;
+        let key = run_key(&cfg);
+        assert_ne!(key, FIRST_FORMAT_KEY);
+        assert!(
+            key.ends_with(r#","damping_split":"sqrt","row_average":"stack"}"#),
+            "{key}"
+        );
     }
 
     #[test]
