@@ -129,8 +129,8 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
     say!(
         "bench-gains: {} at batch {} on {}, amortised over T_cov {} and T_inv {}, {} timed cycle(s) per optimizer, {threads} thread(s)",
         cfg.model,
-        device::describe(&cfg.device),
         cfg.batch,
+        device::describe(&cfg.device),
         cfg.t_cov,
         cfg.t_inv,
         cfg.cycles,
