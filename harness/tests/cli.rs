@@ -39,6 +39,30 @@ fn unknown_names_list_the_valid_choices() {
     assert!(!ok && text.contains("fashion-mnist"), "{text}");
     let (ok, text) = skfac(&["train", "--epochs", "0", "--threads", "1"]);
     assert!(!ok && text.contains("--epochs"), "{text}");
+    let (ok, text) = skfac(&["train", "--device", "gpu", "--threads", "1"]);
+    assert!(!ok && text.contains("valid choices: cpu, cuda"), "{text}");
+}
+
+/// The test build has no `cuda` feature: asking for a GPU says how to get one, no panic.
+#[test]
+fn cuda_without_the_feature_says_how_to_build_it() {
+    for args in [
+        &["train", "--device", "cuda", "--threads", "1"][..],
+        &["bench-step", "mlp", "2", "1", "--device", "cuda:0"][..],
+        &[
+            "bench-gains",
+            "--model",
+            "mlp",
+            "--device",
+            "cuda",
+            "--threads",
+            "1",
+        ][..],
+    ] {
+        let (ok, text) = skfac(args);
+        assert!(!ok && text.contains("just build-cuda"), "{args:?}: {text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
 }
 
 #[test]

@@ -38,6 +38,15 @@ damping = 0.3
 fn a_good_sweep_expands_its_grid() {
     let s = sweep::parse(Path::new("sweeps/demo.toml"), GOOD).unwrap();
     assert_eq!(s.name, "demo");
+    assert_eq!(s.device, harness::device::DeviceSpec::Cpu);
+    let on_gpu = sweep::parse(
+        Path::new("sweeps/demo.toml"),
+        &format!("device = \"cuda:1\"\n{GOOD}"),
+    );
+    assert_eq!(
+        on_gpu.unwrap().device,
+        harness::device::DeviceSpec::Cuda(Some(1))
+    );
     // sgd × 2 seeds + skfac-ss × 2 sampling counts × 2 seeds.
     assert_eq!(s.runs.len(), 6);
     let ss: Vec<_> = s
@@ -69,6 +78,11 @@ fn unknown_names_give_the_line_and_the_valid_choices() {
     );
     let e = spec_err(&format!("dataset = \"mnist\"\n{GOOD}"));
     assert!(e.contains(":1:") && e.contains("fashion-mnist"), "{e}");
+    let e = spec_err(&format!("device = \"gpu\"\n{GOOD}"));
+    assert!(
+        e.contains(":1:") && e.contains("`device`") && e.contains("cuda:N"),
+        "{e}"
+    );
     let e = spec_err(&GOOD.replace("[optimizer.skfac-ss]", "[optimizer.kfac]"));
     assert!(
         e.contains(":12:") && e.contains("names no optimizer"),
