@@ -1,6 +1,8 @@
 //! The dense linear algebra candle lacks, on `faer`: damped inverses of small symmetric
 //! positive-definite matrices. Matrices cross between candle and faer once per refresh, as
-//! whole buffers, and the factorisations run in f64 whatever the training dtype.
+//! whole buffers, and the factorisations run in f64 whatever the training dtype. On a CUDA
+//! device K-FAC's dense factors are inverted there instead ([`crate::cusolver`], feature
+//! `cuda`).
 
 use candle_core::{DType, Device, Tensor};
 use faer::linalg::solvers::DenseSolveCore;
@@ -119,12 +121,17 @@ pub fn damped_inverse(
     Ok(inv)
 }
 
-/// `(stat + λI)⁻¹` for a symmetric `stat` tensor, returned in its dtype and device.
+/// `(stat + λI)⁻¹` for a symmetric `stat` tensor, returned in its dtype and device: with
+/// cuSOLVER on a CUDA device (feature `cuda`), with faer on the host otherwise.
 pub fn damped_inverse_tensor(
     stat: &Tensor,
     damping: f64,
     method: DenseMethod,
 ) -> Result<Tensor, FactorError> {
+    #[cfg(feature = "cuda")]
+    if stat.device().is_cuda() {
+        return crate::cusolver::damped_inverse(stat, damping, method);
+    }
     let inv = damped_inverse(&to_mat(stat)?, damping, method)?;
     Ok(to_tensor(&inv, stat.dtype(), stat.device())?)
 }

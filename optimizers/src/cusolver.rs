@@ -1,0 +1,258 @@
+//! K-FAC's dense damped inverses on a CUDA device with cuSOLVER: the symmetric
+//! eigendecomposition (`syevd`) or Cholesky (`potrf`, `potri`), in f64 like the host path
+//! ([`crate::linalg`]). The factor never leaves the device; only cuSOLVER's status word and
+//! the finiteness checks come back to the host.
+//!
+//! cuSOLVER is column-major. A symmetric matrix is its own transpose, so the row-major buffer
+//! goes in as it is; what comes out is read back transposed: `syevd`'s eigenvectors (columns)
+//! are the rows of the row-major result, and `potri`'s lower triangle is its upper one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use candle_core::op::BackpropOp;
+use candle_core::{CudaDevice, CudaStorage, DType, Device, Shape, Storage, Tensor};
+use cudarc::cusolver::{sys, DnHandle};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
+
+use crate::linalg::{CandleError, DenseMethod, FactorError};
+
+fn failed(what: &str, e: impl std::fmt::Display) -> FactorError {
+    FactorError::Candle(CandleError(format!("cuSOLVER {what}: {e}")))
+}
+
+/// One cuSOLVER handle per CUDA stream, made on first use: making one costs more than a small
+/// factor's refresh, and work on one stream stays in order.
+fn handle(stream: &Arc<CudaStream>) -> Result<Arc<DnHandle>, FactorError> {
+    static HANDLES: OnceLock<Mutex<HashMap<usize, Arc<DnHandle>>>> = OnceLock::new();
+    let key = stream.cu_stream() as usize;
+    let mut handles = HANDLES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("cuSOLVER handles lock");
+    if let Some(h) = handles.get(&key) {
+        return Ok(h.clone());
+    }
+    let h = Arc::new(DnHandle::new(stream.clone()).map_err(|e| failed("handle", e))?);
+    handles.insert(key, h.clone());
+    Ok(h)
+}
+
+/// Whether every entry of `t` is finite (one scalar read: `t − t` is NaN exactly there).
+fn finite(t: &Tensor) -> candle_core::Result<bool> {
+    Ok(t.sub(t)?.sum_all()?.to_scalar::<f64>()?.is_finite())
+}
+
+/// A copy of the contiguous f64 `[n, n]` tensor `a`'s elements that cuSOLVER may overwrite.
+fn owned_copy(a: &Tensor, stream: &Arc<CudaStream>) -> Result<CudaSlice<f64>, FactorError> {
+    let a = a.contiguous()?;
+    let (storage, layout) = a.storage_and_layout();
+    let Storage::Cuda(s) = &*storage else {
+        return Err(failed("input", "the matrix is not on a CUDA device"));
+    };
+    let (start, len) = (layout.start_offset(), a.elem_count());
+    let src = s.as_cuda_slice::<f64>()?.slice(start..start + len);
+    stream.clone_dtod(&src).map_err(|e| failed("copy", e))
+}
+
+/// A tensor of `shape` over `slice`.
+fn tensor(slice: CudaSlice<f64>, shape: impl Into<Shape>, dev: &CudaDevice) -> Tensor {
+    let storage = Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone()));
+    Tensor::from_storage(storage, shape, BackpropOp::none(), false)
+}
+
+/// cuSOLVER's `devInfo`: 0 on success.
+fn info(stream: &Arc<CudaStream>, info: &CudaSlice<i32>) -> Result<i32, FactorError> {
+    let v = stream.clone_dtoh(info).map_err(|e| failed("status", e))?;
+    Ok(v[0])
+}
+
+/// `(stat + λI)⁻¹` for a symmetric `stat` on a CUDA device, in `stat`'s dtype, with the errors
+/// of [`crate::linalg::damped_inverse`].
+pub(crate) fn damped_inverse(
+    stat: &Tensor,
+    damping: f64,
+    method: DenseMethod,
+) -> Result<Tensor, FactorError> {
+    let Device::Cuda(dev) = stat.device() else {
+        return Err(failed("input", "the matrix is not on a CUDA device"));
+    };
+    let n = stat.dim(0)?;
+    let a = stat.to_dtype(DType::F64)?;
+    if !finite(&a)? {
+        return Err(FactorError::NotFinite);
+    }
+    if !(damping.is_finite() && damping >= 0.0) {
+        return Err(FactorError::NotPositiveDefinite);
+    }
+    let stream = dev.cuda_stream();
+    // cuSOLVER works in the calling thread's current context (a pool worker has none yet).
+    stream
+        .context()
+        .bind_to_thread()
+        .map_err(|e| failed("context", e))?;
+    let h = handle(&stream)?;
+    let alloc = |len: usize| {
+        stream
+            .alloc_zeros::<f64>(len.max(1))
+            .map_err(|e| failed("alloc", e))
+    };
+    let mut status = stream
+        .alloc_zeros::<i32>(1)
+        .map_err(|e| failed("alloc", e))?;
+    let lower = sys::cublasFillMode_t::CUBLAS_FILL_MODE_LOWER;
+    let ni = n as i32;
+    let inv = match method {
+        DenseMethod::Eigen => {
+            let mut m = owned_copy(&a, &stream)?;
+            let mut w = alloc(n)?;
+            let jobz = sys::cusolverEigMode_t::CUSOLVER_EIG_MODE_VECTOR;
+            let mut lwork = 0i32;
+            {
+                let (m_ptr, _m) = m.device_ptr_mut(&stream);
+                let (w_ptr, _w) = w.device_ptr_mut(&stream);
+                // SAFETY: `m` holds n·n and `w` n f64s on the handle's stream.
+                unsafe {
+                    sys::cusolverDnDsyevd_bufferSize(
+                        h.cu(),
+                        jobz,
+                        lower,
+                        ni,
+                        m_ptr as *const f64,
+                        ni,
+                        w_ptr as *const f64,
+                        &mut lwork,
+                    )
+                }
+                .result()
+                .map_err(|e| failed("syevd workspace", e))?;
+            }
+            let mut work = alloc(lwork as usize)?;
+            {
+                let (m_ptr, _m) = m.device_ptr_mut(&stream);
+                let (w_ptr, _w) = w.device_ptr_mut(&stream);
+                let (work_ptr, _k) = work.device_ptr_mut(&stream);
+                let (info_ptr, _i) = status.device_ptr_mut(&stream);
+                // SAFETY: buffers as above; `work` holds the `lwork` f64s asked for.
+                unsafe {
+                    sys::cusolverDnDsyevd(
+                        h.cu(),
+                        jobz,
+                        lower,
+                        ni,
+                        m_ptr as *mut f64,
+                        ni,
+                        w_ptr as *mut f64,
+                        work_ptr as *mut f64,
+                        lwork,
+                        info_ptr as *mut i32,
+                    )
+                }
+                .result()
+                .map_err(|e| failed("syevd", e))?;
+            }
+            if info(&stream, &status)? != 0 {
+                return Err(FactorError::NoConvergence);
+            }
+            // Row j of `ut` is eigenvector j; round-off negative eigenvalues clamp to 0.
+            let ut = tensor(m, (n, n), dev);
+            let d = tensor(w, n, dev).relu()?.affine(1.0, damping)?;
+            if d.min(0)?.to_scalar::<f64>()? <= 0.0 {
+                return Err(FactorError::NotPositiveDefinite);
+            }
+            ut.t()?.broadcast_div(&d.unsqueeze(0)?)?.matmul(&ut)?
+        }
+        DenseMethod::Cholesky => {
+            let damped = (&a + (Tensor::eye(n, DType::F64, stat.device())? * damping)?)?;
+            let mut m = owned_copy(&damped, &stream)?;
+            let mut lwork = 0i32;
+            {
+                let (m_ptr, _m) = m.device_ptr_mut(&stream);
+                // SAFETY: `m` holds n·n f64s on the handle's stream.
+                unsafe {
+                    sys::cusolverDnDpotrf_bufferSize(
+                        h.cu(),
+                        lower,
+                        ni,
+                        m_ptr as *mut f64,
+                        ni,
+                        &mut lwork,
+                    )
+                }
+                .result()
+                .map_err(|e| failed("potrf workspace", e))?;
+                let mut lwork_inv = 0i32;
+                // SAFETY: as above.
+                unsafe {
+                    sys::cusolverDnDpotri_bufferSize(
+                        h.cu(),
+                        lower,
+                        ni,
+                        m_ptr as *mut f64,
+                        ni,
+                        &mut lwork_inv,
+                    )
+                }
+                .result()
+                .map_err(|e| failed("potri workspace", e))?;
+                lwork = lwork.max(lwork_inv);
+            }
+            let mut work = alloc(lwork as usize)?;
+            {
+                let (m_ptr, _m) = m.device_ptr_mut(&stream);
+                let (work_ptr, _k) = work.device_ptr_mut(&stream);
+                let (info_ptr, _i) = status.device_ptr_mut(&stream);
+                // SAFETY: `m` n·n, `work` the larger of the two workspaces, `status` one int.
+                unsafe {
+                    sys::cusolverDnDpotrf(
+                        h.cu(),
+                        lower,
+                        ni,
+                        m_ptr as *mut f64,
+                        ni,
+                        work_ptr as *mut f64,
+                        lwork,
+                        info_ptr as *mut i32,
+                    )
+                }
+                .result()
+                .map_err(|e| failed("potrf", e))?;
+            }
+            if info(&stream, &status)? != 0 {
+                return Err(FactorError::NotPositiveDefinite);
+            }
+            {
+                let (m_ptr, _m) = m.device_ptr_mut(&stream);
+                let (work_ptr, _k) = work.device_ptr_mut(&stream);
+                let (info_ptr, _i) = status.device_ptr_mut(&stream);
+                // SAFETY: as for potrf; `m` now holds the Cholesky factor.
+                unsafe {
+                    sys::cusolverDnDpotri(
+                        h.cu(),
+                        lower,
+                        ni,
+                        m_ptr as *mut f64,
+                        ni,
+                        work_ptr as *mut f64,
+                        lwork,
+                        info_ptr as *mut i32,
+                    )
+                }
+                .result()
+                .map_err(|e| failed("potri", e))?;
+            }
+            if info(&stream, &status)? != 0 {
+                return Err(FactorError::NotPositiveDefinite);
+            }
+            // The inverse is in the row-major upper triangle; the rest is the input's.
+            let r = tensor(m, (n, n), dev);
+            let upper = Tensor::triu2(n, DType::F64, stat.device())?;
+            let strict = (&upper - Tensor::eye(n, DType::F64, stat.device())?)?;
+            (r.mul(&upper)? + r.mul(&strict)?.t()?)?
+        }
+    };
+    if !finite(&inv)? {
+        return Err(FactorError::NotPositiveDefinite);
+    }
+    Ok(inv.to_dtype(stat.dtype())?)
+}
