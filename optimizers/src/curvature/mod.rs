@@ -94,14 +94,20 @@ pub(crate) fn moving_average(
     }
 }
 
-/// The mean of a square matrix's diagonal.
+/// The mean of a square matrix's diagonal, on the matrix's device (one scalar comes back):
+/// the `n²` entries and `n` zeros, as rows of `n + 1`, start with the diagonal.
 pub(crate) fn mean_diagonal(m: &Tensor) -> Result<f64> {
     let n = m.dim(0)?;
+    if n == 0 {
+        return Ok(0.0);
+    }
     let diag = m
         .to_dtype(candle_core::DType::F64)?
         .flatten_all()?
-        .to_vec1::<f64>()?;
-    Ok((0..n).map(|i| diag[i * n + i]).sum::<f64>() / n.max(1) as f64)
+        .pad_with_zeros(0, 0, n)?
+        .reshape((n, n + 1))?
+        .narrow(1, 0, 1)?;
+    Ok(diag.sum_all()?.to_scalar::<f64>()? / n as f64)
 }
 
 /// The error of a factor asked for what it has not computed yet.
