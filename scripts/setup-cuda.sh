@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the CUDA 13.0 toolkit pieces that building the `cuda` feature needs (nvcc, cicc,
-# the headers, libcudart) from PyPI into DIR (default .cuda/; no root, no system CUDA) and
+# the headers, the static CUDA runtime) from PyPI into DIR (default .cuda/; no root, no system CUDA) and
 # writes DIR/env.sh, which `just build-cuda` and `just check-cuda` source. Safe to run again.
 #
 # Pinned to 13.0.x: the GPU machines' driver (580, CUDA 13.0) rejects PTX from newer
@@ -16,7 +16,7 @@ DIR=$(cd "$DIR" && pwd)
 WHEELS=(
     nvidia-cuda-nvcc==13.0.88    # nvcc, ptxas
     nvidia-nvvm==13.0.88         # cicc
-    nvidia-cuda-runtime==13.0.96 # cuda_runtime.h, cuda_fp16.h, ..., libcudart.so.13
+    nvidia-cuda-runtime==13.0.96 # cuda_runtime.h, cuda_fp16.h, ..., libcudart_static.a
     nvidia-cuda-crt==13.0.88     # crt/
     nvidia-cuda-cccl==13.0.85    # cub, thrust, cuda/std
 )
@@ -27,11 +27,14 @@ fi
 nvcc=$(find_nvcc)
 [[ -n $nvcc ]] || { echo "setup-cuda.sh: no nvcc under $DIR/py after installing ${WHEELS[*]}" >&2; exit 1; }
 root=$(dirname "$(dirname "$nvcc")")
-cudart=$(find "$DIR/py" -name 'libcudart.so.13*' | head -n 1)
-[[ -n $cudart ]] || { echo "setup-cuda.sh: no libcudart.so.13 under $DIR/py" >&2; exit 1; }
-# candle-kernels links `cudart` by name, and the wheel has only libcudart.so.13.
+cudart=$(find "$DIR/py" -name 'libcudart_static.a' | head -n 1)
+[[ -n $cudart ]] || { echo "setup-cuda.sh: no libcudart_static.a under $DIR/py" >&2; exit 1; }
+# candle-kernels links `cudart` by name; offered only the static archive under that name, the
+# linker takes it, and the binary needs no libcudart where it runs (with libcudart.so.13 it
+# would not even start on a machine without one, for a CPU run).
 mkdir -p "$DIR/lib"
-ln -sf "$cudart" "$DIR/lib/libcudart.so"
+rm -f "$DIR/lib/libcudart.so"
+ln -sf "$cudart" "$DIR/lib/libcudart.a"
 cat >"$DIR/env.sh" <<EOS
 # Written by scripts/setup-cuda.sh: the toolkit the \`cuda\` feature compiles with.
 export PATH="$root/bin:\$PATH"
