@@ -115,7 +115,8 @@ fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
 
 /// Per-channel sums over the rows of `a` and `b` (`[R, C]` each): `row(a_row, b_row, s0, s1)`
 /// adds one row's terms. Each chunk of rows sums in `T`, so the row loop vectorises; the chunks
-/// combine in f64, so f32 sums lose nothing over more than `CHUNK_ROWS` rows.
+/// combine in f64, so f32 sums lose nothing over more than `CHUNK_ROWS` rows, and in chunk
+/// order, so the result does not depend on how the threads shared the chunks.
 fn channel_sums<T: WithDType>(
     a: &[T],
     b: &[T],
@@ -132,8 +133,10 @@ fn channel_sums<T: WithDType>(
             }
             (f64s(&s0), f64s(&s1))
         })
-        .reduce(
-            || (vec![0f64; c], vec![0f64; c]),
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(
+            (vec![0f64; c], vec![0f64; c]),
             |(mut a0, mut a1), (b0, b1)| {
                 a0.iter_mut().zip(&b0).for_each(|(a, b)| *a += b);
                 a1.iter_mut().zip(&b1).for_each(|(a, b)| *a += b);

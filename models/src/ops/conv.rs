@@ -240,18 +240,20 @@ fn input_grad<T: WithDType>(dy: &[T], wt: &[T], g: Geom) -> Vec<T> {
     dx
 }
 
-/// `dW = dyᵀ · cols`, summed per task over its tiles, then over tasks.
+/// `dW = dyᵀ · cols`, summed per group of consecutive tiles, then over the groups in order.
+/// The groups are fixed by the tile and thread counts, not by which thread stole what, so the
+/// sum (its rounding included) is the same on every run with the same thread count.
 fn weight_grad<T: WithDType>(x: &[T], dy: &[T], g: Geom) -> Vec<T> {
     let tile = g.tile::<T>();
     let tiles = g.pixels().div_ceil(tile);
     let len = g.c_out * g.k;
-    (0..tiles)
+    // A few groups per thread: each one zeroes and returns a c_out × k partial sum.
+    let per_group = tiles.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let partials: Vec<Vec<T>> = (0..tiles.div_ceil(per_group))
         .into_par_iter()
-        // A few tasks per thread: each one zeroes and returns a c_out × k partial sum.
-        .with_min_len(tiles.div_ceil(4 * rayon::current_num_threads()).max(1))
-        .fold(
-            || (vec![T::zero(); len], scratch::<T>(tile * g.k)),
-            |(mut acc, mut cols), t| {
+        .map(|group| {
+            let (mut acc, mut cols) = (vec![T::zero(); len], scratch::<T>(tile * g.k));
+            for t in group * per_group..((group + 1) * per_group).min(tiles) {
                 let first = t * tile;
                 let rows = tile.min(g.pixels() - first);
                 g.patches(x, first, &mut cols[..rows * g.k]);
@@ -268,17 +270,15 @@ fn weight_grad<T: WithDType>(x: &[T], dy: &[T], g: Geom) -> Vec<T> {
                     c,
                     (g.k, 1),
                 );
-                (acc, cols)
-            },
-        )
-        .map(|(acc, _)| acc)
-        .reduce(
-            || vec![T::zero(); len],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
-                a
-            },
-        )
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![T::zero(); len];
+    for p in &partials {
+        total.iter_mut().zip(p).for_each(|(x, y)| *x += *y);
+    }
+    total
 }
 
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
