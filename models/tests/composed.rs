@@ -8,6 +8,8 @@ use models::ops::{
 };
 use models::{Ctx, ModelConfig};
 use optimizers::{Hyper, OptimizerKind, StatsRequest};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Largest |a − b| relative to the largest |b| (or absolute below 1).
 fn rel_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -63,24 +65,12 @@ fn assert_paths_agree(what: &str, [native, composed]: [(Tensor, Vec<Tensor>); 2]
     }
 }
 
+/// A variable of `shape` with values uniform in [−1, 1), the same for the same `seed`.
 fn var(shape: &[usize], seed: u64) -> Var {
-    let mut rng = rand_seed(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
-    let v: Vec<f64> = (0..n).map(|_| rng()).collect();
+    let v: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
-}
-
-/// Uniform values in [−1, 1) from a tiny LCG, so the test needs no RNG crate.
-fn rand_seed(seed: u64) -> impl FnMut() -> f64 {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    move || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
 }
 
 const WINDOWS: [Window; 5] = [
