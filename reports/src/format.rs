@@ -1,4 +1,4 @@
-//! Number formats shared by the tables.
+//! Number formats shared by the tables, and how figure titles name the hardware.
 
 /// `37` for whole numbers, `36.5` otherwise.
 pub fn epochs(e: f64) -> String {
@@ -34,5 +34,30 @@ pub fn millis(s: f64) -> String {
         format!("{ms:.1}")
     } else {
         format!("{ms:.3}")
+    }
+}
+
+/// The hardware in a figure title: the GPU (`cuda:0 (NVIDIA H200)`) when `device` is one, else
+/// `CPU model, N thread(s)`.
+pub fn hardware(device: &str, cpu: &str, threads: &str) -> String {
+    if device != "cpu" {
+        return device.to_string();
+    }
+    let plural = if threads == "1" { "" } else { "s" };
+    format!("{cpu}, {threads} thread{plural}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardware_names_the_gpu_or_the_cpu_and_its_threads() {
+        assert_eq!(
+            hardware("cuda:0 (NVIDIA H200)", "AMD EPYC", "2"),
+            "cuda:0 (NVIDIA H200)"
+        );
+        assert_eq!(hardware("cpu", "AMD EPYC", "2"), "AMD EPYC, 2 threads");
+        assert_eq!(hardware("cpu", "AMD EPYC", "1"), "AMD EPYC, 1 thread");
     }
 }

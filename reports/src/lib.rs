@@ -21,6 +21,7 @@ mod write;
 pub use busy::MachineLoad;
 pub use data::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults, STAGES};
 pub use document::{Block, Document};
+pub use format::hardware;
 pub use series::{groups, Group, Series};
 pub use stages::{stage_rows, StageRow};
 pub use target::{target_rows, TargetRow};

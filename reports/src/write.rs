@@ -51,19 +51,11 @@ fn hardware(sweep: &SweepResults) -> String {
     let threads = common(sweep, |r| r.threads.to_string());
     let procs = common(sweep, |r| r.processes.to_string());
     let device = common(sweep, |r| r.device.clone());
-    let mut s = match device.first() {
-        Some((gpu, _)) if gpu != "cpu" => gpu.clone(),
-        _ => format!(
-            "{}, {} thread{}",
-            cpu.first().map_or("unknown CPU", |c| c.0.as_str()),
-            threads.first().map_or("?", |t| t.0.as_str()),
-            if threads.first().is_some_and(|t| t.0 == "1") {
-                ""
-            } else {
-                "s"
-            }
-        ),
-    };
+    let mut s = format::hardware(
+        device.first().map_or("cpu", |d| d.0.as_str()),
+        cpu.first().map_or("unknown CPU", |c| c.0.as_str()),
+        threads.first().map_or("?", |t| t.0.as_str()),
+    );
     if let Some((p, _)) = procs.first().filter(|p| p.0 != "1") {
         s.push_str(&format!(" × {p} processes"));
     }

@@ -151,11 +151,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
                 steps: rec.steps,
             })
             .collect();
-        let hardware = if rec.device == "cpu" {
-            format!("{}, {threads} threads", rec.cpu_model)
-        } else {
-            rec.device.clone()
-        };
+        let hardware = reports::hardware(&rec.device, &rec.cpu_model, &threads.to_string());
         let title = format!(
             "{}, batch {}: mean time per iteration at T_cov {}, T_inv {} ({hardware})",
             rec.model, rec.batch, rec.t_cov, rec.t_inv
