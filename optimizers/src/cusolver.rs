@@ -8,6 +8,7 @@
 //! are the rows of the row-major result, and `potri`'s lower triangle is its upper one.
 
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::op::BackpropOp;
@@ -16,6 +17,28 @@ use cudarc::cusolver::{sys, DnHandle};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut};
 
 use crate::linalg::{CandleError, DenseMethod, FactorError};
+
+/// `cusolverDnDpotrf_bufferSize` and `cusolverDnDpotri_bufferSize`.
+type Workspace = unsafe fn(
+    sys::cusolverDnHandle_t,
+    sys::cublasFillMode_t,
+    c_int,
+    *mut f64,
+    c_int,
+    *mut c_int,
+) -> sys::cusolverStatus_t;
+
+/// `cusolverDnDpotrf` and `cusolverDnDpotri`.
+type Factorise = unsafe fn(
+    sys::cusolverDnHandle_t,
+    sys::cublasFillMode_t,
+    c_int,
+    *mut f64,
+    c_int,
+    *mut f64,
+    c_int,
+    *mut c_int,
+) -> sys::cusolverStatus_t;
 
 fn failed(what: &str, e: impl std::fmt::Display) -> FactorError {
     FactorError::Candle(CandleError(format!("cuSOLVER {what}: {e}")))
@@ -165,84 +188,52 @@ pub(crate) fn damped_inverse(
         DenseMethod::Cholesky => {
             let damped = (&a + (Tensor::eye(n, DType::F64, stat.device())? * damping)?)?;
             let mut m = owned_copy(&damped, &stream)?;
+            // potrf and potri share their signatures: one workspace serves both, in turn.
             let mut lwork = 0i32;
-            {
+            for (what, size) in [
+                (
+                    "potrf workspace",
+                    sys::cusolverDnDpotrf_bufferSize as Workspace,
+                ),
+                ("potri workspace", sys::cusolverDnDpotri_bufferSize),
+            ] {
+                let mut need = 0i32;
                 let (m_ptr, _m) = m.device_ptr_mut(&stream);
                 // SAFETY: `m` holds n·n f64s on the handle's stream.
-                unsafe {
-                    sys::cusolverDnDpotrf_bufferSize(
-                        h.cu(),
-                        lower,
-                        ni,
-                        m_ptr as *mut f64,
-                        ni,
-                        &mut lwork,
-                    )
-                }
-                .result()
-                .map_err(|e| failed("potrf workspace", e))?;
-                let mut lwork_inv = 0i32;
-                // SAFETY: as above.
-                unsafe {
-                    sys::cusolverDnDpotri_bufferSize(
-                        h.cu(),
-                        lower,
-                        ni,
-                        m_ptr as *mut f64,
-                        ni,
-                        &mut lwork_inv,
-                    )
-                }
-                .result()
-                .map_err(|e| failed("potri workspace", e))?;
-                lwork = lwork.max(lwork_inv);
+                unsafe { size(h.cu(), lower, ni, m_ptr as *mut f64, ni, &mut need) }
+                    .result()
+                    .map_err(|e| failed(what, e))?;
+                lwork = lwork.max(need);
             }
             let mut work = alloc(lwork as usize)?;
-            {
-                let (m_ptr, _m) = m.device_ptr_mut(&stream);
-                let (work_ptr, _k) = work.device_ptr_mut(&stream);
-                let (info_ptr, _i) = status.device_ptr_mut(&stream);
-                // SAFETY: `m` n·n, `work` the larger of the two workspaces, `status` one int.
-                unsafe {
-                    sys::cusolverDnDpotrf(
-                        h.cu(),
-                        lower,
-                        ni,
-                        m_ptr as *mut f64,
-                        ni,
-                        work_ptr as *mut f64,
-                        lwork,
-                        info_ptr as *mut i32,
-                    )
+            for (what, step) in [
+                ("potrf", sys::cusolverDnDpotrf as Factorise),
+                ("potri", sys::cusolverDnDpotri),
+            ] {
+                {
+                    let (m_ptr, _m) = m.device_ptr_mut(&stream);
+                    let (work_ptr, _k) = work.device_ptr_mut(&stream);
+                    let (info_ptr, _i) = status.device_ptr_mut(&stream);
+                    // SAFETY: `m` n·n, `work` the larger of the two workspaces, `status` one
+                    // int; potri runs on the Cholesky factor potrf left in `m`.
+                    unsafe {
+                        step(
+                            h.cu(),
+                            lower,
+                            ni,
+                            m_ptr as *mut f64,
+                            ni,
+                            work_ptr as *mut f64,
+                            lwork,
+                            info_ptr as *mut i32,
+                        )
+                    }
+                    .result()
+                    .map_err(|e| failed(what, e))?;
                 }
-                .result()
-                .map_err(|e| failed("potrf", e))?;
-            }
-            if info(&stream, &status)? != 0 {
-                return Err(FactorError::NotPositiveDefinite);
-            }
-            {
-                let (m_ptr, _m) = m.device_ptr_mut(&stream);
-                let (work_ptr, _k) = work.device_ptr_mut(&stream);
-                let (info_ptr, _i) = status.device_ptr_mut(&stream);
-                // SAFETY: as for potrf; `m` now holds the Cholesky factor.
-                unsafe {
-                    sys::cusolverDnDpotri(
-                        h.cu(),
-                        lower,
-                        ni,
-                        m_ptr as *mut f64,
-                        ni,
-                        work_ptr as *mut f64,
-                        lwork,
-                        info_ptr as *mut i32,
-                    )
+                if info(&stream, &status)? != 0 {
+                    return Err(FactorError::NotPositiveDefinite);
                 }
-                .result()
-                .map_err(|e| failed("potri", e))?;
-            }
-            if info(&stream, &status)? != 0 {
-                return Err(FactorError::NotPositiveDefinite);
             }
             // The inverse is in the row-major upper triangle; the rest is the input's.
             let r = tensor(m, (n, n), dev);
