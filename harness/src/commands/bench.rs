@@ -89,7 +89,7 @@ pub struct Regressed;
 pub fn step(a: &BenchStepArgs) -> Result<()> {
     // An unknown model is refused by models::build, with the valid choices.
     let threads = threads::configure(a.threads)?;
-    let device = a.device.open(crate::comm::local_rank())?;
+    let device = a.device.open()?;
     let r = bench_step::run(&device, &a.model, a.optimizer, a.batch, a.steps, a.warmup)?;
     say!(
         "{}, {}, batch {}, {}, {threads} thread(s), median of {} steps after {} warm-up",
@@ -118,7 +118,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         t_inv: a.t_inv,
         cycles: a.cycles,
         warmup: a.warmup,
-        device: a.device.open(crate::comm::local_rank())?,
+        device: a.device.open()?,
     };
     // Checked before the benchmark runs, not after it.
     let plot = match &a.plot {

@@ -110,10 +110,7 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         None => None,
     };
     crate::threads::configure(Some(threads))?;
-    let device = args
-        .device
-        .unwrap_or(spec.device)
-        .open(crate::comm::local_rank())?;
+    let device = args.device.unwrap_or(spec.device).open()?;
     let opts = sweep::SweepOptions {
         db: target.db.clone(),
         data_dir: target.data_dir.clone(),

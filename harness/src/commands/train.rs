@@ -80,7 +80,7 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
         (job.size() > 1).then(|| (cores / crate::comm::local_size()).max(1))
     }))?;
     let cfg = args.config()?;
-    let device = args.device.open(crate::comm::local_rank())?;
+    let device = args.device.open()?;
     let splits = data::load(&cfg.dataset, &args.data_dir)?;
     let n = cfg
         .train_subset

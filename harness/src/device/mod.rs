@@ -60,14 +60,15 @@ impl DeviceSpec {
         }
     }
 
-    /// Opens the device for the process of local rank `local_rank` (0 when alone).
+    /// Opens the device for this process (its GPU is [`DeviceSpec::ordinal`] of its local MPI
+    /// rank, 0 when alone).
     ///
     /// # Errors
     ///
     /// For CUDA in a build without the `cuda` feature, on a machine without an NVIDIA driver,
     /// or with no GPU of that index; each message says what to do.
-    pub fn open(self, local_rank: usize) -> Result<Device> {
-        match self.ordinal(local_rank) {
+    pub fn open(self) -> Result<Device> {
+        match self.ordinal(crate::comm::local_rank()) {
             None => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
             Some(i) => cuda::open(i),
@@ -122,12 +123,12 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_in_a_cpu_build_says_how_to_get_it() {
-        let e = DeviceSpec::Cuda(Some(0)).open(0).unwrap_err().to_string();
+        let e = DeviceSpec::Cuda(Some(0)).open().unwrap_err().to_string();
         assert!(
             e.contains("--device cuda:0") && e.contains("just build-cuda"),
             "{e}"
         );
-        assert!(DeviceSpec::Cpu.open(0).unwrap().is_cpu());
+        assert!(DeviceSpec::Cpu.open().unwrap().is_cpu());
         assert_eq!(describe(&Device::Cpu), "cpu");
     }
 }
