@@ -1,8 +1,7 @@
 //! The dense linear algebra candle lacks, on `faer`: damped inverses of small symmetric
 //! positive-definite matrices. Matrices cross between candle and faer once per refresh, as
 //! whole buffers, and the factorisations run in f64 whatever the training dtype. On a CUDA
-//! device K-FAC's dense factors are inverted there instead (`cusolver.rs`, feature
-//! `cuda`).
+//! device the factors are inverted there instead (`cusolver.rs`, feature `cuda`).
 
 use candle_core::{DType, Device, Tensor};
 use faer::linalg::solvers::DenseSolveCore;

@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use candle_core::{Result, Tensor};
-use faer::linalg::solvers::DenseSolveCore;
-use faer::{Mat, Side};
+use candle_core::{DType, Result, Tensor};
 
 use super::{missing, moving_average, Factor};
 use crate::choice::choice;
@@ -132,38 +130,35 @@ impl Factor for LowRankFactor {
     }
 
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
+        // On the rows' device, in f64: on a GPU only the N×N (or n×n) factorisation's status
+        // comes back to the host, as for K-FAC's dense factors.
         let y_t = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
-        let (dtype, device) = (y_t.dtype(), y_t.device().clone());
-        let y = linalg::to_mat(y_t)?;
-        let (n_rows, n) = (y.nrows(), y.ncols());
+        let dtype = y_t.dtype();
+        let y = y_t.to_dtype(DType::F64)?;
+        let (n_rows, n) = y.dims2()?;
         if n_rows >= n {
-            let m = (y.transpose() * &y) / faer::Scale(n_rows as f64);
-            let inv = linalg::damped_inverse(&m, damping, DenseMethod::Cholesky)?;
-            self.inv = Some(Inverse::Dense(linalg::to_tensor(&inv, dtype, &device)?));
+            let m = (y.t()?.matmul(&y)? / n_rows as f64)?;
+            let inv = linalg::damped_inverse_tensor(&m, damping, DenseMethod::Cholesky)?;
+            self.inv = Some(Inverse::Dense(inv.to_dtype(dtype)?));
             return Ok(());
         }
         if !(damping.is_finite() && damping > 0.0) {
             return Err(FactorError::NotPositiveDefinite);
         }
-        let k = linalg::damped(&(&y * y.transpose()), n_rows as f64 * damping);
-        let k_inv = k
-            .llt(Side::Lower)
-            .map_err(|_| FactorError::NotPositiveDefinite)?
-            .inverse();
-        if (0..k_inv.ncols()).any(|j| k_inv.col_as_slice(j).iter().any(|x| !x.is_finite())) {
-            return Err(FactorError::NotFinite);
-        }
+        let k = y.matmul(&y.t()?)?;
+        let k_inv =
+            linalg::damped_inverse_tensor(&k, n_rows as f64 * damping, DenseMethod::Cholesky)?;
         self.inv = Some(match self.mode {
             WoodburyMode::Applied => Inverse::Woodbury {
                 y: y_t.copy()?,
-                k_inv: linalg::to_tensor(&k_inv, dtype, &device)?,
+                k_inv: k_inv.to_dtype(dtype)?,
                 damping,
             },
             WoodburyMode::Formed => {
-                let mut full: Mat<f64> = y.transpose() * (&k_inv * &y);
-                full *= faer::Scale(-1.0);
-                let full = linalg::damped(&full, 1.0) / faer::Scale(damping);
-                Inverse::Dense(linalg::to_tensor(&full, dtype, &device)?)
+                // λ⁻¹ [I − Yᵀ K⁻¹ Y]
+                let low = y.t()?.matmul(&k_inv.matmul(&y)?)?;
+                let eye = Tensor::eye(n, DType::F64, y.device())?;
+                Inverse::Dense(((eye - low)? / damping)?.to_dtype(dtype)?)
             }
         });
         Ok(())
