@@ -9,7 +9,10 @@
 #   4. bench-gains of the six optimizers on vgg11 and resnet50 at the paper's periods
 #      -> gains-*.txt, gains-*.svg, gains.db;
 #   5. a short real-data training run on the GPU                        -> train.txt.
-# Everything printed also lands in OUTDIR/log.txt.
+# Everything printed also lands in OUTDIR/log.txt. Each command runs under a time limit; one
+# that fails or runs over is listed at the end (and in OUTDIR/failed.txt) and the checks go on,
+# so one bad step costs its own minutes, not the rest; past BUDGET seconds in all, the rest is
+# skipped and listed. ONLY="2 4" reruns just those sections.
 #
 # It runs from a carried, stripped `skfac` built with `just build-cuda` (no Rust toolchain
 # needed there) and finds NVIDIA's libraries (cuBLAS, cuRAND, cuSOLVER, NVRTC) in the Python
@@ -19,7 +22,8 @@
 #
 #   scripts/gpu-check.sh OUTDIR
 #   env: SKFAC_BIN (target/release/skfac), PYTHON (python3), DATA (data), DEVICE (cuda),
-#        QUICK (0; 1 = one small model, few steps)
+#        QUICK (0; 1 = one small model, few steps), ONLY (the sections to run: "1 2 3 4 5"),
+#        BUDGET (seconds for everything: 540)
 set -euo pipefail
 OUT=${1:?usage: scripts/gpu-check.sh OUTDIR}
 cd "$(dirname "$0")/.."
@@ -28,6 +32,8 @@ PYTHON=${PYTHON:-python3}
 DATA=${DATA:-data}
 DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
+ONLY=${ONLY:-1 2 3 4 5}
+BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 [[ -x $SKFAC_BIN ]] || { echo "gpu-check.sh: $SKFAC_BIN missing; build it with 'just build-cuda'" >&2; exit 1; }
@@ -56,61 +62,112 @@ else
 fi
 
 echo "== gpu-check.sh $OUT: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $("$SKFAC_BIN" --version)"
-section() { echo; echo "== $1 ($(date -u +%H:%M:%S))"; }
-
-section "1. nvidia-smi"
-if command -v nvidia-smi >/dev/null; then nvidia-smi | tee "$OUT/nvidia-smi.txt"; else echo "no nvidia-smi here"; fi
-
-section "2. step throughput, skfac vs PyTorch"
-# The number N of a benchmark's last line `N img/s`, its output echoed.
-img_per_s() {
-    local out
-    out=$("$@") || { echo "failed: $*" >&2; echo "-"; return; }
-    printf '%s\n' "$out" >&2
-    [[ $(tail -n 1 <<<"$out") =~ ^([0-9.]+)\ img/s$ ]] && echo "${BASH_REMATCH[1]}" || echo "-"
+# Whether section $1 is in ONLY; if so, its heading.
+section() {
+    [[ " $ONLY " == *" ${1%%.*} "* ]] || return 1
+    echo
+    echo "== $1 ($(date -u +%H:%M:%S))"
 }
-{
-    echo "| model | batch | skfac img/s | PyTorch img/s | skfac/PyTorch |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
-} >"$OUT/step.md"
-for mb in "${STEP_MODELS[@]}"; do
-    read -r model batch <<<"$mb"
-    s=$(img_per_s "$SKFAC_BIN" bench-step "$model" "$batch" 2 --device "$DEVICE")
-    t=$(img_per_s "$PYTHON" bench/pytorch_step.py "$model" "$batch" 2 --device "$DEVICE")
-    r=$(awk -v a="$s" -v b="$t" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
-    echo "| $model | $batch | $s | $t | $r |" >>"$OUT/step.md"
-done
-cat "$OUT/step.md"
+# attempt LIMIT NAME CMD...: CMD under a LIMIT-second limit (less when the budget has less
+# left); a failure is recorded, not fatal.
+FAILED=()
+attempt() {
+    local limit=$1 name=$2 rc=0 left=$((BUDGET - SECONDS))
+    shift 2
+    if ((left < 5)); then
+        FAILED+=("$name: skipped, the ${BUDGET} s budget was spent")
+        return 1
+    fi
+    ((limit > left)) && limit=$left
+    timeout --kill-after=5 "$limit" "$@" || rc=$?
+    ((rc == 0)) && return 0
+    ((rc == 124)) && FAILED+=("$name: over its ${limit} s") || FAILED+=("$name: exit $rc")
+    echo "gpu-check.sh: $name failed (exit $rc)" >&2
+    return 1
+}
+# The N of the last line `N img/s` of file $1, or "-".
+rate() {
+    [[ $(tail -n 1 "$1") =~ ^([0-9.]+)\ img/s$ ]] && echo "${BASH_REMATCH[1]}" || echo "-"
+}
+set +e
 
-section "3. CPU vs $DEVICE: the same seeded steps of every optimizer"
-{
-    echo "| optimizer | steps | largest relative difference of the trained weights |"
-    echo "| --- | ---: | --- |"
-} >"$OUT/agreement.md"
-# Each entry: the optimizer, then extra flags (K-FAC's two cuSOLVER paths both).
-for run in "sgd" "adam" "kfac" "kfac --dense-method cholesky" "kfac-sua" "skfac-rs" "skfac-ss"; do
-    read -r opt extra <<<"$run"
-    for dev in cpu "$DEVICE"; do
-        # shellcheck disable=SC2086 # $extra is a list of flags
-        "$SKFAC_BIN" train --model resnet8 --optimizer "$opt" $extra --data-dir "$DATA" \
-            --device "$dev" --train-subset "$SUBSET" --epochs 1 --t-cov 1 --t-inv 2 \
-            --damping 0.3 --threads 2 --quiet --save-model "$OUT/agree-${dev%%:*}.safetensors"
+if section "1. nvidia-smi"; then
+    if command -v nvidia-smi >/dev/null; then
+        attempt 30 nvidia-smi nvidia-smi >"$OUT/nvidia-smi.txt"
+        cat "$OUT/nvidia-smi.txt"
+    else
+        echo "no nvidia-smi here"
+    fi
+fi
+
+if section "2. step throughput, skfac vs PyTorch"; then
+    {
+        echo "| model | batch | skfac img/s | PyTorch img/s | skfac/PyTorch |"
+        echo "| --- | ---: | ---: | ---: | ---: |"
+    } >"$OUT/step.md"
+    for mb in "${STEP_MODELS[@]}"; do
+        read -r model batch <<<"$mb"
+        attempt 120 "bench-step $model $batch" \
+            "$SKFAC_BIN" bench-step "$model" "$batch" 2 --device "$DEVICE" >"$OUT/step.txt"
+        cat "$OUT/step.txt"
+        s=$(rate "$OUT/step.txt")
+        attempt 120 "pytorch_step.py $model $batch" \
+            "$PYTHON" bench/pytorch_step.py "$model" "$batch" 2 --device "$DEVICE" >"$OUT/step.txt"
+        cat "$OUT/step.txt"
+        t=$(rate "$OUT/step.txt")
+        r=$(awk -v a="$s" -v b="$t" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "-" }')
+        echo "| $model | $batch | $s | $t | $r |" >>"$OUT/step.md"
     done
-    d=$("$PYTHON" bench/compare_models.py "$OUT/agree-cpu.safetensors" \
-        "$OUT/agree-${DEVICE%%:*}.safetensors" --tolerance 1e-2 || true)
-    echo "| $run | $((SUBSET / 32)) | $d |" >>"$OUT/agreement.md"
-    rm -f "$OUT"/agree-*.safetensors
-done
-cat "$OUT/agreement.md"
+    rm -f "$OUT/step.txt"
+    cat "$OUT/step.md"
+fi
 
-section "4. bench-gains"
-for model in "${GAINS_MODELS[@]}"; do
-    "$SKFAC_BIN" bench-gains --model "$model" --device "$DEVICE" --db "$OUT/gains.db" \
-        --plot "$OUT/gains-$model.svg" --threads 2 "${GAINS_ARGS[@]}" | tee "$OUT/gains-$model.txt"
-done
+if section "3. CPU vs $DEVICE: the same seeded steps of every optimizer"; then
+    {
+        echo "| optimizer | steps | largest relative difference of the trained weights |"
+        echo "| --- | ---: | --- |"
+    } >"$OUT/agreement.md"
+    # Each entry: the optimizer, then extra flags (K-FAC's two cuSOLVER paths both).
+    for run in "sgd" "adam" "kfac" "kfac --dense-method cholesky" "kfac-sua" "skfac-rs" "skfac-ss"; do
+        read -r opt extra <<<"$run"
+        trained=0
+        for dev in cpu "$DEVICE"; do
+            # shellcheck disable=SC2086 # $extra is a list of flags
+            attempt 180 "train $run on $dev" \
+                "$SKFAC_BIN" train --model resnet8 --optimizer "$opt" $extra --data-dir "$DATA" \
+                --device "$dev" --train-subset "$SUBSET" --epochs 1 --t-cov 1 --t-inv 2 \
+                --damping 0.3 --threads 2 --quiet --save-model "$OUT/agree-${dev%%:*}.safetensors" &&
+                trained=$((trained + 1))
+        done
+        d="not compared: a run failed"
+        if ((trained == 2)); then
+            d=$("$PYTHON" bench/compare_models.py "$OUT/agree-cpu.safetensors" \
+                "$OUT/agree-${DEVICE%%:*}.safetensors" --tolerance 1e-2 2>&1) ||
+                FAILED+=("agreement of $run: ${d//$'\n'/ }")
+        fi
+        echo "| $run | $((SUBSET / 32)) | ${d//$'\n'/ } |" >>"$OUT/agreement.md"
+        rm -f "$OUT"/agree-*.safetensors
+    done
+    cat "$OUT/agreement.md"
+fi
 
-section "5. real-data training on $DEVICE"
-"$SKFAC_BIN" train "${TRAIN_ARGS[@]}" --optimizer skfac-rs --data-dir "$DATA" --device "$DEVICE" \
-    --epochs 1 --threads 2 | tee "$OUT/train.txt"
+if section "4. bench-gains"; then
+    for model in "${GAINS_MODELS[@]}"; do
+        attempt 300 "bench-gains $model" \
+            "$SKFAC_BIN" bench-gains --model "$model" --device "$DEVICE" --db "$OUT/gains.db" \
+            --plot "$OUT/gains-$model.svg" --threads 2 "${GAINS_ARGS[@]}" >"$OUT/gains-$model.txt"
+        cat "$OUT/gains-$model.txt"
+    done
+fi
 
-section "done"
+if section "5. real-data training on $DEVICE"; then
+    attempt 240 "train on $DEVICE" \
+        "$SKFAC_BIN" train "${TRAIN_ARGS[@]}" --optimizer skfac-rs --data-dir "$DATA" \
+        --device "$DEVICE" --epochs 1 --threads 2 >"$OUT/train.txt"
+    cat "$OUT/train.txt"
+fi
+
+echo
+echo "== done ($(date -u +%H:%M:%S)): ${#FAILED[@]} failure(s)"
+((${#FAILED[@]} == 0)) || printf '%s\n' "${FAILED[@]}" | tee "$OUT/failed.txt"
+((${#FAILED[@]} == 0))
