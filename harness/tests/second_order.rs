@@ -199,3 +199,34 @@ fn a_state_from_another_optimizer_is_refused() {
         .to_string();
     assert!(e.contains("kfac"), "{e}");
 }
+
+#[test]
+fn an_inverse_that_fails_for_a_non_numerical_reason_stops_the_step() {
+    // A statistic of the wrong rank cannot be mended by more damping: the step must fail (as a
+    // cuSOLVER or device error would) instead of quietly taking the plain gradient.
+    harness::threads::configure(Some(2)).unwrap();
+    let data = batches(2);
+    let model = ModelConfig {
+        input: (8, 8, 3),
+        classes: 10,
+        seed: 3,
+    };
+    let mut h = TrainConfig::new("resnet8", OptimizerKind::Kfac).hyper;
+    // Statistics on the first step only, inverses on every step.
+    (h.t_cov, h.t_inv) = (1000, 1);
+    let net = models::build("resnet8", &model, &Device::Cpu).unwrap();
+    let mut o = build(OptimizerKind::Kfac, &net.param_set(), &h).unwrap();
+    assert!(matches!(
+        train_step(&net, o.as_mut(), &data[0], 0).unwrap(),
+        StepOutcome::Done { .. }
+    ));
+    let mut state = o.state().unwrap();
+    let stat = state.tensors.get_mut("block.0.omega.stat").unwrap();
+    *stat = stat.flatten_all().unwrap();
+    o.load_state(&state).unwrap();
+    let e = train_step(&net, o.as_mut(), &data[1], 1)
+        .err()
+        .expect("the step went on without the inverse")
+        .to_string();
+    assert!(e.contains("refreshing") && e.contains("inverses"), "{e}");
+}

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::comm::{Communicator, Local};
-use crate::curvature::{Approx, Block};
+use crate::curvature::{Approx, Block, FactorError};
 use crate::damping::FactorInit;
 use crate::error::{Error, Result};
 use crate::hyper::Hyper;
@@ -179,8 +179,12 @@ impl Optimizer for Kfac {
 
         if self.observed && (k.is_multiple_of(self.hyper.t_inv) || !self.refreshed) {
             for b in &mut self.blocks {
-                // A failure is logged by the block, which then takes its plain gradient.
-                let _ = b.refresh(self.damping);
+                // A numerical failure is logged by the block, which then takes its plain
+                // gradient; a failed operation (a device or library error) stops the step.
+                if let Err(FactorError::Candle(e)) = b.refresh(self.damping) {
+                    let msg = format!("refreshing {}'s inverses: {e}", b.spec.name);
+                    return Err(candle_core::Error::Msg(msg).into());
+                }
             }
             self.refreshed = true;
         }

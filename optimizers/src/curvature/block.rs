@@ -140,8 +140,10 @@ impl Block {
         })
     }
 
-    /// Refreshes both inverses, retrying with 10× the damping up to three times. On failure the
-    /// inverses are dropped (the layer takes its plain gradient) and the last error returned.
+    /// Refreshes both inverses, retrying with 10× the damping up to three times. On a
+    /// numerical failure the inverses are dropped (the layer takes its plain gradient) and the
+    /// last error returned; a failed tensor operation ([`FactorError::Candle`]: a bad state, a
+    /// device or library error) is returned at once, since more damping cannot mend it.
     pub fn refresh(&mut self, damping: f64) -> std::result::Result<f64, FactorError> {
         let mut last = FactorError::NotPositiveDefinite;
         let mut lambda = damping;
@@ -154,6 +156,7 @@ impl Block {
                 .and_then(|_| self.gamma.refresh(gamma * scale))
             {
                 Ok(()) => return Ok(lambda),
+                Err(e @ FactorError::Candle(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(layer = %self.spec.name, damping = lambda, error = %e, "factorisation failed; retrying with 10x damping");
                     last = e;
