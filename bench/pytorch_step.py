@@ -2,12 +2,14 @@
 `skfac bench-step` (random batch, SGD lr 0.01 momentum 0.9 weight decay 5e-4, warm-up untimed).
 
     pytorch_step.py MODEL BATCH THREADS [--steps 8] [--warmup 3] [--channels-last]
-                    [--device cpu|cuda[:N]]
+                    [--device cpu|cuda[:N]] [--tf32]
 
 The models are the harness's: the CIFAR ResNets (option-A shortcuts), ResNet-34 with a CIFAR
 stem, VGG-11 with BatchNorm, the MLP, and ResNet-50 (v1.5, 224x224, 1000 classes). On a GPU
-every stage boundary waits for the device, as `skfac bench-step --device cuda` does. The last
-line printed is `N img/s` (BATCH / median step seconds)."""
+every stage boundary waits for the device, as `skfac bench-step --device cuda` does, and
+convolutions and matmuls compute in full FP32 as skfac's do (PyTorch's default lets cuDNN use
+TF32; `--tf32` allows it). The last line printed is `N img/s` (BATCH / median step
+seconds)."""
 
 import argparse
 import os
@@ -21,6 +23,7 @@ p.add_argument("--steps", type=int, default=8)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--channels-last", action="store_true")
 p.add_argument("--device", default="cpu")
+p.add_argument("--tf32", action="store_true")
 args = p.parse_args()
 
 # OpenMP and MKL size their pools when torch loads, so the env must be set before the import.
@@ -35,6 +38,8 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 torch.set_num_threads(args.threads)
+torch.backends.cudnn.allow_tf32 = args.tf32
+torch.backends.cuda.matmul.allow_tf32 = args.tf32
 
 
 def conv3x3(c_in, c_out, stride=1):
@@ -175,7 +180,8 @@ opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e
 n_params = sum(p.numel() for p in model.parameters())
 where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
 print(f"{args.model}: {n_params:,} parameters, batch {args.batch}, {where}, "
-      f"torch {torch.__version__}{', channels_last' if args.channels_last else ''}")
+      f"torch {torch.__version__}{', channels_last' if args.channels_last else ''}"
+      f"{', TF32' if args.tf32 else ''}")
 
 
 def now():

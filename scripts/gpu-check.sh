@@ -15,22 +15,28 @@
 # skipped and listed. ONLY="2 4" reruns just those sections.
 #
 # It runs from a carried, stripped `skfac` built with `just build-cuda` (no Rust toolchain
-# needed there) and finds NVIDIA's libraries (cuBLAS, cuRAND, cuSOLVER, NVRTC) in the Python
+# needed there) and finds NVIDIA's libraries (cuBLAS, cuRAND, cuSOLVER) in the Python
 # packages of $PYTHON. DATA is a CIFAR-10 folder (`skfac data cifar10`, or a few thousand
 # records of each file: scripts/cifar-subset.sh). On a machine without a GPU, DEVICE=cpu
 # QUICK=1 runs the same script small, which is how it is tested.
 #
 #   scripts/gpu-check.sh OUTDIR
-#   env: SKFAC_BIN (target/release/skfac), PYTHON (python3), DATA (data), DEVICE (cuda),
+#   env: SKFAC_BIN (target/cuda/release/skfac; target/release/skfac with DEVICE=cpu),
+#        PYTHON (python3), DATA (data), DEVICE (cuda),
 #        QUICK (0; 1 = one small model, few steps), ONLY (the sections to run: "1 2 3 4 5"),
 #        BUDGET (seconds for everything: 540)
 set -euo pipefail
 OUT=${1:?usage: scripts/gpu-check.sh OUTDIR}
 cd "$(dirname "$0")/.."
-SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
+DEVICE=${DEVICE:-cuda}
+# `just build-cuda` builds into target/cuda, `just build` into target/release.
+if [[ $DEVICE == cpu ]]; then
+    SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
+else
+    SKFAC_BIN=${SKFAC_BIN:-target/cuda/release/skfac}
+fi
 PYTHON=${PYTHON:-python3}
 DATA=${DATA:-data}
-DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
 ONLY=${ONLY:-1 2 3 4 5}
 BUDGET=${BUDGET:-540}

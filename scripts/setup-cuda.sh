@@ -5,7 +5,7 @@
 #
 # Pinned to 13.0.x: the GPU machines' driver (580, CUDA 13.0) rejects PTX from newer
 # toolkits. The built binary needs no toolkit: at run time cudarc loads the driver and
-# NVIDIA's libraries (cuBLAS, cuRAND, cuSOLVER, NVRTC) from LD_LIBRARY_PATH.
+# NVIDIA's libraries (cuBLAS, cuRAND, cuSOLVER) from LD_LIBRARY_PATH.
 #
 #   scripts/setup-cuda.sh [DIR]
 #   env: CUDA_COMPUTE_CAP (90, Hopper), CUDAFORGE_THREADS (all cores)

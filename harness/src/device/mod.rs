@@ -52,28 +52,31 @@ impl fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// The GPU index this process takes: `N` for `cuda:N`, the local MPI rank for `cuda`.
-    pub fn ordinal(self, local_rank: usize) -> Option<usize> {
+    /// The GPU index this process takes on a machine with `gpus` GPUs: `N` for `cuda:N`; for
+    /// `cuda`, its local MPI rank modulo `gpus`, so that each process takes its own GPU, and
+    /// the one it sees when a launcher shows each process only its own.
+    pub fn ordinal(self, local_rank: usize, gpus: usize) -> Option<usize> {
         match self {
             DeviceSpec::Cpu => None,
-            DeviceSpec::Cuda(i) => Some(i.unwrap_or(local_rank)),
+            DeviceSpec::Cuda(Some(i)) => Some(i),
+            DeviceSpec::Cuda(None) => Some(local_rank % gpus.max(1)),
         }
     }
 
-    /// Opens the device for this process (its GPU is [`DeviceSpec::ordinal`] of its local MPI
-    /// rank, 0 when alone).
+    /// Opens the device for this process (for `cuda`, the GPU [`DeviceSpec::ordinal`] gives
+    /// its local MPI rank, 0 when alone).
     ///
     /// # Errors
     ///
-    /// For CUDA in a build without the `cuda` feature, on a machine without an NVIDIA driver,
-    /// or with no GPU of that index; each message says what to do.
+    /// For CUDA in a build without the `cuda` feature, on a machine without an NVIDIA driver
+    /// or NVIDIA's libraries, or with no GPU of that index; each message says what to do.
     pub fn open(self) -> Result<Device> {
-        match self.ordinal(crate::comm::local_rank()) {
-            None => Ok(Device::Cpu),
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
-            Some(i) => cuda::open(i),
+            DeviceSpec::Cuda(_) => cuda::open(self),
             #[cfg(not(feature = "cuda"))]
-            Some(_) => anyhow::bail!(
+            DeviceSpec::Cuda(_) => anyhow::bail!(
                 "--device {self}: this skfac was built without CUDA; build it with `just \
                  build-cuda` (cargo's `cuda` feature, toolkit from scripts/setup-cuda.sh), or \
                  use --device cpu"
@@ -115,9 +118,11 @@ mod tests {
 
     #[test]
     fn cuda_takes_the_local_rank_unless_numbered() {
-        assert_eq!(DeviceSpec::Cuda(None).ordinal(2), Some(2));
-        assert_eq!(DeviceSpec::Cuda(Some(1)).ordinal(2), Some(1));
-        assert_eq!(DeviceSpec::Cpu.ordinal(2), None);
+        assert_eq!(DeviceSpec::Cuda(None).ordinal(2, 4), Some(2));
+        // One GPU visible to each process: every rank takes GPU 0.
+        assert_eq!(DeviceSpec::Cuda(None).ordinal(3, 1), Some(0));
+        assert_eq!(DeviceSpec::Cuda(Some(1)).ordinal(2, 4), Some(1));
+        assert_eq!(DeviceSpec::Cpu.ordinal(2, 4), None);
     }
 
     #[cfg(not(feature = "cuda"))]
