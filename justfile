@@ -34,6 +34,16 @@ setup-cuda:
 build-cuda: setup-cuda
     source .cuda/env.sh && cargo build --release -p harness --features cuda --target-dir target/cuda
 
+# What a GPU machine without a Rust toolchain needs, in gpu-bundle/ (about 35 MB): the CUDA
+# build stripped and compressed, and 1,000 records of each CIFAR-10 file (from data/, which
+# `just data` fills). There: `gunzip -k gpu-bundle/skfac.gz && SKFAC_BIN=gpu-bundle/skfac
+# DATA=gpu-bundle/data scripts/gpu-check.sh OUTDIR`.
+gpu-bundle: build-cuda
+    rm -rf gpu-bundle && mkdir -p gpu-bundle
+    strip -o gpu-bundle/skfac target/cuda/release/skfac && gzip -9 gpu-bundle/skfac
+    bash scripts/cifar-subset.sh data gpu-bundle/data 1000
+    du -sh gpu-bundle
+
 # Compile the `cuda` feature and its tests without a GPU (CI runs this so the CUDA code cannot
 # rot; `cargo check`, since a fresh machine may have no clippy).
 check-cuda: setup-cuda
