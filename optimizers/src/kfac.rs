@@ -190,35 +190,55 @@ impl Optimizer for Kfac {
         }
         times.inverse = sw.lap();
 
-        let mut pre: Vec<Option<Tensor>> = Vec::with_capacity(self.blocks.len());
-        let mut vg = 0.0;
+        // Each layer's (P, or None without an inverse; V) and ⟨P, V⟩, the products read back
+        // together: one device synchronisation a step on a GPU, not one a layer.
+        type Pair = (Option<Tensor>, Tensor);
+        let mut pre: Vec<Option<Pair>> = Vec::with_capacity(self.blocks.len());
+        let mut dots = Vec::with_capacity(self.blocks.len());
         for b in &self.blocks {
             let Some(v) = b.gradient_matrix(grads)? else {
                 pre.push(None);
                 continue;
             };
-            let p = match b.precondition(&v)? {
-                Some(p) => {
-                    let d = Self::dot(&p, &v)?;
-                    if d.is_finite() {
+            let p = b.precondition(&v)?;
+            let d = (p.as_ref().unwrap_or(&v) * &v)?.sum_all()?;
+            dots.push(d.to_dtype(DType::F64)?);
+            pre.push(Some((p, v)));
+        }
+        let mut dots = if dots.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::stack(&dots, 0)?.to_vec1::<f64>()?
+        }
+        .into_iter();
+        let mut vg = 0.0;
+        let pre: Vec<Option<Tensor>> = pre
+            .into_iter()
+            .zip(&self.blocks)
+            .map(|(pair, b)| -> Result<Option<Tensor>> {
+                let Some((p, v)) = pair else { return Ok(None) };
+                let d = dots.next().unwrap_or(f64::NAN);
+                match p {
+                    Some(p) if d.is_finite() => {
                         vg += d;
-                        p
-                    } else {
+                        Ok(Some(p))
+                    }
+                    Some(_) => {
                         tracing::warn!(
                             layer = b.name(),
                             "non-finite preconditioned gradient; using the plain gradient"
                         );
                         vg += Self::dot(&v, &v)?;
-                        v
+                        Ok(Some(v))
+                    }
+                    // No inverse: `d` is ⟨V, V⟩.
+                    None => {
+                        vg += d;
+                        Ok(Some(v))
                     }
                 }
-                None => {
-                    vg += Self::dot(&v, &v)?;
-                    v
-                }
-            };
-            pre.push(Some(p));
-        }
+            })
+            .collect::<Result<_>>()?;
         let nu = self.kl_scale(vg);
         times.precondition = sw.lap();
 

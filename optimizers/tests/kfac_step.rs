@@ -28,7 +28,12 @@ fn a_kfac_step_is_the_kl_clipped_preconditioned_gradient() -> Result<()> {
     let omega = inverse(&damped_gram(&mat(&st.a_augmented()?), lambda));
     let gamma = inverse(&damped_gram(&mat(&st.g), lambda));
     let p = matmul(&matmul(&gamma, &v), &omega);
-    let pv: f64 = p.iter().flatten().zip(v.iter().flatten()).map(|(a, b)| a * b).sum();
+    let pv: f64 = p
+        .iter()
+        .flatten()
+        .zip(v.iter().flatten())
+        .map(|(a, b)| a * b)
+        .sum();
 
     // κ large enough to leave the step alone, then small enough to clip it to a tenth.
     for (kl_clip, nu) in [(1e6, 1.0), (0.01 * lr * lr * pv, 0.1)] {
