@@ -110,7 +110,11 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         None => None,
     };
     crate::threads::configure(Some(threads))?;
-    let device = args.device.unwrap_or(spec.device).open()?;
+    // `--jobs` workers side by side take a GPU each (`device = "cuda"`), as MPI ranks do.
+    let device = match shard {
+        Some((k, _)) => args.device.unwrap_or(spec.device).open_slot(k)?,
+        None => args.device.unwrap_or(spec.device).open()?,
+    };
     let opts = sweep::SweepOptions {
         db: target.db.clone(),
         data_dir: target.data_dir.clone(),

@@ -6,9 +6,9 @@ use cudarc::driver::{sys, CudaContext};
 
 use super::DeviceSpec;
 
-/// The GPU `spec` names for this process, after checking that the driver and NVIDIA's
-/// libraries load and that the GPU exists.
-pub(super) fn open(spec: DeviceSpec) -> Result<Device> {
+/// The GPU `spec` names for the process in `slot` ([`DeviceSpec::ordinal`]), after checking
+/// that the driver and NVIDIA's libraries load and that the GPU exists.
+pub(super) fn open(spec: DeviceSpec, slot: usize) -> Result<Device> {
     // SAFETY: each only tries to dlopen its library; cudarc's own loader panics when one is
     // absent, on first use (cuSOLVER's would be mid-run, at the first inverse refresh).
     let present = unsafe {
@@ -39,9 +39,7 @@ pub(super) fn open(spec: DeviceSpec) -> Result<Device> {
         count > 0,
         "--device {spec}: the NVIDIA driver sees no GPU here"
     );
-    let ordinal = spec
-        .ordinal(crate::comm::local_rank(), count)
-        .context("a CUDA device spec")?;
+    let ordinal = spec.ordinal(slot, count).context("a CUDA device spec")?;
     anyhow::ensure!(
         ordinal < count,
         "--device {spec}: this machine has {count} GPU(s), numbered from 0"

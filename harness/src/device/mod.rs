@@ -52,29 +52,41 @@ impl fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
-    /// The GPU index this process takes on a machine with `gpus` GPUs: `N` for `cuda:N`; for
-    /// `cuda`, its local MPI rank modulo `gpus`, so that each process takes its own GPU, and
-    /// the one it sees when a launcher shows each process only its own.
-    pub fn ordinal(self, local_rank: usize, gpus: usize) -> Option<usize> {
+    /// The GPU index the process in `slot` takes on a machine with `gpus` GPUs: `N` for
+    /// `cuda:N`; for `cuda`, `slot` modulo `gpus`, so that processes side by side (the local
+    /// MPI ranks, a sweep's `--jobs` workers) take a GPU each, and a process a launcher shows
+    /// only its own GPU takes that one.
+    pub fn ordinal(self, slot: usize, gpus: usize) -> Option<usize> {
         match self {
             DeviceSpec::Cpu => None,
             DeviceSpec::Cuda(Some(i)) => Some(i),
-            DeviceSpec::Cuda(None) => Some(local_rank % gpus.max(1)),
+            DeviceSpec::Cuda(None) => Some(slot % gpus.max(1)),
         }
     }
 
-    /// Opens the device for this process (for `cuda`, the GPU [`DeviceSpec::ordinal`] gives
-    /// its local MPI rank, 0 when alone).
+    /// Opens the device for this process, whose slot among those side by side on this
+    /// machine is its local MPI rank (0 when alone).
+    ///
+    /// # Errors
+    ///
+    /// As [`DeviceSpec::open_slot`].
+    pub fn open(self) -> Result<Device> {
+        self.open_slot(crate::comm::local_rank())
+    }
+
+    /// Opens the device for the process in `slot` (for `cuda`, the GPU
+    /// [`DeviceSpec::ordinal`] gives it).
     ///
     /// # Errors
     ///
     /// For CUDA in a build without the `cuda` feature, on a machine without an NVIDIA driver
     /// or NVIDIA's libraries, or with no GPU of that index; each message says what to do.
-    pub fn open(self) -> Result<Device> {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    pub fn open_slot(self, slot: usize) -> Result<Device> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(_) => cuda::open(self),
+            DeviceSpec::Cuda(_) => cuda::open(self, slot),
             #[cfg(not(feature = "cuda"))]
             DeviceSpec::Cuda(_) => anyhow::bail!(
                 "--device {self}: this skfac was built without CUDA; build it with `just \
