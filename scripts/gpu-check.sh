@@ -8,7 +8,9 @@
 #      same seed, the saved models compared tensor by tensor            -> agreement.md;
 #   4. bench-gains of the six optimizers on vgg11 and resnet50 at the paper's periods
 #      -> gains-*.txt, gains-*.svg, gains.db;
-#   5. a short real-data training run on the GPU                        -> train.txt.
+#   5. a short real-data training run on the GPU                        -> train.txt;
+#   6. bench-inverse: each damped inverse size cuSOLVER against a host round trip, and
+#      how well cuSOLVER's inverse inverts                             -> inverse.txt.
 # Everything printed also lands in OUTDIR/log.txt. Each command runs under a time limit; one
 # that fails or runs over is listed at the end (and in OUTDIR/failed.txt) and the checks go on,
 # so one bad step costs its own minutes, not the rest; past BUDGET seconds in all, the rest is
@@ -23,7 +25,7 @@
 #   scripts/gpu-check.sh OUTDIR
 #   env: SKFAC_BIN (target/cuda/release/skfac; target/release/skfac with DEVICE=cpu),
 #        PYTHON (python3), DATA (data), DEVICE (cuda),
-#        QUICK (0; 1 = one small model, few steps), ONLY (the sections to run: "1 2 3 4 5"),
+#        QUICK (0; 1 = one small model, few steps), ONLY (the sections to run: "1 2 3 4 5 6"),
 #        BUDGET (seconds for everything: 540)
 set -euo pipefail
 OUT=${1:?usage: scripts/gpu-check.sh OUTDIR}
@@ -38,7 +40,7 @@ fi
 PYTHON=${PYTHON:-python3}
 DATA=${DATA:-data}
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-1 2 3 4 5}
+ONLY=${ONLY:-1 2 3 4 5 6}
 BUDGET=${BUDGET:-540}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
@@ -58,6 +60,7 @@ if [[ $QUICK == 1 ]]; then
     GAINS_ARGS=(--cycles 1 --t-cov 2 --t-inv 4)
     SUBSET=320
     TRAIN_ARGS=(--model resnet8 --train-subset 640)
+    INVERSE_ARGS=(--sizes 8,32 --reps 1 --threads 2)
 else
     STEP_MODELS=("resnet8 32" "resnet8 128" "resnet20 32" "resnet20 128" "vgg11 32" "vgg11 128"
         "resnet34 32" "resnet34 128" "resnet50 32")
@@ -65,6 +68,9 @@ else
     GAINS_ARGS=(--cycles 2)
     SUBSET=640
     TRAIN_ARGS=(--model resnet20 --train-subset 10000)
+    # SKFAC's N×N systems (32, 128) and K-FAC's factors up to ResNet-50's 3·3·512+1; the
+    # host side gets every core, as it would in training.
+    INVERSE_ARGS=(--sizes 32,128,577,2305,4609 --reps 2)
 fi
 
 echo "== gpu-check.sh $OUT: $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, $("$SKFAC_BIN" --version)"
@@ -171,6 +177,12 @@ if section "5. real-data training on $DEVICE"; then
         "$SKFAC_BIN" train "${TRAIN_ARGS[@]}" --optimizer skfac-rs --data-dir "$DATA" \
         --device "$DEVICE" --epochs 1 --threads 2 >"$OUT/train.txt"
     cat "$OUT/train.txt"
+fi
+
+if section "6. bench-inverse on $DEVICE"; then
+    attempt 150 "bench-inverse" \
+        "$SKFAC_BIN" bench-inverse --device "$DEVICE" "${INVERSE_ARGS[@]}" >"$OUT/inverse.txt"
+    cat "$OUT/inverse.txt"
 fi
 
 echo

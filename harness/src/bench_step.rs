@@ -56,7 +56,8 @@ pub fn random_batch(model: &str, batch: usize, dev: &Device) -> Result<Batch> {
     Ok(Batch { x, y, labels })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the mean of the middle two for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {

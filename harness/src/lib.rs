@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod bench_gains;
+pub mod bench_inverse;
 pub mod bench_step;
 pub mod checkpoint;
 pub mod comm;

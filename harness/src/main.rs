@@ -39,6 +39,9 @@ enum Command {
     Regress(bench::RegressArgs),
     /// Time training steps on a random batch; the last line is `N img/s` (median step).
     BenchStep(bench::BenchStepArgs),
+    /// Time a damped inverse of an n×n statistic on the device against a round trip to the
+    /// host, for a range of sizes, and check the two agree.
+    BenchInverse(bench::BenchInverseArgs),
 }
 
 fn run(cli: Cli, job: &Job) -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ fn run(cli: Cli, job: &Job) -> anyhow::Result<()> {
         Command::BenchGains(a) => bench::gains(&a),
         Command::Regress(a) => bench::regress(&a),
         Command::BenchStep(a) => bench::step(&a),
+        Command::BenchInverse(a) => bench::inverse(&a),
     }
 }
 

@@ -1,9 +1,11 @@
 //! The benchmark commands: `skfac bench-step` (one optimizer's step), `skfac bench-gains`
-//! (every optimizer, stored for tracking) and `skfac regress` (a record against a baseline).
+//! (every optimizer, stored for tracking), `skfac bench-inverse` (a damped inverse on the
+//! device against a host round trip) and `skfac regress` (a record against a baseline).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use optimizers::curvature::DenseMethod;
 use optimizers::{Hyper, OptimizerKind};
 use reports::StageRow;
 
@@ -12,7 +14,7 @@ use crate::console::say;
 use crate::device::{self, DeviceSpec};
 use crate::hyper_flags::choice;
 use crate::store::{self, Store};
-use crate::{bench_step, meta, regress, threads};
+use crate::{bench_inverse, bench_step, meta, regress, threads};
 
 #[derive(clap::Args)]
 pub struct BenchStepArgs {
@@ -69,6 +71,23 @@ pub struct BenchGainsArgs {
 }
 
 #[derive(clap::Args)]
+pub struct BenchInverseArgs {
+    /// Matrix sizes n, comma-separated: SKFAC's N×N systems (M = 32 rows a batch, k·M
+    /// stacked) and K-FAC's factors (3×3×c_in + 1).
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 128, 577, 2305, 4609])]
+    pub sizes: Vec<usize>,
+    /// Timed repetitions each way (the median is reported), after one untimed.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Threads for candle and rayon [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// cpu, cuda or cuda:N; CUDA needs `just build-cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+#[derive(clap::Args)]
 pub struct RegressArgs {
     #[arg(long, default_value = store::DEFAULT_DB)]
     pub db: PathBuf,
@@ -106,6 +125,47 @@ pub fn step(a: &BenchStepArgs) -> Result<()> {
         r.median_total * 1e3
     );
     say!("{:.1} img/s", r.images_per_second);
+    Ok(())
+}
+
+pub fn inverse(a: &BenchInverseArgs) -> Result<()> {
+    let threads = threads::configure(a.threads)?;
+    let device = a.device.open()?;
+    say!(
+        "bench-inverse on {}: (F + λI)⁻¹ of an f32 n×n statistic, λ 1e-3, median of {} after 1 \
+         warm-up, {threads} thread(s)",
+        device::describe(&device),
+        a.reps
+    );
+    say!(
+        "on the device: cuSOLVER on a GPU, faer on the CPU; via the host: copied to the host, \
+         inverted with faer, copied back; difference: the largest of the two inverses' \
+         difference, relative to the largest entry; residual: the largest entry of (F + λI)·X − I \
+         for the device's X"
+    );
+    let methods = [DenseMethod::Cholesky, DenseMethod::Eigen];
+    say!(
+        "{:>6}  {:<8}  {:>16}  {:>16}  {:>11}  {:>10}  {:>9}",
+        "n",
+        "method",
+        "on the device ms",
+        "via the host ms",
+        "host/device",
+        "difference",
+        "residual"
+    );
+    for r in bench_inverse::run(&device, &a.sizes, &methods, a.reps)? {
+        say!(
+            "{:>6}  {:<8}  {:>16.3}  {:>16.3}  {:>11.2}  {:>10.1e}  {:>9.1e}",
+            r.n,
+            r.method.name(),
+            r.on_device * 1e3,
+            r.via_host * 1e3,
+            r.via_host / r.on_device,
+            r.difference,
+            r.residual
+        );
+    }
     Ok(())
 }
 
