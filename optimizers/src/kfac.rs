@@ -122,9 +122,9 @@ impl Kfac {
         ChaCha8Rng::seed_from_u64(s)
     }
 
-    /// `⟨a, b⟩` in f64.
-    fn dot(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
-        (a * b)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
+    /// `⟨a, b⟩` as an f64 scalar tensor on their device.
+    fn dot(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+        (a * b)?.sum_all()?.to_dtype(DType::F64)
     }
 
     /// The KL-clip factor `ν = min(1, sqrt(κ / (lr² Σ⟨∇̂W, ∇W⟩)))`.
@@ -201,8 +201,7 @@ impl Optimizer for Kfac {
                 continue;
             };
             let p = b.precondition(&v)?;
-            let d = (p.as_ref().unwrap_or(&v) * &v)?.sum_all()?;
-            dots.push(d.to_dtype(DType::F64)?);
+            dots.push(Self::dot(p.as_ref().unwrap_or(&v), &v)?);
             pre.push(Some((p, v)));
         }
         let mut dots = if dots.is_empty() {
@@ -228,7 +227,7 @@ impl Optimizer for Kfac {
                             layer = b.name(),
                             "non-finite preconditioned gradient; using the plain gradient"
                         );
-                        vg += Self::dot(&v, &v)?;
+                        vg += Self::dot(&v, &v)?.to_scalar::<f64>()?;
                         Ok(Some(v))
                     }
                     // No inverse: `d` is ⟨V, V⟩.
