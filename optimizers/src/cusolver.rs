@@ -1,7 +1,8 @@
-//! K-FAC's dense damped inverses on a CUDA device with cuSOLVER: the symmetric
-//! eigendecomposition (`syevd`) or Cholesky (`potrf`, `potri`), in f64 like the host path
-//! ([`crate::linalg`]). The factor never leaves the device; only cuSOLVER's status word and
-//! the finiteness checks come back to the host.
+//! The K-FAC family's damped inverses on a CUDA device with cuSOLVER (K-FAC's dense factors,
+//! SUA's channel factors, SKFAC's N×N Woodbury systems): the symmetric eigendecomposition
+//! (`syevd`) or Cholesky (`potrf`, `potri`), in f64 like the host path ([`crate::linalg`]).
+//! The factor never leaves the device; only cuSOLVER's status word and the finiteness checks
+//! come back to the host.
 //!
 //! cuSOLVER is column-major. A symmetric matrix is its own transpose, so the row-major buffer
 //! goes in as it is; what comes out is read back transposed: `syevd`'s eigenvectors (columns)
@@ -186,7 +187,8 @@ pub(crate) fn damped_inverse(
             ut.t()?.broadcast_div(&d.unsqueeze(0)?)?.matmul(&ut)?
         }
         DenseMethod::Cholesky => {
-            let damped = (&a + (Tensor::eye(n, DType::F64, stat.device())? * damping)?)?;
+            let eye = Tensor::eye(n, DType::F64, stat.device())?;
+            let damped = (&a + (&eye * damping)?)?;
             let mut m = owned_copy(&damped, &stream)?;
             // potrf and potri share their signatures: one workspace serves both, in turn.
             let mut lwork = 0i32;
@@ -238,7 +240,7 @@ pub(crate) fn damped_inverse(
             // The inverse is in the row-major upper triangle; the rest is the input's.
             let r = tensor(m, (n, n), dev);
             let upper = Tensor::triu2(n, DType::F64, stat.device())?;
-            let strict = (&upper - Tensor::eye(n, DType::F64, stat.device())?)?;
+            let strict = (&upper - eye)?;
             (r.mul(&upper)? + r.mul(&strict)?.t()?)?
         }
     };

@@ -17,13 +17,15 @@ pub enum DeviceSpec {
     /// The CPU, with `--threads` threads.
     #[default]
     Cpu,
-    /// GPU `N` (`cuda:N`), or with `cuda` alone the process's local MPI rank, so that each
-    /// process of a data-parallel job on one machine takes its own GPU.
+    /// GPU `N` (`cuda:N`), or with `cuda` alone the one [`DeviceSpec::ordinal`] gives the
+    /// process's slot, so that each process of a data-parallel job (or each `--jobs` worker)
+    /// on one machine takes its own GPU.
     Cuda(Option<usize>),
 }
 
 /// What `--device` accepts, for its errors and help.
-pub const DEVICE_CHOICES: &str = "cpu, cuda (GPU 0, or one GPU per MPI process), cuda:N";
+pub const DEVICE_CHOICES: &str =
+    "cpu, cuda (GPU 0, or one GPU per MPI process or --jobs worker), cuda:N";
 
 impl FromStr for DeviceSpec {
     type Err = String;
