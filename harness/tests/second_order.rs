@@ -77,6 +77,16 @@ fn every_optimizer_learns_real_fashion_mnist_and_second_order_beats_sgd() {
     }
 }
 
+/// A ResNet-8 for the 8×8×3 images, 10 classes, of [`batches`].
+fn resnet8() -> models::Network {
+    let model = ModelConfig {
+        input: (8, 8, 3),
+        classes: 10,
+        seed: 3,
+    };
+    models::build("resnet8", &model, &Device::Cpu).unwrap()
+}
+
 fn batches(n: usize) -> Vec<Batch> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     (0..n)
@@ -117,11 +127,6 @@ fn values(net: &models::Network) -> Vec<Vec<f32>> {
 fn saved_optimizer_state_resumes_bit_exactly() {
     harness::threads::configure(Some(2)).unwrap();
     let data = batches(7);
-    let model = ModelConfig {
-        input: (8, 8, 3),
-        classes: 10,
-        seed: 3,
-    };
     // skfac-rs once more with stacked rows, whose recent batches are state too.
     for opt in [
         "sgd",
@@ -150,11 +155,11 @@ fn saved_optimizer_state_resumes_bit_exactly() {
                 }
             }
         };
-        let straight = models::build("resnet8", &model, &Device::Cpu).unwrap();
+        let straight = resnet8();
         let mut o = build(kind, &straight.param_set(), &h).unwrap();
         step_all(&straight, o.as_mut(), 0..7);
 
-        let first = models::build("resnet8", &model, &Device::Cpu).unwrap();
+        let first = resnet8();
         let mut o1 = build(kind, &first.param_set(), &h).unwrap();
         step_all(&first, o1.as_mut(), 0..4);
         let dir = tempfile::tempdir().unwrap();
@@ -163,7 +168,7 @@ fn saved_optimizer_state_resumes_bit_exactly() {
         let saved = values(&first);
         drop((first, o1));
 
-        let resumed = models::build("resnet8", &model, &Device::Cpu).unwrap();
+        let resumed = resnet8();
         for (v, s) in resumed.named_vars().iter().zip(&saved) {
             v.var
                 .set(&Tensor::from_vec(s.clone(), v.var.shape(), &Device::Cpu).unwrap())
@@ -184,12 +189,7 @@ fn saved_optimizer_state_resumes_bit_exactly() {
 
 #[test]
 fn a_state_from_another_optimizer_is_refused() {
-    let model = ModelConfig {
-        input: (8, 8, 3),
-        classes: 10,
-        seed: 3,
-    };
-    let net = models::build("resnet8", &model, &Device::Cpu).unwrap();
+    let net = resnet8();
     let h = optimizers::Hyper::default();
     let kfac = build(OptimizerKind::Kfac, &net.param_set(), &h).unwrap();
     let mut rs = build(OptimizerKind::SkfacRs, &net.param_set(), &h).unwrap();
@@ -206,15 +206,10 @@ fn an_inverse_that_fails_for_a_non_numerical_reason_stops_the_step() {
     // cuSOLVER or device error would) instead of quietly taking the plain gradient.
     harness::threads::configure(Some(2)).unwrap();
     let data = batches(2);
-    let model = ModelConfig {
-        input: (8, 8, 3),
-        classes: 10,
-        seed: 3,
-    };
     let mut h = TrainConfig::new("resnet8", OptimizerKind::Kfac).hyper;
     // Statistics on the first step only, inverses on every step.
     (h.t_cov, h.t_inv) = (1000, 1);
-    let net = models::build("resnet8", &model, &Device::Cpu).unwrap();
+    let net = resnet8();
     let mut o = build(OptimizerKind::Kfac, &net.param_set(), &h).unwrap();
     assert!(matches!(
         train_step(&net, o.as_mut(), &data[0], 0).unwrap(),
