@@ -6,7 +6,8 @@
 #      resnet34 at batch 32 and 128, resnet50 (224x224) at batch 32  -> step.md;
 #   3. CPU-vs-GPU agreement: every optimizer trained a few real steps on each device from the
 #      same seed, the saved models compared tensor by tensor            -> agreement.md;
-#   4. bench-gains of the six optimizers on vgg11 and resnet50 at the paper's periods
+#   4. bench-gains of every optimizer (K-FAC in its four factorisations) on vgg11 and
+#      resnet50 at the paper's periods
 #      -> gains-*.txt, gains-*.svg, gains.db;
 #   5. a short real-data training run on the GPU                        -> train.txt;
 #   6. bench-inverse: each damped inverse size cuSOLVER against a host round trip, and
@@ -139,8 +140,10 @@ if section "3. CPU vs $DEVICE: the same seeded steps of every optimizer"; then
         echo "| optimizer | steps | largest relative difference of the trained weights |"
         echo "| --- | ---: | --- |"
     } >"$OUT/agreement.md"
-    # Each entry: the optimizer, then extra flags (K-FAC's two cuSOLVER paths both).
-    for run in "sgd" "adam" "kfac" "kfac --dense-method cholesky" "kfac-sua" "skfac-rs" "skfac-ss"; do
+    # Each entry: the optimizer, then extra flags (K-FAC's cuSOLVER paths: both methods, and
+    # both precisions).
+    for run in "sgd" "adam" "kfac" "kfac --dense-method cholesky" "kfac --inverse-dtype f64" \
+        "kfac-sua" "skfac-rs" "skfac-ss"; do
         read -r opt extra <<<"$run"
         trained=0
         for dev in cpu "$DEVICE"; do
@@ -180,7 +183,7 @@ if section "5. real-data training on $DEVICE"; then
 fi
 
 if section "6. bench-inverse on $DEVICE"; then
-    attempt 150 "bench-inverse" \
+    attempt 240 "bench-inverse" \
         "$SKFAC_BIN" bench-inverse --device "$DEVICE" "${INVERSE_ARGS[@]}" >"$OUT/inverse.txt"
     cat "$OUT/inverse.txt"
 fi

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use harness::store::{EpochRow, IterationRow, RunMeta, Status, Store};
 use optimizers::StageTimes;
-use reports::regress::{BenchRecord, BenchStage};
+use reports::regress::{BenchRecord, BenchStage, FORMER_KFAC, PEERS};
 
 fn meta(optimizer: &str, seed: u64) -> RunMeta {
     RunMeta {
@@ -165,10 +165,15 @@ fn report_reads_the_store_and_writes_the_known_table() {
 }
 
 fn record(commit: &str, skfac_inverse: f64) -> BenchRecord {
-    let stage = |o: &str, inv: f64| BenchStage {
-        optimizer: o.parse().unwrap(),
-        samples: None,
-        seconds: [0.010, 0.020, 0.002, inv, 0.001, 0.0, 0.001],
+    let stage = |o: &str, inv: f64| {
+        let optimizer: optimizers::OptimizerKind = o.parse().unwrap();
+        BenchStage {
+            optimizer,
+            samples: None,
+            kfac: (o == "kfac").then_some(FORMER_KFAC),
+            failed_refreshes: 0,
+            seconds: [0.010, 0.020, 0.002, inv, 0.001, 0.0, 0.001],
+        }
     };
     BenchRecord {
         id: 0,
@@ -189,6 +194,47 @@ fn record(commit: &str, skfac_inverse: f64) -> BenchRecord {
             stage("skfac-rs", skfac_inverse),
         ],
     }
+}
+
+#[test]
+fn k_fac_rows_stored_before_their_configuration_read_as_eigen_in_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let store = Store::open(&db).unwrap();
+    let mut rec = record("aaaa1111", 0.002);
+    rec.stages[1].kfac = Some(PEERS);
+    rec.stages[1].failed_refreshes = 3;
+    store.add_bench(&rec, "{}", "{}").unwrap();
+    let read = |store: &Store| store.bench_records().unwrap().remove(0).stages;
+    let back = read(&store);
+    assert_eq!((back[1].kfac, back[1].failed_refreshes), (Some(PEERS), 3));
+    assert_eq!((back[0].kfac, back[2].kfac), (None, None));
+    drop(store);
+    // What a row written before the columns existed holds.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            sqlx::query(
+                "UPDATE bench_stages SET dense_method = NULL, inverse_dtype = NULL,
+                     failed_refreshes = NULL",
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
+        });
+    let back = read(&Store::open(&db).unwrap());
+    assert_eq!(
+        (back[1].kfac, back[1].failed_refreshes),
+        (Some(FORMER_KFAC), 0)
+    );
+    assert_eq!(back[1].label(), "kfac (eigen, f64)");
+    assert_eq!((back[0].kfac, back[2].kfac), (None, None));
 }
 
 fn regress_status(db: &Path) -> Option<i32> {
@@ -228,7 +274,10 @@ fn regress_fails_on_a_planted_regression_and_passes_a_clean_record() {
         .unwrap();
     let (ok, text) = regress(&db, &[]);
     assert!(ok, "{text}");
-    assert!(text.contains("inverse speed-up kfac / skfac-rs"), "{text}");
+    assert!(
+        text.contains("inverse speed-up kfac (eigen, f64) / skfac-rs"),
+        "{text}"
+    );
 
     // Planted: SKFAC's inverse became as slow as K-FAC's.
     store
@@ -278,14 +327,17 @@ fn bench_gains_stores_a_record_regress_can_read() {
         assert!(ok, "{text}");
         assert!(
             text.contains("skfac-ss(1)")
-                && text.contains("kfac/this")
+                && text.contains("peers/this")
+                && text.contains("fastest/this")
+                && text.contains("kfac (cholesky, f64)")
+                && text.contains("fastest K-FAC that trains: kfac (")
                 && text.contains("stored as benchmark record"),
             "{text}"
         );
     }
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.contains("skfac-rs"),
+        svg.starts_with("<svg") && svg.contains("skfac-rs") && svg.contains("kfac (eigen, f32)"),
         "{svg:.200}"
     );
     let records = Store::open(&db).unwrap().bench_records().unwrap();
@@ -296,7 +348,12 @@ fn bench_gains_stores_a_record_regress_can_read() {
         (r.model.as_str(), r.batch, r.steps, r.t_cov, r.t_inv),
         ("mlp", 16, 4, 20, 200)
     );
-    assert_eq!(r.stages.len(), 6);
+    // sgd, adam, kfac in four configurations (eigen and Cholesky, f32 and f64), kfac-sua,
+    // skfac-rs, skfac-ss(1).
+    assert_eq!(r.stages.len(), 9);
+    let configs: Vec<_> = r.stages.iter().filter_map(|s| s.kfac).collect();
+    assert_eq!(configs.len(), 4);
+    assert_eq!(configs[0], PEERS);
     for s in &r.stages {
         assert!(s.seconds[0] > 0.0 && s.seconds[1] > 0.0, "{s:?}");
         let second_order = s.optimizer.is_second_order();
@@ -306,7 +363,11 @@ fn bench_gains_stores_a_record_regress_can_read() {
         }
     }
     let (ok, text) = regress(&db, &["--tolerance", "100000%"]);
-    assert!(ok && text.contains("overhead kfac / sgd"), "{text}");
+    assert!(
+        ok && text.contains("overhead kfac (eigen, f32) / sgd")
+            && text.contains("step skfac-rs / kfac (fastest)"),
+        "{text}"
+    );
     // Records amortised over other periods are not a baseline.
     let other = [&args[..], &["--t-inv", "50"]].concat();
     let (ok, text) = skfac(&other);

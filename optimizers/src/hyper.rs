@@ -3,7 +3,7 @@
 //! fields it uses; [`Hyper::PARAMS`] lists them for command lines and configuration files, so
 //! a new field becomes a flag (`--t-cov`) and a sweep key (`t_cov`) without further code.
 
-use crate::curvature::{BlockOptions, DenseMethod, RowAverage, WoodburyMode};
+use crate::curvature::{BlockOptions, DenseMethod, InverseDtype, RowAverage, WoodburyMode};
 use crate::damping::{DampingSplit, FactorInit};
 use crate::error::{check, Result};
 use crate::fisher::Fisher;
@@ -104,6 +104,10 @@ hyper! {
     woodbury: WoodburyMode = WoodburyMode::Applied;
     /// K-FAC: eigendecomposition or Cholesky for the dense factors.
     dense_method: DenseMethod = DenseMethod::Eigen;
+    /// K-FAC family: the precision every factorisation runs in (K-FAC's and SUA's factors,
+    /// SKFAC's Woodbury systems): `f32` as kfac-pytorch, ASDL and kfac-jax invert, a failure
+    /// retried in `f64` before more damping; or `f64` throughout.
+    inverse_dtype: InverseDtype = InverseDtype::F32;
     /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
     seed: u64 = 0;
 }
@@ -236,6 +240,7 @@ impl Hyper {
     pub fn block_options(&self) -> BlockOptions {
         BlockOptions {
             dense: self.dense_method,
+            precision: self.inverse_dtype,
             woodbury: self.woodbury,
             init: self.factor_init,
             split: self.damping_split,

@@ -52,6 +52,8 @@ pub struct Kfac {
     observed: bool,
     /// Whether the inverses have been computed at least once.
     refreshed: bool,
+    /// Layer refreshes that failed at every damping ([`Optimizer::failed_refreshes`]).
+    failed_refreshes: usize,
     /// The other processes of a data-parallel job ([`Local`] when alone).
     comm: Arc<dyn Communicator>,
     /// Where the parameters live, for the stopwatch.
@@ -99,6 +101,7 @@ impl Kfac {
             steps: 0,
             observed: false,
             refreshed: false,
+            failed_refreshes: 0,
             comm: Arc::new(Local),
             device: params.device(),
         })
@@ -181,9 +184,13 @@ impl Optimizer for Kfac {
             for b in &mut self.blocks {
                 // A numerical failure is logged by the block, which then takes its plain
                 // gradient; a failed operation (a device or library error) stops the step.
-                if let Err(FactorError::Candle(e)) = b.refresh(self.damping) {
-                    let msg = format!("refreshing {}'s inverses: {e}", b.spec.name);
-                    return Err(candle_core::Error::Msg(msg).into());
+                match b.refresh(self.damping) {
+                    Err(FactorError::Candle(e)) => {
+                        let msg = format!("refreshing {}'s inverses: {e}", b.spec.name);
+                        return Err(candle_core::Error::Msg(msg).into());
+                    }
+                    Err(_) => self.failed_refreshes += 1,
+                    Ok(_) => {}
                 }
             }
             self.refreshed = true;
@@ -283,6 +290,10 @@ impl Optimizer for Kfac {
 
     fn steps(&self) -> usize {
         self.steps
+    }
+
+    fn failed_refreshes(&self) -> usize {
+        self.failed_refreshes
     }
 
     fn state(&self) -> Result<OptimizerState> {

@@ -53,6 +53,13 @@ pub trait Optimizer: Send {
     /// Steps taken so far.
     fn steps(&self) -> usize;
 
+    /// Layer inverse refreshes in this process that failed at every damping, so that the layer
+    /// took its plain gradient until its next refresh (first-order methods have none). A
+    /// benchmark uses it to tell a configuration that trains from one that quietly does not.
+    fn failed_refreshes(&self) -> usize {
+        0
+    }
+
     /// Everything needed to continue bit-exactly from this step boundary (deep copies).
     fn state(&self) -> Result<OptimizerState>;
 

@@ -4,31 +4,36 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::*;
-use optimizers::curvature::DenseMethod;
 use optimizers::curvature::RowAverage;
 use optimizers::curvature::{
     Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
 };
+use optimizers::curvature::{DenseMethod, InverseDtype};
 use optimizers::{DampingSplit, FactorInit, Hyper, LayerKind, LayerSpec, LayerStats};
 
 #[test]
 fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
     let mut r = rng(1);
-    for dtype in [DType::F32, DType::F64] {
-        let tol = if dtype == DType::F32 { 1e-4 } else { 1e-9 };
+    // The tolerance follows the weaker of the rows' dtype and the factorisation's precision.
+    let cases = [
+        (DType::F32, InverseDtype::F32, 1e-4),
+        (DType::F64, InverseDtype::F32, 1e-4),
+        (DType::F64, InverseDtype::F64, 1e-9),
+    ];
+    for (dtype, precision, tol) in cases {
         for (rows, n) in [(8, 20), (20, 20), (40, 20)] {
             for damping in [1e-3, 1e-1, 1.0] {
                 let y = randn(rows, n, 1.0, dtype, &mut r)?;
                 let want = inverse(&damped_gram(&mat(&y), damping));
                 for mode in [WoodburyMode::Applied, WoodburyMode::Formed] {
-                    let mut f = LowRankFactor::new(mode, RowAverage::Ema, 1);
+                    let mut f = LowRankFactor::new(mode, precision, RowAverage::Ema, 1);
                     f.observe(&y, 0.95)?;
                     f.refresh(damping).unwrap();
                     let got = mat(&f.inverse_matrix()?);
                     let e = rel_err(&got, &want);
                     assert!(
                         e <= tol,
-                        "{dtype:?} N={rows} n={n} λ={damping} {mode:?}: {e:e}"
+                        "{dtype:?} in {precision:?} N={rows} n={n} λ={damping} {mode:?}: {e:e}"
                     );
                     // Applied to a gradient from either side.
                     let v = randn(5, n, 1.0, dtype, &mut r)?;
@@ -93,7 +98,15 @@ fn stats(
     })
 }
 
-/// The preconditioned gradient after one refresh on `stats`, no moving average.
+/// Block options with every factorisation in f64, for identities that hold to round-off.
+fn in_f64() -> BlockOptions {
+    BlockOptions {
+        precision: InverseDtype::F64,
+        ..Hyper::default().block_options()
+    }
+}
+
+/// The preconditioned gradient after one refresh on `stats`, no moving average, in f64.
 fn precondition(
     spec: &LayerSpec,
     approx: Approx,
@@ -101,7 +114,7 @@ fn precondition(
     v: &Tensor,
     damping: f64,
 ) -> Result<Vec<Vec<f64>>> {
-    let mut b = Block::new(spec.clone(), approx, Hyper::default().block_options());
+    let mut b = Block::new(spec.clone(), approx, in_f64());
     b.observe(st, 0.0, &rng(9))?;
     b.refresh(damping).unwrap();
     Ok(mat(&b.precondition(v)?.expect("an inverse")))
@@ -118,20 +131,24 @@ fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
     let gamma = inverse(&damped_gram(&mat(&st.g), lambda));
     let want = matmul(&matmul(&gamma, &mat(&v)), &omega);
     for method in [DenseMethod::Eigen, DenseMethod::Cholesky] {
-        let mut b = Block::new(
-            spec.clone(),
-            Approx::Kfac,
-            BlockOptions {
-                dense: method,
-                // The oracle above puts λ on each factor.
-                split: DampingSplit::Each,
-                ..Hyper::default().block_options()
-            },
-        );
-        b.observe(&st, 0.0, &rng(0))?;
-        b.refresh(lambda).unwrap();
-        let got = mat(&b.precondition(&v)?.unwrap());
-        assert!(rel_err(&got, &want) < 1e-9, "{method:?}");
+        for (precision, tol) in [(InverseDtype::F32, 1e-5), (InverseDtype::F64, 1e-9)] {
+            let mut b = Block::new(
+                spec.clone(),
+                Approx::Kfac,
+                BlockOptions {
+                    dense: method,
+                    precision,
+                    // The oracle above puts λ on each factor.
+                    split: DampingSplit::Each,
+                    ..Hyper::default().block_options()
+                },
+            );
+            b.observe(&st, 0.0, &rng(0))?;
+            b.refresh(lambda).unwrap();
+            let got = mat(&b.precondition(&v)?.unwrap());
+            let e = rel_err(&got, &want);
+            assert!(e < tol, "{method:?} in {precision:?}: {e:e}");
+        }
     }
     Ok(())
 }
@@ -209,8 +226,24 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
         } else {
             a.clone()
         };
-        let mut f = SuaFactor::new(k, c, bias, DenseMethod::Eigen, FactorInit::First);
+        let mut f = SuaFactor::new(
+            k,
+            c,
+            bias,
+            DenseMethod::Eigen,
+            InverseDtype::F64,
+            FactorInit::First,
+        );
+        let mut single = SuaFactor::new(
+            k,
+            c,
+            bias,
+            DenseMethod::Cholesky,
+            InverseDtype::F32,
+            FactorInit::First,
+        );
         f.observe(&a_rows, 0.0)?;
+        single.observe(&a_rows, 0.0)?;
         // Ω_c: the channel covariance over every (row, offset).
         let av = mat(&a);
         let mut omega_c = vec![vec![0.0; c]; c];
@@ -241,9 +274,12 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
         );
         let lambda = 1e-2;
         f.refresh(lambda).unwrap();
+        single.refresh(lambda).unwrap();
         let mut damped = want.clone();
         (0..n).for_each(|i| damped[i][i] += lambda);
         assert!(rel_err(&mat(&f.inverse_matrix()?), &inverse(&damped)) < 1e-10);
+        let e = rel_err(&mat(&single.inverse_matrix()?), &inverse(&damped));
+        assert!(e < 1e-5, "f32 Cholesky: {e:e}");
         let v = randn(2, n, 1.0, DType::F64, &mut r)?;
         let applied = mat(&f.apply_right(&v)?);
         assert!(rel_err(&applied, &matmul(&mat(&v), &inverse(&damped))) < 1e-10);
@@ -259,7 +295,7 @@ fn moving_averages_follow_their_definitions() -> Result<()> {
         randn(4, 6, 1.0, DType::F64, &mut r)?,
     );
     // SKFAC averages the rows Y themselves (paper eqs. 26-27).
-    let mut lr = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Ema, 1);
+    let mut lr = LowRankFactor::new(WoodburyMode::Applied, InverseDtype::F32, RowAverage::Ema, 1);
     lr.observe(&y1, 0.9)?;
     lr.observe(&y2, 0.9)?;
     let ybar = ((&y1 * 0.9)? + (&y2 * 0.1)?)?;
@@ -268,7 +304,11 @@ fn moving_averages_follow_their_definitions() -> Result<()> {
     lr.observe(&randn(3, 6, 1.0, DType::F64, &mut r)?, 0.9)?;
     assert!(rel_err(&mat(&lr.matrix()?), &damped_gram(&mat(&ybar), 0.0)) < 1e-12);
     // K-FAC averages the factors.
-    let mut d = optimizers::curvature::DenseFactor::new(DenseMethod::Eigen, FactorInit::First);
+    let mut d = optimizers::curvature::DenseFactor::new(
+        DenseMethod::Eigen,
+        InverseDtype::F32,
+        FactorInit::First,
+    );
     d.observe(&y1, 0.9)?;
     d.observe(&y2, 0.9)?;
     let g1 = damped_gram(&mat(&y1), 0.0);
@@ -301,7 +341,11 @@ fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
 fn the_first_moving_average_step_from_the_identity_is_beta_i_plus_the_batch() -> Result<()> {
     let mut r = rng(11);
     let y = randn(5, 4, 1.0, DType::F64, &mut r)?;
-    let mut d = optimizers::curvature::DenseFactor::new(DenseMethod::Eigen, FactorInit::Identity);
+    let mut d = optimizers::curvature::DenseFactor::new(
+        DenseMethod::Eigen,
+        InverseDtype::F32,
+        FactorInit::Identity,
+    );
     d.observe(&y, 0.95)?;
     let want: Vec<Vec<f64>> = damped_gram(&mat(&y), 0.0)
         .iter()
@@ -341,10 +385,7 @@ fn each_damping_split_adds_what_it_says_to_each_factor() -> Result<()> {
         let gamma = inverse(&damped_gram(&g, lg));
         let want = matmul(&matmul(&gamma, &mat(&v)), &omega);
         for approx in [Approx::Kfac, Approx::ReduceSum] {
-            let opts = BlockOptions {
-                split,
-                ..Hyper::default().block_options()
-            };
+            let opts = BlockOptions { split, ..in_f64() };
             let mut b = Block::new(spec.clone(), approx, opts);
             b.observe(&st, 0.0, &rng(0))?;
             let (got_o, got_g) = b.damping_split(lambda).unwrap();
@@ -414,8 +455,18 @@ fn stacked_and_batch_rows_give_the_factors_they_define() -> Result<()> {
         .map(|_| randn(5, 4, 1.0, DType::F64, &mut r))
         .collect::<Result<_>>()?;
     let beta = 0.8;
-    let mut stack = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Stack, 4);
-    let mut batch = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Batch, 4);
+    let mut stack = LowRankFactor::new(
+        WoodburyMode::Applied,
+        InverseDtype::F32,
+        RowAverage::Stack,
+        4,
+    );
+    let mut batch = LowRankFactor::new(
+        WoodburyMode::Applied,
+        InverseDtype::F32,
+        RowAverage::Batch,
+        4,
+    );
     for (t, b) in batches.iter().enumerate() {
         stack.observe(b, beta)?;
         batch.observe(b, beta)?;
@@ -439,8 +490,14 @@ fn for_independent_rows_only_the_ema_of_rows_shrinks_the_factor() -> Result<()> 
     let mut r = rng(14);
     let (mut ema_sum, mut stack_sum) = (0.0, 0.0);
     for _ in 0..trials {
-        let mut ema = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Ema, 1);
-        let mut stack = LowRankFactor::new(WoodburyMode::Applied, RowAverage::Stack, 8);
+        let mut ema =
+            LowRankFactor::new(WoodburyMode::Applied, InverseDtype::F32, RowAverage::Ema, 1);
+        let mut stack = LowRankFactor::new(
+            WoodburyMode::Applied,
+            InverseDtype::F32,
+            RowAverage::Stack,
+            8,
+        );
         for _ in 0..steps {
             let y = randn(4, 3, 1.0, DType::F64, &mut r)?;
             ema.observe(&y, beta)?;
@@ -453,5 +510,47 @@ fn for_independent_rows_only_the_ema_of_rows_shrinks_the_factor() -> Result<()> 
     let shrunk = (1.0 - beta) / (1.0 + beta);
     assert!((ema - shrunk).abs() < 0.05, "ema {ema}, expected {shrunk}");
     assert!((stack - 1.0).abs() < 0.05, "stack {stack}, expected 1");
+    Ok(())
+}
+
+#[test]
+fn each_retry_shares_ten_times_the_damping_as_the_split_says() -> Result<()> {
+    // Ω = diag(1, −0.5) (a Linear layer with one input and a bias) and Γ = [1]: a Cholesky
+    // refresh works once Ω's damping exceeds 0.5. Attempt a shares 10^a·λ between the factors
+    // (docs/algorithms.md): λ = 0.01 under `each` works at 1 (attempt 2), under `sqrt` at
+    // √1 = 1 (attempt 2), under `pi` (π = √(0.25 / 1)) at 10, since √1·π = 0.5 is not enough.
+    let dev = Device::Cpu;
+    let mut src = std::collections::BTreeMap::new();
+    src.insert(
+        "b.omega.stat".to_string(),
+        Tensor::new(&[[1f64, 0.0], [0.0, -0.5]], &dev)?,
+    );
+    src.insert("b.gamma.stat".to_string(), Tensor::new(&[[1f64]], &dev)?);
+    for (split, works_at) in [
+        (DampingSplit::Each, 1.0),
+        (DampingSplit::Sqrt, 1.0),
+        (DampingSplit::Pi, 10.0),
+    ] {
+        let opts = BlockOptions {
+            dense: DenseMethod::Cholesky,
+            split,
+            ..in_f64()
+        };
+        let mut b = Block::new(linear_spec(1, 1, DType::F64)?, Approx::Kfac, opts);
+        b.load("b", &src)?;
+        let lambda = b.refresh(0.01).unwrap();
+        assert!((lambda - works_at).abs() < 1e-12, "{split:?}: {lambda}");
+        // The inverses are those of the split of the damping that worked.
+        let (lo, lg) = b.damping_split(works_at).unwrap();
+        let (omega, gamma) = b.factors();
+        let want_o = [[1.0 / (1.0 + lo), 0.0], [0.0, 1.0 / (lo - 0.5)]];
+        let got_o = mat(&omega.inverse_matrix()?);
+        assert!(
+            rel_err(&got_o, want_o.map(|r| r.to_vec()).as_ref()) < 1e-12,
+            "{split:?}"
+        );
+        let got_g = mat(&gamma.inverse_matrix()?);
+        assert!((got_g[0][0] - 1.0 / (1.0 + lg)).abs() < 1e-12, "{split:?}");
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod common;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use common::*;
+use optimizers::curvature::InverseDtype;
 use optimizers::{
     build, DampingSplit, Hyper, LayerKind, LayerSpec, LayerStats, OptimizerKind, ParamSet,
 };
@@ -35,8 +36,14 @@ fn a_kfac_step_is_the_kl_clipped_preconditioned_gradient() -> Result<()> {
         .map(|(a, b)| a * b)
         .sum();
 
-    // κ large enough to leave the step alone, then small enough to clip it to a tenth.
-    for (kl_clip, nu) in [(1e6, 1.0), (0.01 * lr * lr * pv, 0.1)] {
+    // κ large enough to leave the step alone, then small enough to clip it to a tenth; the
+    // inverses in either precision, to its round-off.
+    let cases = [(1e6, 1.0), (0.01 * lr * lr * pv, 0.1)];
+    let precisions = [(InverseDtype::F64, 1e-9), (InverseDtype::F32, 1e-5)];
+    for ((kl_clip, nu), (inverse_dtype, tol)) in cases
+        .into_iter()
+        .flat_map(|c| precisions.into_iter().map(move |p| (c, p)))
+    {
         let w = Var::zeros((outputs, inputs), DType::F64, &Device::Cpu)?;
         let b = Var::zeros(outputs, DType::F64, &Device::Cpu)?;
         let spec = LayerSpec {
@@ -58,6 +65,7 @@ fn a_kfac_step_is_the_kl_clipped_preconditioned_gradient() -> Result<()> {
             damping_split: DampingSplit::Each,
             stat_decay: 0.0,
             kl_clip,
+            inverse_dtype,
             t_cov: 1,
             t_inv: 1,
             ..Hyper::default()
@@ -72,7 +80,8 @@ fn a_kfac_step_is_the_kl_clipped_preconditioned_gradient() -> Result<()> {
             .iter()
             .map(|row| row.iter().map(|x| -lr * nu * x).collect())
             .collect();
-        assert!(rel_err(&mat(&got), &want) < 1e-9, "κ = {kl_clip}");
+        let e = rel_err(&mat(&got), &want);
+        assert!(e < tol, "κ = {kl_clip} in {inverse_dtype:?}: {e:e}");
     }
     Ok(())
 }

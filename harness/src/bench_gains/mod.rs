@@ -7,26 +7,46 @@
 //! from those, so `T_inv` = 200 costs a few steps, not 200. The optimizers run interleaved in
 //! rounds (a cycle of steps of each, then again), so a slow patch of a noisy machine lands on
 //! all of them alike and the ratios between them stay honest.
+//!
+//! K-FAC runs in each factorisation it offers (eigendecomposition or Cholesky, f32 or f64), so
+//! the gains are stated against K-FAC as its peers run it ([`PEERS`]: eigen, f32) and against
+//! its fastest configuration that trains (no refresh failed at every damping).
 
 pub mod amortise;
 
 use anyhow::Result;
-use optimizers::curvature::RowAverage;
+use optimizers::curvature::{DenseMethod, InverseDtype, RowAverage};
 use optimizers::{build, DampingSplit, Hyper, Optimizer, OptimizerKind, StageTimes};
-use reports::regress::{BenchRecord, BenchStage};
+use reports::regress::{BenchRecord, BenchStage, KfacConfig, PEERS};
 
 use crate::bench_step::{network, random_batch};
 use crate::train::{train_step, StepOutcome};
 use amortise::{KindTimes, StepKind, MEASURE_T_COV, MEASURE_T_INV};
 
-/// The optimizers measured, with skfac-ss's s'.
-pub const OPTIMIZERS: [(OptimizerKind, Option<u32>); 6] = [
-    (OptimizerKind::Sgd, None),
-    (OptimizerKind::Adam, None),
-    (OptimizerKind::Kfac, None),
-    (OptimizerKind::KfacSua, None),
-    (OptimizerKind::SkfacRs, None),
-    (OptimizerKind::SkfacSs, Some(1)),
+/// The optimizers measured, with skfac-ss's s' and each K-FAC row's configuration: the peers'
+/// first, then the other three. The other K-FAC-family rows factorise as [`hyper`] says.
+pub const OPTIMIZERS: [(OptimizerKind, Option<u32>, Option<KfacConfig>); 9] = [
+    (OptimizerKind::Sgd, None, None),
+    (OptimizerKind::Adam, None, None),
+    (OptimizerKind::Kfac, None, Some(PEERS)),
+    (
+        OptimizerKind::Kfac,
+        None,
+        Some((DenseMethod::Eigen, InverseDtype::F64)),
+    ),
+    (
+        OptimizerKind::Kfac,
+        None,
+        Some((DenseMethod::Cholesky, InverseDtype::F32)),
+    ),
+    (
+        OptimizerKind::Kfac,
+        None,
+        Some((DenseMethod::Cholesky, InverseDtype::F64)),
+    ),
+    (OptimizerKind::KfacSua, None, None),
+    (OptimizerKind::SkfacRs, None, None),
+    (OptimizerKind::SkfacSs, Some(1), None),
 ];
 
 #[derive(Clone, Debug)]
@@ -61,11 +81,12 @@ pub fn hyper(cfg: &GainsConfig) -> Hyper {
     }
 }
 
-/// What one benchmark measured: the record to store (amortised stage means) and, per
-/// optimizer, the step kinds it was composed from.
+/// What one benchmark measured: the record to store (amortised stage means), per optimizer
+/// the step kinds it was composed from, and the hyper-parameters every optimizer shared.
 pub struct Gains {
     pub record: BenchRecord,
     pub kinds: Vec<KindTimes>,
+    pub hyper: Hyper,
 }
 
 /// Runs the benchmark; `note` hears about progress. The thread count must be set already.
@@ -86,12 +107,16 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
     periods.validate()?;
     let batch = random_batch(&cfg.model, cfg.batch, &cfg.device)?;
     let mut runs: Vec<(models::Network, Box<dyn Optimizer>, usize, KindTimes)> = Vec::new();
-    for (kind, samples) in OPTIMIZERS {
+    for (kind, samples, kfac) in OPTIMIZERS {
         let net = network(&cfg.model, &cfg.device)?;
+        let (dense_method, inverse_dtype) =
+            kfac.unwrap_or((periods.dense_method, periods.inverse_dtype));
         let h = Hyper {
             samples: samples.unwrap_or(1) as usize,
             t_cov: MEASURE_T_COV,
             t_inv: MEASURE_T_INV,
+            dense_method,
+            inverse_dtype,
             ..periods
         };
         let opt = build(kind, &net.param_set(), &h)?;
@@ -121,7 +146,7 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
             round + 1,
             cfg.cycles
         ));
-        for ((kind, _), (net, opt, i, sum)) in OPTIMIZERS.iter().zip(&mut runs) {
+        for ((kind, _, _), (net, opt, i, sum)) in OPTIMIZERS.iter().zip(&mut runs) {
             for _ in 0..MEASURE_T_INV {
                 let t = step(net, opt.as_mut(), *i)?;
                 sum.add(StepKind::of(*i), kind.is_second_order(), &t);
@@ -129,13 +154,17 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
             }
         }
     }
+    let failed: Vec<usize> = runs.iter().map(|r| r.1.failed_refreshes()).collect();
     let kinds: Vec<KindTimes> = runs.into_iter().map(|r| r.3).collect();
     let stages = OPTIMIZERS
         .iter()
         .zip(&kinds)
-        .map(|((kind, samples), k)| BenchStage {
+        .zip(failed)
+        .map(|(((kind, samples, kfac), k), failed)| BenchStage {
             optimizer: *kind,
             samples: *samples,
+            kfac: *kfac,
+            failed_refreshes: failed as u32,
             seconds: k.amortised(cfg.t_cov, cfg.t_inv),
         })
         .collect();
@@ -154,5 +183,9 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
         t_inv: cfg.t_inv,
         stages,
     };
-    Ok(Gains { record, kinds })
+    Ok(Gains {
+        record,
+        kinds,
+        hyper: periods,
+    })
 }

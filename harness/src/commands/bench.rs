@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use optimizers::curvature::DenseMethod;
+use optimizers::curvature::{DenseMethod, InverseDtype};
 use optimizers::{Hyper, OptimizerKind};
 use reports::StageRow;
 
@@ -76,6 +76,12 @@ pub struct BenchInverseArgs {
     /// stacked) and K-FAC's factors (3×3×c_in + 1).
     #[arg(long, value_delimiter = ',', default_values_t = [32, 128, 577, 2305, 4609])]
     pub sizes: Vec<usize>,
+    /// Methods, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "cholesky,eigen", value_parser = choice::<DenseMethod>())]
+    pub methods: Vec<DenseMethod>,
+    /// Precisions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "f32,f64", value_parser = choice::<InverseDtype>())]
+    pub precisions: Vec<InverseDtype>,
     /// Timed repetitions each way (the median is reported), after one untimed.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
@@ -132,37 +138,41 @@ pub fn inverse(a: &BenchInverseArgs) -> Result<()> {
     let threads = threads::configure(a.threads)?;
     let device = a.device.open()?;
     say!(
-        "bench-inverse on {}: (F + λI)⁻¹ of an f32 n×n statistic, λ 1e-3, median of {} after 1 \
-         warm-up, {threads} thread(s)",
+        "bench-inverse on {}: (F + λI)⁻¹ of F = XᵀX/(4n), X a 4n×n Gaussian, λ 1e-3, median of \
+         {} after 1 warm-up, {threads} thread(s)",
         device::describe(&device),
         a.reps
     );
     say!(
-        "on the device: cuSOLVER on a GPU, faer on the CPU; via the host: copied to the host, \
-         inverted with faer, copied back; difference: the largest of the two inverses' \
-         difference, relative to the largest entry; residual: the largest entry of (F + λI)·X − I \
-         for the device's X"
+        "on the device: cuSOLVER on a GPU, faer on the CPU (eigen: the eigendecomposition and \
+         V·diag(1/(w+λ))·Vᵀ; cholesky: the factorisation and its inverse); via the host (a GPU \
+         only): copied to the host, inverted with faer, copied back; difference: the largest of \
+         the two inverses' difference, relative to the largest entry; residual: the largest \
+         entry of (F + λI)·X − I for the device's X"
     );
-    let methods = [DenseMethod::Cholesky, DenseMethod::Eigen];
     say!(
-        "{:>6}  {:<8}  {:>16}  {:>16}  {:>11}  {:>10}  {:>9}",
+        "{:>6}  {:<8}  {:<9}  {:>16}  {:>16}  {:>11}  {:>10}  {:>9}",
         "n",
         "method",
+        "precision",
         "on the device ms",
         "via the host ms",
         "host/device",
         "difference",
         "residual"
     );
-    for r in bench_inverse::run(&device, &a.sizes, &methods, a.reps)? {
+    let rows = bench_inverse::run(&device, &a.sizes, &a.methods, &a.precisions, a.reps)?;
+    let or_dash = |x: Option<String>| x.unwrap_or_else(|| "—".into());
+    for r in rows {
         say!(
-            "{:>6}  {:<8}  {:>16.3}  {:>16.3}  {:>11.2}  {:>10.1e}  {:>9.1e}",
+            "{:>6}  {:<8}  {:<9}  {:>16.3}  {:>16}  {:>11}  {:>10}  {:>9.1e}",
             r.n,
             r.method.name(),
+            r.precision.name(),
             r.on_device * 1e3,
-            r.via_host * 1e3,
-            r.via_host / r.on_device,
-            r.difference,
+            or_dash(r.via_host.map(|v| format!("{:.3}", v * 1e3))),
+            or_dash(r.via_host.map(|v| format!("{:.2}", v / r.on_device))),
+            or_dash(r.difference.map(|d| format!("{d:.1e}"))),
             r.residual
         );
     }
@@ -197,7 +207,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
     );
     let gains = bench_gains::run(&cfg, |m| eprintln!("{m}"))?;
     let rec = &gains.record;
-    let hyper = serde_json::to_string(&bench_gains::hyper(&cfg))?;
+    let hyper = serde_json::to_string(&gains.hyper)?;
     let id = store.add_bench(rec, &meta::crate_versions(), &hyper)?;
     say!("{}", gains_table(&gains));
     if let Some((p, format)) = plot {
@@ -245,18 +255,16 @@ fn plot_format(p: &Path) -> Result<&'static str> {
 }
 
 /// Milliseconds per optimizer: the three step kinds measured and the amortised iteration by
-/// stage, with K-FAC's amortised iteration over each optimizer's.
+/// stage, with the amortised iteration of K-FAC as its peers run it (`peers/this`) and of the
+/// fastest K-FAC that trains (`fastest/this`) over each optimizer's.
 fn gains_table(g: &bench_gains::Gains) -> String {
     let rec = &g.record;
     let ms = |v: f64| format!("{:.1}", 1e3 * v);
-    let kfac = rec
-        .stages
-        .iter()
-        .find(|s| s.optimizer == OptimizerKind::Kfac)
-        .map(|s| s.step());
+    let peers = rec.kfac(reports::regress::PEERS).map(|s| s.step());
+    let fastest = rec.fastest_kfac();
     let mut s = format!(
-        "{:<14} {:>9} {:>9} {:>9} | {:>10} {:>9}",
-        "optimizer", "plain", "stats", "inverse", "iteration", "kfac/this"
+        "{:<20} {:>9} {:>9} {:>9} | {:>10} {:>10} {:>12}",
+        "optimizer", "plain", "stats", "inverse", "iteration", "peers/this", "fastest/this"
     );
     for name in optimizers::StageTimes::NAMES {
         s.push_str(&format!(" {:>9}", &name[..name.len().min(9)]));
@@ -265,8 +273,9 @@ fn gains_table(g: &bench_gains::Gains) -> String {
     for (st, k) in rec.stages.iter().zip(&g.kinds) {
         let second = st.optimizer.is_second_order();
         let dash = || "—".to_string();
+        let over = |k: Option<f64>| k.map_or_else(dash, |k| format!("{:.2}", k / st.step()));
         s.push_str(&format!(
-            "{:<14} {:>9} {:>9} {:>9} | {:>10} {:>9}",
+            "{:<20} {:>9} {:>9} {:>9} | {:>10} {:>10} {:>12}",
             st.label(),
             ms(k.plain().iter().sum()),
             if second {
@@ -276,7 +285,8 @@ fn gains_table(g: &bench_gains::Gains) -> String {
             },
             if second { ms(k.inverse()) } else { dash() },
             ms(st.step()),
-            kfac.map_or_else(dash, |kf| format!("{:.2}", kf / st.step())),
+            over(peers),
+            over(fastest.map(|f| f.step())),
         ));
         for v in st.seconds {
             s.push_str(&format!(" {:>9}", ms(v)));
@@ -284,10 +294,35 @@ fn gains_table(g: &bench_gains::Gains) -> String {
         s.push('\n');
     }
     s.push_str(&format!(
-        "(ms; plain and stats: one step of that kind; inverse: one refresh's inverse stage; iteration: the mean step at T_cov {}, T_inv {})",
-        rec.t_cov, rec.t_inv
+        "(ms; plain and stats: one step of that kind; inverse: one refresh's inverse stage; iteration: the mean step at T_cov {}, T_inv {}; peers: {}, as kfac-pytorch inverts)",
+        rec.t_cov, rec.t_inv, peers_label()
     ));
+    for st in rec.stages.iter().filter(|s| s.failed_refreshes > 0) {
+        s.push_str(&format!(
+            "\n{}: {} layer refresh(es) failed at every damping (the layer took its plain gradient): it does not train as measured",
+            st.label(),
+            st.failed_refreshes
+        ));
+    }
+    let h = &g.hyper;
+    s.push_str(&format!(
+        "\nkfac-sua, skfac-rs and skfac-ss invert in {} (SUA's channel factors by {}); SKFAC always by Cholesky",
+        h.inverse_dtype.name(),
+        h.dense_method.name()
+    ));
+    match fastest {
+        Some(f) => s.push_str(&format!("\nfastest K-FAC that trains: {}", f.label())),
+        None => {
+            s.push_str("\nfastest K-FAC that trains: none (every configuration failed a refresh)")
+        }
+    }
     s
+}
+
+/// `kfac (eigen, f32)`: how the peers' row is labelled.
+fn peers_label() -> String {
+    let (m, p) = reports::regress::PEERS;
+    format!("kfac ({}, {})", m.name(), p.name())
 }
 
 pub fn regress(a: &RegressArgs) -> Result<()> {

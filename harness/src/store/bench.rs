@@ -1,8 +1,9 @@
 //! Benchmark records for regression tracking (`skfac bench-gains`, `skfac regress`).
 
-use reports::regress::{BenchRecord, BenchStage};
+use reports::regress::{BenchRecord, BenchStage, FORMER_KFAC};
 use sqlx::Row;
 
+use optimizers::curvature::{DenseMethod, InverseDtype};
 use optimizers::{OptimizerKind, StageTimes};
 
 use super::{now, stage_columns, Result, Store};
@@ -39,8 +40,9 @@ impl Store {
                 .await?
                 .get(0);
                 let sql = format!(
-                    "INSERT INTO bench_stages (record_id, optimizer, samples, {})
-                     VALUES (?, ?, ?, {})",
+                    "INSERT INTO bench_stages (record_id, optimizer, samples, dense_method,
+                         inverse_dtype, failed_refreshes, {})
+                     VALUES (?, ?, ?, ?, ?, ?, {})",
                     stage_columns(|n| format!("\"{n}\"")),
                     stage_columns(|_| "?".into())
                 );
@@ -48,7 +50,10 @@ impl Store {
                     let mut q = sqlx::query(&sql)
                         .bind(id)
                         .bind(s.optimizer.name())
-                        .bind(s.samples.map(i64::from));
+                        .bind(s.samples.map(i64::from))
+                        .bind(s.kfac.map(|(m, _)| m.name()))
+                        .bind(s.kfac.map(|(_, p)| p.name()))
+                        .bind(i64::from(s.failed_refreshes));
                     for v in s.seconds {
                         q = q.bind(v);
                     }
@@ -78,8 +83,9 @@ impl Store {
                             sqlx::Error::Decode(format!("record {id}: hyper: {e}").into())
                         })?;
                     let stages = sqlx::query(&format!(
-                        "SELECT optimizer, samples, {} FROM bench_stages
-                         WHERE record_id = ? ORDER BY rowid",
+                        "SELECT optimizer, samples, dense_method, inverse_dtype,
+                             COALESCE(failed_refreshes, 0), {}
+                         FROM bench_stages WHERE record_id = ? ORDER BY rowid",
                         stage_columns(|n| format!("\"{n}\""))
                     ))
                     .bind(id)
@@ -105,12 +111,27 @@ impl Store {
                         stages: stages
                             .iter()
                             .map(|s| {
-                                let name: String = s.get(0);
+                                let bad = |e: optimizers::Error| {
+                                    sqlx::Error::Decode(format!("record {id}: {e}").into())
+                                };
+                                let optimizer =
+                                    OptimizerKind::parse(&s.get::<String, _>(0)).map_err(bad)?;
+                                let method: Option<String> = s.get(2);
+                                let precision: Option<String> = s.get(3);
+                                let kfac = match (method, precision) {
+                                    (Some(m), Some(p)) => Some((
+                                        DenseMethod::parse(&m).map_err(bad)?,
+                                        InverseDtype::parse(&p).map_err(bad)?,
+                                    )),
+                                    // Rows from before the configuration was stored.
+                                    _ if optimizer == OptimizerKind::Kfac => Some(FORMER_KFAC),
+                                    _ => None,
+                                };
                                 Ok(BenchStage {
-                                    optimizer: OptimizerKind::parse(&name).map_err(|e| {
-                                        sqlx::Error::Decode(format!("record {id}: {e}").into())
-                                    })?,
+                                    optimizer,
                                     samples: s.get::<Option<i64>, _>(1).map(|v| v as u32),
+                                    kfac,
+                                    failed_refreshes: s.get::<i64, _>(4) as u32,
                                     seconds: StageTimes::NAMES.map(|n| s.get::<f64, _>(n)),
                                 })
                             })

@@ -44,6 +44,10 @@ const BASE_FIELDS: [&str; 24] = [
 /// new default is a new run.
 const FORMER_DEFAULTS: [(&str, &str); 2] = [("damping_split", "each"), ("row_average", "ema")];
 
+/// As [`FORMER_DEFAULTS`], for fields only the K-FAC family reads: a first-order run's key
+/// leaves them out, so its stored runs stay finished.
+const FORMER_SECOND_ORDER_DEFAULTS: [(&str, &str); 1] = [("inverse_dtype", "f64")];
+
 /// The run's settings and hyper-parameters as one flat JSON object.
 fn flat(cfg: &TrainConfig) -> Map<String, Value> {
     let Value::Object(mut m) = serde_json::to_value(cfg).expect("a config serialises") else {
@@ -64,6 +68,11 @@ pub fn run_key(cfg: &TrainConfig) -> String {
     let mut defaults = flat(&defaults);
     for (field, former) in FORMER_DEFAULTS {
         defaults.insert(field.into(), Value::from(former));
+    }
+    if cfg.optimizer.is_second_order() {
+        for (field, former) in FORMER_SECOND_ORDER_DEFAULTS {
+            defaults.insert(field.into(), Value::from(former));
+        }
     }
     stable_key(&flat(cfg), &defaults)
 }
@@ -104,6 +113,7 @@ mod tests {
         // What that version ran with (the defaults then).
         c.hyper.damping_split = optimizers::DampingSplit::Each;
         c.hyper.row_average = optimizers::curvature::RowAverage::Ema;
+        c.hyper.inverse_dtype = optimizers::curvature::InverseDtype::F64;
         c
     }
 
@@ -112,12 +122,22 @@ mod tests {
         let mut cfg = first_format_run();
         cfg.hyper.damping_split = Hyper::default().damping_split;
         cfg.hyper.row_average = Hyper::default().row_average;
+        cfg.hyper.inverse_dtype = Hyper::default().inverse_dtype;
         let key = run_key(&cfg);
         assert_ne!(key, FIRST_FORMAT_KEY);
         assert!(
-            key.ends_with(r#","damping_split":"sqrt","row_average":"stack"}"#),
+            key.ends_with(
+                r#","damping_split":"sqrt","inverse_dtype":"f32","row_average":"stack"}"#
+            ),
             "{key}"
         );
+    }
+
+    #[test]
+    fn a_first_order_run_is_keyed_without_the_k_fac_familys_precision() {
+        let sgd = TrainConfig::new("mlp", OptimizerKind::Sgd);
+        let key = run_key(&sgd);
+        assert!(!key.contains("inverse_dtype"), "{key}");
     }
 
     #[test]

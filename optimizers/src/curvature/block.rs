@@ -8,8 +8,8 @@ use candle_core::{Result, Tensor, D};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    rows, DenseFactor, DenseMethod, Factor, FactorError, LowRankFactor, RowAverage, SuaFactor,
-    WoodburyMode,
+    rows, DenseFactor, DenseMethod, Factor, FactorError, InverseDtype, LowRankFactor, RowAverage,
+    SuaFactor, WoodburyMode,
 };
 use crate::comm::{Communicator, Local};
 use crate::damping::{DampingSplit, FactorInit};
@@ -45,6 +45,8 @@ impl Approx {
 pub struct BlockOptions {
     /// For dense and SUA factors.
     pub dense: DenseMethod,
+    /// The precision of every factorisation.
+    pub precision: InverseDtype,
     /// For low-rank (SKFAC) factors.
     pub woodbury: WoodburyMode,
     /// Where dense and SUA factors' moving averages start.
@@ -57,7 +59,8 @@ pub struct BlockOptions {
     pub stack: usize,
 }
 
-/// Attempts at a refresh: the damping, then 10×, 100× and 1000× it.
+/// Attempts at a refresh: the damping λ, then 10λ, 100λ and 1000λ, each shared between the
+/// factors by the block's [`DampingSplit`].
 pub const REFRESH_ATTEMPTS: usize = 4;
 
 /// The curvature block `Ω ⊗ Γ` of one preconditioned layer: an input factor `Ω` over
@@ -77,16 +80,33 @@ impl Block {
         let bias = spec.bias.is_some();
         let (omega, gamma): (Box<dyn Factor>, Box<dyn Factor>) = match (approx, spec.kind) {
             (Approx::Kfac, _) | (Approx::KfacSua, LayerKind::Linear { .. }) => (
-                Box::new(DenseFactor::new(opts.dense, opts.init)),
-                Box::new(DenseFactor::new(opts.dense, opts.init)),
+                Box::new(DenseFactor::new(opts.dense, opts.precision, opts.init)),
+                Box::new(DenseFactor::new(opts.dense, opts.precision, opts.init)),
             ),
             (Approx::KfacSua, LayerKind::Conv2d { c_in, kh, kw, .. }) => (
-                Box::new(SuaFactor::new(kh * kw, c_in, bias, opts.dense, opts.init)),
-                Box::new(DenseFactor::new(opts.dense, opts.init)),
+                Box::new(SuaFactor::new(
+                    kh * kw,
+                    c_in,
+                    bias,
+                    opts.dense,
+                    opts.precision,
+                    opts.init,
+                )),
+                Box::new(DenseFactor::new(opts.dense, opts.precision, opts.init)),
             ),
             (Approx::ReduceSum | Approx::Subsample(_), _) => (
-                Box::new(LowRankFactor::new(opts.woodbury, opts.rows, opts.stack)),
-                Box::new(LowRankFactor::new(opts.woodbury, opts.rows, opts.stack)),
+                Box::new(LowRankFactor::new(
+                    opts.woodbury,
+                    opts.precision,
+                    opts.rows,
+                    opts.stack,
+                )),
+                Box::new(LowRankFactor::new(
+                    opts.woodbury,
+                    opts.precision,
+                    opts.rows,
+                    opts.stack,
+                )),
             ),
         };
         Block {
@@ -140,27 +160,27 @@ impl Block {
         })
     }
 
-    /// Refreshes both inverses, retrying with 10× the damping up to three times. On a
-    /// numerical failure the inverses are dropped (the layer takes its plain gradient) and the
-    /// last error returned; a failed tensor operation ([`FactorError::Candle`]: a bad state, a
-    /// device or library error) is returned at once, since more damping cannot mend it.
+    /// Refreshes both inverses, and returns the damping that worked: attempt `a` shares
+    /// `10^a·λ` between the factors, up to `REFRESH_ATTEMPTS` attempts (each factor's own
+    /// f32-to-f64 retry comes first). On a numerical failure the inverses are dropped (the
+    /// layer takes its plain gradient) and the last error returned; a failed tensor operation
+    /// ([`FactorError::Candle`]: a bad state, a device or library error) is returned at once,
+    /// since more damping cannot mend it.
     pub fn refresh(&mut self, damping: f64) -> std::result::Result<f64, FactorError> {
         let mut last = FactorError::NotPositiveDefinite;
-        let mut lambda = damping;
-        let (omega, gamma) = self.damping_split(damping)?;
         for attempt in 0..REFRESH_ATTEMPTS {
-            let scale = 10f64.powi(attempt as i32);
+            let lambda = damping * 10f64.powi(attempt as i32);
+            let (omega, gamma) = self.damping_split(lambda)?;
             match self
                 .omega
-                .refresh(omega * scale)
-                .and_then(|_| self.gamma.refresh(gamma * scale))
+                .refresh(omega)
+                .and_then(|_| self.gamma.refresh(gamma))
             {
                 Ok(()) => return Ok(lambda),
                 Err(e @ FactorError::Candle(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(layer = %self.spec.name, damping = lambda, error = %e, "factorisation failed; retrying with 10x damping");
                     last = e;
-                    lambda *= 10.0;
                 }
             }
         }

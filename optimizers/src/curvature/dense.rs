@@ -7,23 +7,25 @@ use candle_core::{Result, Tensor};
 use super::{mean_diagonal, missing, moving_average, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::damping::FactorInit;
-use crate::linalg::{self, DenseMethod, FactorError};
+use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
 use crate::state::{put, take};
 
 /// A factor kept as a dense n×n statistic and inverted densely ([`crate::linalg`]).
 pub struct DenseFactor {
     method: DenseMethod,
+    precision: InverseDtype,
     init: FactorInit,
     stat: Option<Tensor>,
     inv: Option<Tensor>,
 }
 
 impl DenseFactor {
-    /// An empty factor that inverts with `method` and whose moving average starts as `init`
-    /// says.
-    pub fn new(method: DenseMethod, init: FactorInit) -> Self {
+    /// An empty factor that inverts with `method` in `precision` and whose moving average
+    /// starts as `init` says.
+    pub fn new(method: DenseMethod, precision: InverseDtype, init: FactorInit) -> Self {
         DenseFactor {
             method,
+            precision,
             init,
             stat: None,
             inv: None,
@@ -42,7 +44,12 @@ impl Factor for DenseFactor {
 
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
         let stat = self.stat.as_ref().ok_or_else(|| missing("statistic"))?;
-        self.inv = Some(linalg::damped_inverse_tensor(stat, damping, self.method)?);
+        self.inv = Some(linalg::damped_inverse_tensor(
+            stat,
+            damping,
+            self.method,
+            self.precision,
+        )?);
         Ok(())
     }
 

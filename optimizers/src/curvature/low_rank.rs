@@ -11,7 +11,7 @@ use super::{missing, moving_average, Factor};
 use crate::choice::choice;
 use crate::comm::{all_gather_rows, Channel, Communicator};
 use crate::damping::FactorInit;
-use crate::linalg::{self, DenseMethod, FactorError};
+use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
 use crate::state::{put, take};
 
 choice! {
@@ -45,6 +45,7 @@ choice! {
 /// skipped.
 pub struct LowRankFactor {
     mode: WoodburyMode,
+    precision: InverseDtype,
     average: RowAverage,
     /// How many batches [`RowAverage::Stack`] keeps.
     depth: usize,
@@ -67,11 +68,18 @@ enum Inverse {
 }
 
 impl LowRankFactor {
-    /// An empty factor that uses its Woodbury inverse as `mode` says and averages its rows
-    /// as `average` says (over `depth` batches for [`RowAverage::Stack`]).
-    pub fn new(mode: WoodburyMode, average: RowAverage, depth: usize) -> Self {
+    /// An empty factor that uses its Woodbury inverse as `mode` says, factorises in
+    /// `precision`, and averages its rows as `average` says (over `depth` batches for
+    /// [`RowAverage::Stack`]).
+    pub fn new(
+        mode: WoodburyMode,
+        precision: InverseDtype,
+        average: RowAverage,
+        depth: usize,
+    ) -> Self {
         LowRankFactor {
             mode,
+            precision,
             average,
             depth: depth.max(1),
             recent: VecDeque::new(),
@@ -95,6 +103,46 @@ impl LowRankFactor {
             .map(|(y, wj)| y * (m as f64 * wj / total).sqrt())
             .collect::<Result<_>>()?;
         Tensor::cat(&parts, 0)
+    }
+}
+
+impl LowRankFactor {
+    /// The inverse from rows `y_t`, its Gram matrix formed and factorised in `dtype` on the
+    /// rows' device: on a GPU only the N×N (or n×n) factorisation's status comes back to the
+    /// host, as for K-FAC's dense factors.
+    fn inverse_in(
+        &self,
+        y_t: &Tensor,
+        damping: f64,
+        dtype: DType,
+    ) -> std::result::Result<Inverse, FactorError> {
+        let stored = y_t.dtype();
+        let y = y_t.to_dtype(dtype)?;
+        let (n_rows, n) = y.dims2()?;
+        let cholesky = |m: &Tensor, lambda: f64| {
+            linalg::damped_inverse_in(m, lambda, DenseMethod::Cholesky, dtype)
+        };
+        if n_rows >= n {
+            let m = (y.t()?.matmul(&y)? / n_rows as f64)?;
+            return Ok(Inverse::Dense(cholesky(&m, damping)?.to_dtype(stored)?));
+        }
+        if !(damping.is_finite() && damping > 0.0) {
+            return Err(FactorError::NotPositiveDefinite);
+        }
+        let k_inv = cholesky(&y.matmul(&y.t()?)?, n_rows as f64 * damping)?;
+        Ok(match self.mode {
+            WoodburyMode::Applied => Inverse::Woodbury {
+                y: y_t.copy()?,
+                k_inv: k_inv.to_dtype(stored)?,
+                damping,
+            },
+            WoodburyMode::Formed => {
+                // λ⁻¹ [I − Yᵀ K⁻¹ Y]
+                let low = y.t()?.matmul(&k_inv.matmul(&y)?)?;
+                let eye = Tensor::eye(n, dtype, y.device())?;
+                Inverse::Dense(((eye - low)? / damping)?.to_dtype(stored)?)
+            }
+        })
     }
 }
 
@@ -130,37 +178,12 @@ impl Factor for LowRankFactor {
     }
 
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
-        // On the rows' device, in f64: on a GPU only the N×N (or n×n) factorisation's status
-        // comes back to the host, as for K-FAC's dense factors.
-        let y_t = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
-        let dtype = y_t.dtype();
-        let y = y_t.to_dtype(DType::F64)?;
-        let (n_rows, n) = y.dims2()?;
-        if n_rows >= n {
-            let m = (y.t()?.matmul(&y)? / n_rows as f64)?;
-            let inv = linalg::damped_inverse_tensor(&m, damping, DenseMethod::Cholesky)?;
-            self.inv = Some(Inverse::Dense(inv.to_dtype(dtype)?));
-            return Ok(());
-        }
-        if !(damping.is_finite() && damping > 0.0) {
-            return Err(FactorError::NotPositiveDefinite);
-        }
-        let k = y.matmul(&y.t()?)?;
-        let k_inv =
-            linalg::damped_inverse_tensor(&k, n_rows as f64 * damping, DenseMethod::Cholesky)?;
-        self.inv = Some(match self.mode {
-            WoodburyMode::Applied => Inverse::Woodbury {
-                y: y_t.copy()?,
-                k_inv: k_inv.to_dtype(dtype)?,
-                damping,
-            },
-            WoodburyMode::Formed => {
-                // λ⁻¹ [I − Yᵀ K⁻¹ Y]
-                let low = y.t()?.matmul(&k_inv.matmul(&y)?)?;
-                let eye = Tensor::eye(n, DType::F64, y.device())?;
-                Inverse::Dense(((eye - low)? / damping)?.to_dtype(dtype)?)
-            }
-        });
+        let y = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
+        // In f32, a failure is retried with the Gram matrix formed again in f64.
+        let inv = self
+            .precision
+            .attempt(|dtype| self.inverse_in(y, damping, dtype))?;
+        self.inv = Some(inv);
         Ok(())
     }
 

@@ -11,6 +11,9 @@
 //! | [`DenseFactor`] | EMA of `YᵀY/N` (n×n) | eigendecomposition or Cholesky | `kfac`, `kfac-sua`'s Γ |
 //! | [`SuaFactor`] | EMA of the `c_in×c_in` channel covariance | `I ⊗ (Ω_c+λI)⁻¹` | `kfac-sua`'s conv Ω |
 //! | [`LowRankFactor`] | EMA of `Y` itself (N×n) | Woodbury, N×N Cholesky | `skfac-rs`, `skfac-ss` |
+//!
+//! Every factorisation runs in the block's [`InverseDtype`] (f32 by default, as the reference
+//! K-FAC implementations), a numerical failure in f32 retried in f64 before more damping.
 
 mod block;
 mod dense;
@@ -24,7 +27,7 @@ use candle_core::{Result, Tensor};
 
 use crate::comm::{Communicator, Local};
 use crate::damping::FactorInit;
-pub use crate::linalg::{DenseMethod, FactorError};
+pub use crate::linalg::{DenseMethod, FactorError, InverseDtype};
 pub use block::{Approx, Block, BlockOptions};
 pub use dense::DenseFactor;
 pub use low_rank::{LowRankFactor, RowAverage, WoodburyMode};

@@ -13,7 +13,7 @@ use candle_core::{Result, Tensor, D};
 use super::{mean_diagonal, missing, moving_average, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::damping::FactorInit;
-use crate::linalg::{self, DenseMethod, FactorError};
+use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
 use crate::state::{put, take};
 
 /// A Conv2d input factor `I_K ⊗ Ω_c` (plus a bias corner), kept and inverted as its
@@ -23,6 +23,7 @@ pub struct SuaFactor {
     channels: usize,
     bias: bool,
     method: DenseMethod,
+    precision: InverseDtype,
     init: FactorInit,
     stat: Option<Tensor>,
     inv: Option<Tensor>,
@@ -32,13 +33,14 @@ pub struct SuaFactor {
 
 impl SuaFactor {
     /// For rows laid out as `offsets` groups of `channels` columns (channel fastest), plus a
-    /// trailing column of ones when `bias`; `init` starts the channel covariance's moving
-    /// average.
+    /// trailing column of ones when `bias`, inverted with `method` in `precision`; `init`
+    /// starts the channel covariance's moving average.
     pub fn new(
         offsets: usize,
         channels: usize,
         bias: bool,
         method: DenseMethod,
+        precision: InverseDtype,
         init: FactorInit,
     ) -> Self {
         SuaFactor {
@@ -46,6 +48,7 @@ impl SuaFactor {
             channels,
             bias,
             method,
+            precision,
             init,
             stat: None,
             inv: None,
@@ -92,7 +95,12 @@ impl Factor for SuaFactor {
 
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
         let stat = self.stat.as_ref().ok_or_else(|| missing("statistic"))?;
-        self.inv = Some(linalg::damped_inverse_tensor(stat, damping, self.method)?);
+        self.inv = Some(linalg::damped_inverse_tensor(
+            stat,
+            damping,
+            self.method,
+            self.precision,
+        )?);
         self.bias_inv = 1.0 / (1.0 + damping);
         Ok(())
     }
