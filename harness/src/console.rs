@@ -107,6 +107,7 @@ pub struct Console {
     cores: usize,
     gradients: Calls,
     statistics: Calls,
+    inverses: Calls,
 }
 
 impl Console {
@@ -118,17 +119,26 @@ impl Console {
             cores: cores(),
             gradients: Calls::default(),
             statistics: Calls::default(),
+            inverses: Calls::default(),
         }
     }
 
     /// The communication per process, for a data-parallel run of `steps` steps.
     pub fn communication(&self, strategy: &str, steps: usize) -> String {
-        format!(
+        let mut s = format!(
             "communication per process: gradient all-reduce {} per step; statistics exchange ({strategy}) {} per statistics step ({} of {steps} steps)",
             self.gradients.per_call(),
             self.statistics.per_call(),
             self.statistics.steps,
-        )
+        );
+        if self.inverses.steps > 0 {
+            s.push_str(&format!(
+                "; inverses shared {} per refresh ({} refreshes)",
+                self.inverses.per_call(),
+                self.inverses.steps
+            ));
+        }
+        s
     }
 }
 
@@ -166,6 +176,8 @@ impl Observer for Console {
             t.statistics_wait_seconds,
             t.statistics_bytes,
         );
+        self.inverses
+            .add(t.inverse_seconds, t.inverse_wait_seconds, t.inverse_bytes);
         if let Some(b) = &self.bar {
             b.set_message(format!("{:.4}", rec.loss));
             b.inc(1);

@@ -95,6 +95,12 @@ fn two_processes_train_what_one_trains_on_the_same_global_batch() {
         let text = train(&data, optimizer, &two, 2);
         assert!(text.contains("× 2 processes"), "{text}");
         assert!(text.contains("gradient all-reduce"), "{text}");
+        // K-FAC's inverses are each computed by one process and shared.
+        assert_eq!(
+            text.contains("inverses shared"),
+            optimizer == "kfac",
+            "{text}"
+        );
         let (a, b) = (load(&one), load(&two));
         assert_eq!(a.len(), b.len());
         let mut worst = 0f64;
@@ -202,7 +208,7 @@ t_inv = 4
         // Communication was measured: the gradient all-reduce moves every step.
         assert!(b.stages.unwrap().seconds[5] > 0.0, "{b:?}");
     }
-    let strategies: Vec<(&str, &str, usize)> = r2
+    let strategies: Vec<(&str, &str, usize, usize)> = r2
         .runs
         .iter()
         .map(|r| {
@@ -211,16 +217,18 @@ t_inv = 4
                 r.optimizer.name(),
                 r.comm_strategy.as_str(),
                 c.statistics_steps,
+                c.inverse_steps,
             )
         })
         .collect();
-    // Statistics are exchanged on every t_cov = 2nd of the 16 steps, by the K-FAC family only.
+    // Statistics are exchanged on every t_cov = 2nd of the 16 steps, by the K-FAC family only;
+    // K-FAC shares its inverses, each computed by one process, on every t_inv = 4th.
     assert_eq!(
         strategies,
         [
-            ("sgd", "allreduce-grads", 0),
-            ("kfac", "allreduce-factors", 8),
-            ("skfac-rs", "allgather-rows", 8)
+            ("sgd", "allreduce-grads", 0, 0),
+            ("kfac", "allreduce-factors-share-inverses", 8, 4),
+            ("skfac-rs", "allgather-rows", 8, 0)
         ]
     );
     // The report carries the communication table.

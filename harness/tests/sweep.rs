@@ -392,3 +392,20 @@ fn without_a_terminal_a_sweep_logs_a_line_per_epoch_and_per_run() {
     );
     assert_eq!(text.matches(": finished, test acc").count(), 2, "{text}");
 }
+
+#[test]
+fn every_sweep_file_in_the_repository_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(e) = sweep::parse(&path, &text) {
+                panic!("{e}");
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "found {seen} sweep files in {}", dir.display());
+}

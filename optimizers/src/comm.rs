@@ -5,6 +5,8 @@
 //! What each K-FAC-family variant exchanges (algorithms.md, "Distributed data parallel"):
 //! K-FAC and SUA all-reduce (average) their factors' batch statistics; SKFAC all-gathers the
 //! low-rank rows `Y` instead, so every process forms the same inverses from the global batch.
+//! K-FAC and SUA may also spread their inverses over the processes and share them
+//! ([`crate::curvature::shared`]).
 
 use candle_core::{DType, Result, Tensor};
 
@@ -15,6 +17,8 @@ pub enum Channel {
     Gradients,
     /// The K-FAC-family statistics exchange of a statistics step.
     Statistics,
+    /// K-FAC's and SUA's inverses, each computed by one process, shared on a refresh.
+    Inverses,
     /// Anything else (evaluation sums, process 0's decisions in a sweep).
     Other,
 }
@@ -37,6 +41,13 @@ pub struct Traffic {
     pub statistics_wait_seconds: f64,
     /// [`Channel::Statistics`]: bytes contributed.
     pub statistics_bytes: u64,
+    /// [`Channel::Inverses`]: seconds in calls.
+    pub inverse_seconds: f64,
+    /// [`Channel::Inverses`]: seconds of those spent waiting (for the process with the most
+    /// inverses to compute, most of all).
+    pub inverse_wait_seconds: f64,
+    /// [`Channel::Inverses`]: bytes contributed.
+    pub inverse_bytes: u64,
     /// [`Channel::Other`]: seconds in calls (waiting not told apart).
     pub other_seconds: f64,
     /// [`Channel::Other`]: bytes contributed.
@@ -56,6 +67,11 @@ impl Traffic {
                 &mut self.statistics_seconds,
                 &mut self.statistics_wait_seconds,
                 &mut self.statistics_bytes,
+            ),
+            Channel::Inverses => (
+                &mut self.inverse_seconds,
+                &mut self.inverse_wait_seconds,
+                &mut self.inverse_bytes,
             ),
             Channel::Other => (&mut self.other_seconds, &mut 0.0, &mut self.other_bytes),
         };

@@ -3,6 +3,7 @@
 //! fields it uses; [`Hyper::PARAMS`] lists them for command lines and configuration files, so
 //! a new field becomes a flag (`--t-cov`) and a sweep key (`t_cov`) without further code.
 
+use crate::curvature::shared::DistributeInverses;
 use crate::curvature::{BlockOptions, DenseMethod, InverseDtype, RowAverage, WoodburyMode};
 use crate::damping::{DampingSplit, FactorInit};
 use crate::error::{check, Result};
@@ -108,6 +109,10 @@ hyper! {
     /// SKFAC's Woodbury systems): `f32` as kfac-pytorch, ASDL and kfac-jax invert, a failure
     /// retried in `f64` before more damping; or `f64` throughout.
     inverse_dtype: InverseDtype = InverseDtype::F32;
+    /// K-FAC and SUA in a data-parallel job: each layer's inverses computed by one process
+    /// (assigned greedily by cost) and shared (`on`), or by every process (`off`). One process
+    /// computes them all either way.
+    distribute_inverses: DistributeInverses = DistributeInverses::On;
     /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
     seed: u64 = 0;
 }

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use crate::comm::{Communicator, Local};
+use crate::curvature::shared::{self, DistributeInverses, Shared};
 use crate::curvature::{Approx, Block, FactorError};
 use crate::damping::FactorInit;
 use crate::error::{Error, Result};
@@ -130,6 +131,34 @@ impl Kfac {
         (a * b)?.sum_all()?.to_dtype(DType::F64)
     }
 
+    /// Refreshes every layer's inverses: each by one process and shared where the job has
+    /// several and `distribute_inverses` is on ([`shared`]), here otherwise. A numerical failure
+    /// is logged by the block, which then takes its plain gradient; a failed operation (a device
+    /// or library error) stops the step.
+    fn refresh(&mut self) -> Result<()> {
+        let fail = |layer: &str, e| {
+            let msg = format!("refreshing {layer}'s inverses: {e}");
+            Error::Candle(candle_core::Error::Msg(msg))
+        };
+        if self.comm.size() > 1
+            && self.hyper.distribute_inverses == DistributeInverses::On
+            && self.blocks.iter().all(Block::shares_inverses)
+        {
+            let outcomes = shared::refresh(&mut self.blocks, self.damping, self.comm.as_ref())
+                .map_err(|(layer, e)| fail(&layer, e))?;
+            self.failed_refreshes += outcomes.iter().filter(|o| **o == Shared::Failed).count();
+            return Ok(());
+        }
+        for b in &mut self.blocks {
+            match b.refresh(self.damping) {
+                Err(e @ FactorError::Candle(_)) => return Err(fail(b.name(), e)),
+                Err(_) => self.failed_refreshes += 1,
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The KL-clip factor `ν = min(1, sqrt(κ / (lr² Σ⟨∇̂W, ∇W⟩)))`.
     fn kl_scale(&self, vg: f64) -> f64 {
         let denom = self.hyper.lr * self.hyper.lr * vg;
@@ -181,18 +210,7 @@ impl Optimizer for Kfac {
         times.statistics = sw.lap();
 
         if self.observed && (k.is_multiple_of(self.hyper.t_inv) || !self.refreshed) {
-            for b in &mut self.blocks {
-                // A numerical failure is logged by the block, which then takes its plain
-                // gradient; a failed operation (a device or library error) stops the step.
-                match b.refresh(self.damping) {
-                    Err(FactorError::Candle(e)) => {
-                        let msg = format!("refreshing {}'s inverses: {e}", b.spec.name);
-                        return Err(candle_core::Error::Msg(msg).into());
-                    }
-                    Err(_) => self.failed_refreshes += 1,
-                    Ok(_) => {}
-                }
-            }
+            self.refresh()?;
             self.refreshed = true;
         }
         times.inverse = sw.lap();

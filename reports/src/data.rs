@@ -62,8 +62,9 @@ pub struct EpochPoint {
     pub load_average: Option<f64>,
 }
 
-/// A data-parallel run's communication, per process: the gradient all-reduce per step, and
-/// the statistics exchange per step that had one.
+/// A data-parallel run's communication, per process: the gradient all-reduce per step, the
+/// statistics exchange per step that had one, and the sharing of inverses per refresh that
+/// had one (K-FAC and SUA with their inverses spread over the processes).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CommMeans {
     /// Seconds in the calls, of which `*_wait_seconds` waiting for the slowest process.
@@ -75,6 +76,11 @@ pub struct CommMeans {
     pub statistics_bytes: f64,
     /// Steps that exchanged statistics.
     pub statistics_steps: usize,
+    pub inverse_seconds: f64,
+    pub inverse_wait_seconds: f64,
+    pub inverse_bytes: f64,
+    /// Refreshes that shared inverses.
+    pub inverse_steps: usize,
 }
 
 /// Mean seconds per step of each stage in [`STAGES`], over `steps` logged steps.

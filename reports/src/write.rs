@@ -193,6 +193,8 @@ fn comm_table(group: &Group) -> Option<Block> {
                 |f: fn(&crate::CommMeans) -> f64| runs.iter().map(|(_, c)| f(c)).sum::<f64>() / n;
             let refreshed = runs.iter().any(|(_, c)| c.statistics_steps > 0);
             let or_dash = |v: String| if refreshed { v } else { "—".into() };
+            let shared = runs.iter().any(|(_, c)| c.inverse_steps > 0);
+            let if_shared = |v: String| if shared { v } else { "—".into() };
             Some(vec![
                 s.label(),
                 first.0.processes.to_string(),
@@ -209,6 +211,12 @@ fn comm_table(group: &Group) -> Option<Block> {
                     format::millis(mean(|c| c.statistics_wait_seconds))
                 )),
                 or_dash(format!("{:.3}", mean(|c| c.statistics_bytes) / 1e6)),
+                if_shared(format!(
+                    "{} ({})",
+                    format::millis(mean(|c| c.inverse_seconds)),
+                    format::millis(mean(|c| c.inverse_wait_seconds))
+                )),
+                if_shared(format!("{:.3}", mean(|c| c.inverse_bytes) / 1e6)),
             ])
         })
         .collect();
@@ -221,6 +229,8 @@ fn comm_table(group: &Group) -> Option<Block> {
             "gradient MB/step",
             "statistics exchange ms/refresh (waiting)",
             "statistics MB/refresh",
+            "inverse sharing ms/refresh (waiting)",
+            "inverse MB/refresh",
         ]
         .map(String::from)
         .to_vec(),

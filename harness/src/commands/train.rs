@@ -90,7 +90,7 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     } else {
         Output::detect(args.quiet)
     };
-    let strategy = sweep::comm_strategy(cfg.optimizer, job.size());
+    let strategy = sweep::comm_strategy(cfg.optimizer, &cfg.hyper, job.size());
     if output.epochs() {
         let processes = if job.size() > 1 {
             format!(

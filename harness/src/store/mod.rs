@@ -504,8 +504,9 @@ impl Store {
                     "INSERT INTO iterations (run_id, step, epoch, loss, lr, {},
                          comm_gradient_seconds, comm_gradient_wait_seconds, comm_gradient_bytes,
                          comm_statistics_seconds, comm_statistics_wait_seconds,
-                         comm_statistics_bytes)
-                     VALUES (?, ?, ?, ?, ?, {}, ?, ?, ?, ?, ?, ?)",
+                         comm_statistics_bytes, comm_inverse_seconds, comm_inverse_wait_seconds,
+                         comm_inverse_bytes)
+                     VALUES (?, ?, ?, ?, ?, {}, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     stage_columns(|n| format!("\"{n}\"")),
                     stage_columns(|_| "?".into())
                 );
@@ -526,6 +527,9 @@ impl Store {
                         .bind(r.traffic.statistics_seconds)
                         .bind(r.traffic.statistics_wait_seconds)
                         .bind(r.traffic.statistics_bytes as i64)
+                        .bind(r.traffic.inverse_seconds)
+                        .bind(r.traffic.inverse_wait_seconds)
+                        .bind(r.traffic.inverse_bytes as i64)
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -49,7 +49,11 @@ impl Store {
                          SUM(comm_statistics_seconds) AS statistics_seconds,
                          CAST(SUM(comm_statistics_bytes) AS REAL) AS statistics_bytes,
                          SUM(comm_statistics_wait_seconds) AS statistics_wait_seconds,
-                         SUM(comm_statistics_bytes > 0) AS statistics_steps
+                         SUM(comm_statistics_bytes > 0) AS statistics_steps,
+                         SUM(comm_inverse_seconds) AS inverse_seconds,
+                         CAST(SUM(comm_inverse_bytes) AS REAL) AS inverse_bytes,
+                         SUM(comm_inverse_wait_seconds) AS inverse_wait_seconds,
+                         SUM(comm_inverse_bytes > 0) AS inverse_steps
                      FROM iterations WHERE run_id = ?",
                     stage_columns(|n| format!("AVG(\"{n}\") AS \"mean_{n}\""))
                 );
@@ -83,6 +87,8 @@ impl Store {
                         comm: (steps > 0).then(|| {
                             let stat_steps: i64 = stages.get("statistics_steps");
                             let n = stat_steps.max(1) as f64;
+                            let inv_steps: i64 = stages.get("inverse_steps");
+                            let ni = inv_steps.max(1) as f64;
                             CommMeans {
                                 gradient_seconds: stages.get("gradient_seconds"),
                                 gradient_wait_seconds: stages.get("gradient_wait_seconds"),
@@ -93,6 +99,11 @@ impl Store {
                                     / n,
                                 statistics_bytes: stages.get::<f64, _>("statistics_bytes") / n,
                                 statistics_steps: stat_steps as usize,
+                                inverse_seconds: stages.get::<f64, _>("inverse_seconds") / ni,
+                                inverse_wait_seconds: stages.get::<f64, _>("inverse_wait_seconds")
+                                    / ni,
+                                inverse_bytes: stages.get::<f64, _>("inverse_bytes") / ni,
+                                inverse_steps: inv_steps as usize,
                             }
                         }),
                         epochs: epochs

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use candle_core::Device;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use optimizers::{Channel, Communicator, OptimizerKind};
+use optimizers::curvature::shared::DistributeInverses;
+use optimizers::{Channel, Communicator, Hyper, OptimizerKind};
 
 use super::record::{Follower, Recorder};
 use super::spec::Sweep;
@@ -51,9 +52,14 @@ pub(super) fn share(comm: &dyn Communicator, value: Option<f64>) -> f64 {
 }
 
 /// What a data-parallel run exchanges besides gradients, as recorded in the store.
-pub fn comm_strategy(optimizer: OptimizerKind, processes: usize) -> &'static str {
+pub fn comm_strategy(optimizer: OptimizerKind, hyper: &Hyper, processes: usize) -> &'static str {
     match optimizer {
         _ if processes == 1 => "none",
+        OptimizerKind::Kfac | OptimizerKind::KfacSua
+            if hyper.distribute_inverses == DistributeInverses::On =>
+        {
+            "allreduce-factors-share-inverses"
+        }
         OptimizerKind::Kfac | OptimizerKind::KfacSua => "allreduce-factors",
         OptimizerKind::SkfacRs | OptimizerKind::SkfacSs => "allgather-rows",
         OptimizerKind::Sgd | OptimizerKind::Adam => "allreduce-grads",
@@ -228,7 +234,7 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
             device: crate::device::describe(&opts.device),
             cores,
             processes: procs,
-            comm_strategy: comm_strategy(cfg.optimizer, procs).into(),
+            comm_strategy: comm_strategy(cfg.optimizer, &cfg.hyper, procs).into(),
         };
         // Another sweep over this store may have finished the run, or be training it.
         let claimed = match store.start_run(Some(sweep_id), &run_meta)? {

@@ -125,9 +125,11 @@ fn step_here(
     let traffic = comm.take_traffic();
     times.forward = forward;
     times.backward = backward;
-    // The optimizer timed its statistics exchange as part of its statistics stage.
+    // The optimizer timed its statistics exchange as part of its statistics stage, and the
+    // sharing of its inverses as part of its inverse stage.
     times.statistics = (times.statistics + statistics - traffic.statistics_seconds).max(0.0);
-    times.communication = gradient_exchange + traffic.statistics_seconds;
+    times.inverse = (times.inverse - traffic.inverse_seconds).max(0.0);
+    times.communication = gradient_exchange + traffic.statistics_seconds + traffic.inverse_seconds;
     Ok(StepOutcome::Done {
         loss: loss_value,
         correct,

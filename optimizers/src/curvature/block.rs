@@ -184,10 +184,49 @@ impl Block {
                 }
             }
         }
-        self.omega.clear_inverse();
-        self.gamma.clear_inverse();
+        self.clear_inverse();
         tracing::warn!(layer = %self.spec.name, "no usable inverse; the layer takes its plain gradient until the next refresh");
         Err(last)
+    }
+
+    /// The shapes of both factors' [`Factor::inverse_parts`], Ω's first (K-FAC and SUA only).
+    pub fn inverse_shapes(&self) -> std::result::Result<Vec<(usize, usize)>, FactorError> {
+        let mut shapes = self.omega.inverse_shapes()?;
+        shapes.extend(self.gamma.inverse_shapes()?);
+        Ok(shapes)
+    }
+
+    /// Both factors' inverses as the tensors another process needs, Ω's first.
+    pub fn inverse_parts(&self) -> std::result::Result<Vec<Tensor>, FactorError> {
+        let mut parts = self.omega.inverse_parts()?;
+        parts.extend(self.gamma.inverse_parts()?);
+        Ok(parts)
+    }
+
+    /// Takes the inverses another process computed when its refresh succeeded at `damping`
+    /// (what [`Block::refresh`] returned there), from its [`Block::inverse_parts`].
+    pub fn set_inverse(
+        &mut self,
+        mut parts: Vec<Tensor>,
+        damping: f64,
+    ) -> std::result::Result<(), FactorError> {
+        let (omega, gamma) = self.damping_split(damping)?;
+        let gamma_parts = parts.split_off(self.omega.inverse_shapes()?.len());
+        self.omega.set_inverse(parts, omega)?;
+        self.gamma.set_inverse(gamma_parts, gamma)?;
+        Ok(())
+    }
+
+    /// Drops both inverses: the layer takes its plain gradient until the next refresh.
+    pub fn clear_inverse(&mut self) {
+        self.omega.clear_inverse();
+        self.gamma.clear_inverse();
+    }
+
+    /// Whether the block's inverses can be computed by one process and shared (K-FAC's and
+    /// SUA's, not SKFAC's; [`super::shared`]).
+    pub fn shares_inverses(&self) -> bool {
+        matches!(self.approx, Approx::Kfac | Approx::KfacSua)
     }
 
     /// Whether both factors hold an inverse, so that [`Block::precondition`] applies them.

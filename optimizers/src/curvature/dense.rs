@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 
-use super::{mean_diagonal, missing, moving_average, Factor};
+use super::{mean_diagonal, missing, moving_average, square, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::damping::FactorInit;
 use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
@@ -82,6 +82,19 @@ impl Factor for DenseFactor {
 
     fn inverse_matrix(&self) -> Result<Tensor> {
         self.inv.clone().ok_or_else(|| missing("inverse"))
+    }
+
+    fn inverse_shapes(&self) -> Result<Vec<(usize, usize)>> {
+        Ok(vec![square(self.stat.as_ref())?])
+    }
+
+    fn inverse_parts(&self) -> Result<Vec<Tensor>> {
+        Ok(vec![self.inverse_matrix()?])
+    }
+
+    fn set_inverse(&mut self, mut parts: Vec<Tensor>, _damping: f64) -> Result<()> {
+        self.inv = Some(parts.pop().ok_or_else(|| missing("inverse"))?);
+        Ok(())
     }
 
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()> {

@@ -19,6 +19,7 @@ mod block;
 mod dense;
 mod low_rank;
 pub mod rows;
+pub mod shared;
 mod sua;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,24 @@ pub trait Factor: Send {
     /// The damped inverse as a dense n×n matrix (tests, and forming it for comparison).
     fn inverse_matrix(&self) -> Result<Tensor>;
 
+    /// The shapes of the tensors [`Factor::inverse_parts`] gives, from the statistic alone
+    /// (which every process of a data-parallel job holds): what another process receives.
+    /// Only factors whose inverses are shared ([`shared`]) have them.
+    fn inverse_shapes(&self) -> Result<Vec<(usize, usize)>> {
+        Err(not_shared())
+    }
+
+    /// The inverse as the tensors another process needs to use it.
+    fn inverse_parts(&self) -> Result<Vec<Tensor>> {
+        Err(not_shared())
+    }
+
+    /// Takes the inverse another process computed at `damping` from its
+    /// [`Factor::inverse_parts`].
+    fn set_inverse(&mut self, _parts: Vec<Tensor>, _damping: f64) -> Result<()> {
+        Err(not_shared())
+    }
+
     /// Appends the factor's tensors under `prefix`.
     fn save(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) -> Result<()>;
 
@@ -111,6 +130,16 @@ pub(crate) fn mean_diagonal(m: &Tensor) -> Result<f64> {
         .reshape((n, n + 1))?
         .narrow(1, 0, 1)?;
     Ok(diag.sum_all()?.to_scalar::<f64>()? / n as f64)
+}
+
+fn not_shared() -> candle_core::Error {
+    candle_core::Error::Msg("this factor's inverse is not shared between processes".into())
+}
+
+/// A square statistic's shape.
+pub(crate) fn square(stat: Option<&Tensor>) -> Result<(usize, usize)> {
+    let n = stat.ok_or_else(|| missing("statistic"))?.dim(0)?;
+    Ok((n, n))
 }
 
 /// The error of a factor asked for what it has not computed yet.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor, D};
 
-use super::{mean_diagonal, missing, moving_average, Factor};
+use super::{mean_diagonal, missing, moving_average, square, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::damping::FactorInit;
 use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
@@ -54,6 +54,11 @@ impl SuaFactor {
             inv: None,
             bias_inv: 0.0,
         }
+    }
+
+    /// The bias coordinate's damped inverse, `1/(1+λ)` (its mean square is 1).
+    fn bias_inverse(damping: f64) -> f64 {
+        1.0 / (1.0 + damping)
     }
 
     fn width(&self) -> usize {
@@ -101,7 +106,21 @@ impl Factor for SuaFactor {
             self.method,
             self.precision,
         )?);
-        self.bias_inv = 1.0 / (1.0 + damping);
+        self.bias_inv = Self::bias_inverse(damping);
+        Ok(())
+    }
+
+    fn inverse_shapes(&self) -> Result<Vec<(usize, usize)>> {
+        Ok(vec![square(self.stat.as_ref())?])
+    }
+
+    fn inverse_parts(&self) -> Result<Vec<Tensor>> {
+        Ok(vec![self.inv.clone().ok_or_else(|| missing("inverse"))?])
+    }
+
+    fn set_inverse(&mut self, mut parts: Vec<Tensor>, damping: f64) -> Result<()> {
+        self.inv = Some(parts.pop().ok_or_else(|| missing("inverse"))?);
+        self.bias_inv = Self::bias_inverse(damping);
         Ok(())
     }
 
