@@ -3,7 +3,7 @@
 //! Matrices cross between candle and faer once per refresh, as whole buffers. On a CUDA device
 //! the factors are inverted there instead (`cusolver.rs`, feature `cuda`).
 
-use candle_core::{DType, Device, Tensor, WithDType};
+use candle_core::{DType, Tensor, WithDType};
 use faer::diag::Diag;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
@@ -93,31 +93,6 @@ impl InverseDtype {
 pub trait Real: RealField + WithDType {}
 impl Real for f32 {}
 impl Real for f64 {}
-
-/// A `[r, c]` tensor as a faer matrix in `T`.
-pub fn to_mat<T: Real>(t: &Tensor) -> candle_core::Result<Mat<T>> {
-    let (r, c) = t.dims2()?;
-    let v = t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?;
-    Ok(MatRef::from_row_major_slice(&v, r, c).to_owned())
-}
-
-/// A faer matrix as a `[r, c]` tensor of `dtype`.
-pub fn to_tensor<T: Real>(
-    m: &Mat<T>,
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    let (r, c) = (m.nrows(), m.ncols());
-    let mut v = Vec::with_capacity(r * c);
-    for j in 0..c {
-        v.extend_from_slice(m.col_as_slice(j));
-    }
-    // Column-major is the transpose's row-major.
-    Tensor::from_vec(v, (c, r), device)?
-        .t()?
-        .contiguous()?
-        .to_dtype(dtype)
-}
 
 fn check_finite<T: Real>(m: MatRef<'_, T>) -> Result<(), FactorError> {
     for j in 0..m.ncols() {
@@ -304,6 +279,7 @@ fn host_damped_inverse<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn spd(n: usize) -> Mat<f64> {
         let b = Mat::from_fn(n, n + 2, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.4);
@@ -339,15 +315,6 @@ mod tests {
             damped_inverse(neg.as_ref(), 1e-3, DenseMethod::Cholesky),
             Err(FactorError::NotPositiveDefinite)
         );
-    }
-
-    #[test]
-    fn tensors_round_trip_without_transposing() {
-        let t = Tensor::from_vec(vec![1f32, 2., 3., 4., 5., 6.], (2, 3), &Device::Cpu).unwrap();
-        let m = to_mat::<f64>(&t).unwrap();
-        assert_eq!(m[(0, 2)], 3.0);
-        let back = to_tensor(&m, DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
     }
 
     #[test]

@@ -104,9 +104,7 @@ impl LowRankFactor {
             .collect::<Result<_>>()?;
         Tensor::cat(&parts, 0)
     }
-}
 
-impl LowRankFactor {
     /// The inverse from rows `y_t`, its Gram matrix formed and factorised in `dtype` on the
     /// rows' device: on a GPU only the N×N (or n×n) factorisation's status comes back to the
     /// host, as for K-FAC's dense factors.
