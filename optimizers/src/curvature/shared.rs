@@ -57,6 +57,10 @@ pub fn refresh(
     damping: f64,
     comm: &dyn Communicator,
 ) -> Result<Vec<Shared>, (String, FactorError)> {
+    // Every process has the same layers: with none, none of them calls a collective.
+    if blocks.is_empty() {
+        return Ok(Vec::new());
+    }
     let named = |b: &Block| {
         let name = b.name().to_string();
         move |e: FactorError| (name.clone(), e)
