@@ -110,8 +110,8 @@ hyper! {
     /// retried in `f64` before more damping; or `f64` throughout.
     inverse_dtype: InverseDtype = InverseDtype::F32;
     /// K-FAC and SUA in a data-parallel job: each layer's inverses computed by one process
-    /// (assigned greedily by cost) and shared (`on`), or by every process (`off`). One process
-    /// computes them all either way.
+    /// (assigned greedily by cost) and shared (`on`), or by every process (`off`). A run on one
+    /// process computes them all either way.
     distribute_inverses: DistributeInverses = DistributeInverses::On;
     /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
     seed: u64 = 0;
