@@ -260,7 +260,8 @@ fn plot_format(p: &Path) -> Result<&'static str> {
 fn gains_table(g: &bench_gains::Gains) -> String {
     let rec = &g.record;
     let ms = |v: f64| format!("{:.1}", 1e3 * v);
-    let peers = rec.kfac(reports::regress::PEERS).map(|s| s.step());
+    let peers_row = rec.kfac(reports::regress::PEERS);
+    let peers = peers_row.map(|s| s.step());
     let fastest = rec.fastest_kfac();
     let mut s = format!(
         "{:<20} {:>9} {:>9} {:>9} | {:>10} {:>10} {:>12}",
@@ -295,7 +296,7 @@ fn gains_table(g: &bench_gains::Gains) -> String {
     }
     s.push_str(&format!(
         "(ms; plain and stats: one step of that kind; inverse: one refresh's inverse stage; iteration: the mean step at T_cov {}, T_inv {}; peers: {}, as kfac-pytorch inverts)",
-        rec.t_cov, rec.t_inv, peers_label()
+        rec.t_cov, rec.t_inv, peers_row.map_or_else(|| "none".into(), |p| p.label())
     ));
     for st in rec.stages.iter().filter(|s| s.failed_refreshes > 0) {
         s.push_str(&format!(
@@ -317,12 +318,6 @@ fn gains_table(g: &bench_gains::Gains) -> String {
         }
     }
     s
-}
-
-/// `kfac (eigen, f32)`: how the peers' row is labelled.
-fn peers_label() -> String {
-    let (m, p) = reports::regress::PEERS;
-    format!("kfac ({}, {})", m.name(), p.name())
 }
 
 pub fn regress(a: &RegressArgs) -> Result<()> {
