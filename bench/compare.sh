@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side training-step throughput, candle (`skfac bench-step`) vs PyTorch
-# (bench/pytorch_step.py), as a markdown table on stdout; the benchmarks' own output goes to
-# stderr. Run from anywhere; override THREADS, MODELS, BATCHES, REPEAT and SKFAC_BIN via the
-# environment. With REPEAT=n each pair is measured n times, alternating candle and PyTorch, and
-# the table gives the medians: on a shared machine one pair can be off by 30%.
+# (bench/pytorch_step.py), as a markdown table on stdout after a header naming the CPU and each
+# side's instruction set; the benchmarks' own output goes to stderr. Run from anywhere;
+# override THREADS, MODELS, BATCHES, REPEAT and SKFAC_BIN via the environment. With REPEAT=n
+# each pair is measured n times, alternating candle and PyTorch, and the table gives the
+# medians: on a shared machine one pair can be off by 30%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -31,7 +32,9 @@ img_per_s() {
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' REPEAT=$REPEAT SKFAC_BIN=$SKFAC_BIN bench/compare.sh"
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $(bench/.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $(bench/.venv/bin/python -c 'import torch; print("torch", torch.__version__, "with", torch.backends.cpu.get_cpu_capability(), "kernels")')"
+# The CPU and the kernels candle's matrix products run on (AVX-512 or AVX2, chosen at run time).
+"$SKFAC_BIN" bench-step mlp 1 1 --steps 1 --warmup 0 | grep '^CPU: '
 echo
 echo "| model | batch | threads | candle img/s | PyTorch img/s | candle/PyTorch |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"

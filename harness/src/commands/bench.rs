@@ -126,6 +126,11 @@ pub fn step(a: &BenchStepArgs) -> Result<()> {
         a.warmup
     );
     say!(
+        "CPU: {}; gemm's {} kernels",
+        meta::cpu_model(),
+        models::ops::gemm_isa()
+    );
+    say!(
         "median per stage: {}; median step {:.2} ms",
         r.median.describe(false),
         r.median_total * 1e3

@@ -6,6 +6,7 @@ mod batchnorm;
 mod composed;
 mod conv;
 mod cpu;
+mod gemm_isa;
 mod geometry;
 mod im2col;
 mod maxpool;
@@ -13,6 +14,7 @@ mod relu;
 
 pub use batchnorm::{batch_norm, Moments};
 pub use conv::{conv2d_tiled, tiling_pays};
+pub use gemm_isa::{gemm_isa, GemmIsa};
 pub use geometry::Window;
 pub use im2col::{col2im, im2col};
 pub use maxpool::max_pool2d;
