@@ -4,9 +4,11 @@
 # refreshes at T_cov/T_inv) and compares the ratio of their training seconds (evaluation
 # excluded) with the ratio of the amortised iteration times bench-gains composes for the same
 # periods, for K-FAC as its peers run it (eigen, f32) and for its fastest configuration here
-# (bench-gains' choice). Exits 1 when they differ by more than TOLERANCE. Override THREADS, MODEL, IMAGES,
-# T_COV, T_INV, CYCLES, DATA, SKFAC_BIN and TOLERANCE via the environment. The defaults (50
-# steps of VGG-11, two refreshes) take about 20 minutes on 2 cores. Run it on a quiet machine.
+# (bench-gains' choice). Each row trains REPEAT times, the rounds in alternating order, and keeps
+# its median. Exits 1 when a ratio differs by more than TOLERANCE. Override THREADS, MODEL,
+# IMAGES, T_COV, T_INV, CYCLES, REPEAT, DATA, SKFAC_BIN and TOLERANCE via the environment. The
+# defaults (50 steps of VGG-11, two refreshes, three rounds) take about half an hour on 2 cores.
+# Run it on a quiet machine.
 # Training takes bench-gains' damping and the paper's SKFAC rows (moving average of M rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,12 +20,13 @@ T_INV=${T_INV:-25}
 DATA=${DATA:-data}
 SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
 TOLERANCE=${TOLERANCE:-0.15}
-CYCLES=${CYCLES:-1}
+CYCLES=${CYCLES:-2}
+REPEAT=${REPEAT:-3}
 [[ -x $SKFAC_BIN ]] || { echo "gain-check.sh: $SKFAC_BIN missing; run 'just build'" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "THREADS=$THREADS MODEL=$MODEL IMAGES=$IMAGES T_COV=$T_COV T_INV=$T_INV bench/gain-check.sh"
+echo "THREADS=$THREADS MODEL=$MODEL IMAGES=$IMAGES T_COV=$T_COV T_INV=$T_INV CYCLES=$CYCLES REPEAT=$REPEAT bench/gain-check.sh"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 "$SKFAC_BIN" data cifar10 --dir "$DATA" >&2
 
@@ -55,16 +58,33 @@ train_seconds() {
 }
 
 steps=$((IMAGES / 32))
-echo
-echo "| optimizer | predicted ms/iteration | measured ms/step (training s / $steps steps) |"
-echo "| --- | ---: | ---: |"
-declare -A predicted measured
-for row in "${rows[@]}" skfac-rs; do
+all=("${rows[@]}" skfac-rs)
+declare -A predicted measured seconds
+for row in "${all[@]}"; do
     predicted[$row]=$(iteration "$row")
-    s=$(train_seconds "$row")
-    [[ -n ${predicted[$row]} && -n $s ]] || { echo "gain-check.sh: could not read $row's times" >&2; exit 1; }
-    measured[$row]=$(awk -v s="$s" -v n="$steps" 'BEGIN { printf "%.1f", 1e3 * s / n }')
-    echo "| $row | ${predicted[$row]} | ${measured[$row]} |"
+    [[ -n ${predicted[$row]} ]] || { echo "gain-check.sh: no $row row in bench-gains' table" >&2; exit 1; }
+done
+# REPEAT rounds of training runs, each round in the reverse order of the one before, so that a
+# slow spell of the machine falls on every row alike; each row keeps its median.
+for ((r = 0; r < REPEAT; r++)); do
+    order=("${all[@]}")
+    if ((r % 2)); then
+        order=()
+        for ((i = ${#all[@]} - 1; i >= 0; i--)); do order+=("${all[i]}"); done
+    fi
+    for row in "${order[@]}"; do
+        s=$(train_seconds "$row")
+        [[ -n $s ]] || { echo "gain-check.sh: could not read $row's training seconds" >&2; exit 1; }
+        seconds[$row]+="$s "
+    done
+done
+echo
+echo "| optimizer | predicted ms/iteration | measured ms/step (median of $REPEAT: training s / $steps steps) | each run's ms/step |"
+echo "| --- | ---: | ---: | --- |"
+for row in "${all[@]}"; do
+    runs=$(for s in ${seconds[$row]}; do awk -v s="$s" -v n="$steps" 'BEGIN { printf "%.1f\n", 1e3 * s / n }'; done)
+    measured[$row]=$(sort -g <<<"$runs" | awk '{ v[NR] = $1 } END { printf "%.1f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+    echo "| $row | ${predicted[$row]} | ${measured[$row]} | $(paste -sd' ' <<<"$runs") |"
 done
 echo
 status=0

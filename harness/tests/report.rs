@@ -376,4 +376,17 @@ fn bench_gains_stores_a_record_regress_can_read() {
     assert!(!ok && text.contains("T_inv 50"), "{text}");
     let (ok, text) = skfac(&["bench-gains", "--db", d, "--plot", "gains.pdf"]);
     assert!(!ok && text.contains(".svg or .png"), "{text}");
+    // A subset of K-FAC's configurations: one K-FAC row, so no fastest to choose.
+    let one = [&args[..13], &["--kfac-configs", "cholesky-f32"]].concat();
+    let (ok, text) = skfac(&one);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("kfac (cholesky, f32)") && !text.contains("kfac (eigen, f32)"),
+        "{text}"
+    );
+    let last = Store::open(&db).unwrap().bench_records().unwrap().pop().unwrap();
+    let configs: Vec<_> = last.stages.iter().filter_map(|s| s.kfac).collect();
+    assert_eq!((last.stages.len(), configs.len()), (6, 1));
+    let (ok, text) = skfac(&[&args[..13], &["--kfac-configs", "cholesky-f16"]].concat());
+    assert!(!ok && text.contains("valid: eigen-f32, eigen-f64"), "{text}");
 }

@@ -23,31 +23,57 @@ use crate::bench_step::{network, random_batch};
 use crate::train::{train_step, StepOutcome};
 use amortise::{KindTimes, StepKind, MEASURE_T_COV, MEASURE_T_INV};
 
-/// The optimizers measured, with skfac-ss's s' and each K-FAC row's configuration: the peers'
-/// first, then the other three. The other K-FAC-family rows factorise as [`hyper`] says.
-pub const OPTIMIZERS: [(OptimizerKind, Option<u32>, Option<KfacConfig>); 9] = [
-    (OptimizerKind::Sgd, None, None),
-    (OptimizerKind::Adam, None, None),
-    (OptimizerKind::Kfac, None, Some(PEERS)),
-    (
-        OptimizerKind::Kfac,
-        None,
-        Some((DenseMethod::Eigen, InverseDtype::F64)),
-    ),
-    (
-        OptimizerKind::Kfac,
-        None,
-        Some((DenseMethod::Cholesky, InverseDtype::F32)),
-    ),
-    (
-        OptimizerKind::Kfac,
-        None,
-        Some((DenseMethod::Cholesky, InverseDtype::F64)),
-    ),
-    (OptimizerKind::KfacSua, None, None),
-    (OptimizerKind::SkfacRs, None, None),
-    (OptimizerKind::SkfacSs, Some(1), None),
+/// One row of the benchmark: the optimizer, skfac-ss's s', and a K-FAC row's configuration.
+pub type Row = (OptimizerKind, Option<u32>, Option<KfacConfig>);
+
+/// K-FAC's configurations, the peers' first; `--kfac-configs` picks among them.
+pub const KFAC_CONFIGS: [KfacConfig; 4] = [
+    PEERS,
+    (DenseMethod::Eigen, InverseDtype::F64),
+    (DenseMethod::Cholesky, InverseDtype::F32),
+    (DenseMethod::Cholesky, InverseDtype::F64),
 ];
+
+/// A K-FAC configuration as `--kfac-configs` spells it: `cholesky-f32`.
+pub fn kfac_config_name((method, dtype): KfacConfig) -> String {
+    format!("{}-{}", method.name(), dtype.name())
+}
+
+/// The configuration named `name` (`eigen-f32`), or an error listing the valid names.
+pub fn parse_kfac_config(name: &str) -> Result<KfacConfig, String> {
+    KFAC_CONFIGS
+        .into_iter()
+        .find(|&c| kfac_config_name(c) == name)
+        .ok_or_else(|| {
+            let valid: Vec<String> = KFAC_CONFIGS.into_iter().map(kfac_config_name).collect();
+            format!(
+                "unknown K-FAC configuration `{name}`; valid: {}",
+                valid.join(", ")
+            )
+        })
+}
+
+/// The optimizers measured: SGD, Adam, K-FAC in each of `kfac` (in [`KFAC_CONFIGS`]' order),
+/// K-FAC with SUA, SKFAC-RS and SKFAC-SS(1). The K-FAC family's other rows factorise as
+/// [`hyper`] says.
+pub fn rows(kfac: &[KfacConfig]) -> Vec<Row> {
+    let mut rows: Vec<Row> = vec![
+        (OptimizerKind::Sgd, None, None),
+        (OptimizerKind::Adam, None, None),
+    ];
+    rows.extend(
+        KFAC_CONFIGS
+            .into_iter()
+            .filter(|c| kfac.contains(c))
+            .map(|c| (OptimizerKind::Kfac, None, Some(c))),
+    );
+    rows.extend([
+        (OptimizerKind::KfacSua, None, None),
+        (OptimizerKind::SkfacRs, None, None),
+        (OptimizerKind::SkfacSs, Some(1), None),
+    ]);
+    rows
+}
 
 #[derive(Clone, Debug)]
 pub struct GainsConfig {
@@ -61,6 +87,8 @@ pub struct GainsConfig {
     pub cycles: usize,
     /// Untimed steps per optimizer first (the first one builds the first inverses).
     pub warmup: usize,
+    /// The K-FAC configurations measured (each a row).
+    pub kfac_configs: Vec<KfacConfig>,
     /// Where the networks compute.
     pub device: candle_core::Device,
 }
@@ -106,8 +134,9 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
     let periods = hyper(cfg);
     periods.validate()?;
     let batch = random_batch(&cfg.model, cfg.batch, &cfg.device)?;
+    let rows = rows(&cfg.kfac_configs);
     let mut runs: Vec<(models::Network, Box<dyn Optimizer>, usize, KindTimes)> = Vec::new();
-    for (kind, samples, kfac) in OPTIMIZERS {
+    for &(kind, samples, kfac) in &rows {
         let net = network(&cfg.model, &cfg.device)?;
         let (dense_method, inverse_dtype) =
             kfac.unwrap_or((periods.dense_method, periods.inverse_dtype));
@@ -146,7 +175,7 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
             round + 1,
             cfg.cycles
         ));
-        for ((kind, _, _), (net, opt, i, sum)) in OPTIMIZERS.iter().zip(&mut runs) {
+        for ((kind, _, _), (net, opt, i, sum)) in rows.iter().zip(&mut runs) {
             for _ in 0..MEASURE_T_INV {
                 let t = step(net, opt.as_mut(), *i)?;
                 sum.add(StepKind::of(*i), kind.is_second_order(), &t);
@@ -156,7 +185,7 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
     }
     let failed: Vec<usize> = runs.iter().map(|r| r.1.failed_refreshes()).collect();
     let kinds: Vec<KindTimes> = runs.into_iter().map(|r| r.3).collect();
-    let stages = OPTIMIZERS
+    let stages = rows
         .iter()
         .zip(&kinds)
         .zip(failed)

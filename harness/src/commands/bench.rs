@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use optimizers::curvature::{DenseMethod, InverseDtype};
 use optimizers::{Hyper, OptimizerKind};
+use reports::regress::KfacConfig;
 use reports::StageRow;
 
 use crate::bench_gains::{self, GainsConfig};
@@ -59,6 +60,11 @@ pub struct BenchGainsArgs {
     /// Untimed steps per optimizer first (the first builds the first inverses).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// K-FAC's configurations, comma-separated (eigen-f32, cholesky-f64, ...), each a row;
+    /// the fastest is chosen among these. Fewer rows take less memory (each keeps its own
+    /// network, factors and inverses alive) [default: all four].
+    #[arg(long, value_delimiter = ',', value_parser = bench_gains::parse_kfac_config)]
+    pub kfac_configs: Option<Vec<KfacConfig>>,
     /// Also draw the amortised stage times as stacked bars, to this .svg or .png file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -193,6 +199,10 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         t_inv: a.t_inv,
         cycles: a.cycles,
         warmup: a.warmup,
+        kfac_configs: a
+            .kfac_configs
+            .clone()
+            .unwrap_or_else(|| bench_gains::KFAC_CONFIGS.to_vec()),
         device: a.device.open()?,
     };
     // Checked before the benchmark runs, not after it.
