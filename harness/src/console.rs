@@ -143,6 +143,13 @@ impl Console {
 }
 
 /// `mean per step: forward 1.23 ms, ... (step 9.87 ms)`.
+/// `val acc 48.20%, ` when the epoch was evaluated on a validation split, else nothing: for
+/// an epoch line, before its test accuracy.
+pub fn validation_note(m: &EpochMetrics) -> String {
+    m.validation_accuracy
+        .map_or_else(String::new, |a| format!("val acc {:.2}%, ", 100.0 * a))
+}
+
 pub fn stage_line(t: &StageTimes) -> String {
     format!("mean per step: {}", t.describe(true))
 }
@@ -193,11 +200,14 @@ impl Observer for Console {
             return Ok(());
         }
         say!(
-            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {} training, ~{} left, lr {:.2e}{}",
+            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  |  {}test loss {:.4} acc {:5.2}%  |  {:.1} img/s, {} training, ~{} left, lr {:.2e}{}",
             m.epoch,
             self.epochs,
             m.train_loss,
             100.0 * m.train_accuracy,
+            m.validation_loss.zip(m.validation_accuracy).map_or_else(String::new, |(l, a)| {
+                format!("val loss {l:.4} acc {:5.2}%  |  ", 100.0 * a)
+            }),
             m.test_loss,
             100.0 * m.test_accuracy,
             m.images_per_second,

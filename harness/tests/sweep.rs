@@ -61,7 +61,14 @@ fn a_good_sweep_expands_its_grid() {
     assert!(s
         .runs
         .iter()
-        .all(|r| r.dataset == "fashion-mnist" && r.epochs == 2));
+        .all(|r| r.dataset == "fashion-mnist" && r.epochs == 2 && r.validation == 0));
+    let held = sweep::parse(
+        Path::new("sweeps/demo.toml"),
+        &format!("validation = 500\n{GOOD}"),
+    );
+    assert!(held.unwrap().runs.iter().all(|r| r.validation == 500));
+    let e = spec_err(&format!("validation = -1\n{GOOD}"));
+    assert!(e.contains(":1:") && e.contains("`validation` = -1"), "{e}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! deterministic given the seed, and a diverging run ends as "diverged", not a panic.
 
 use harness::data::{ImageSet, Normalisation, Splits};
-use harness::train::{run, Outcome, Silent, TrainConfig};
+use harness::train::{build_run, evaluate, run, train, Outcome, Silent, TrainConfig};
+use optimizers::Local;
 use optimizers::ScheduleKind;
 use rand::{Rng, SeedableRng};
 
@@ -82,6 +83,41 @@ fn sgd_and_adam_learn_the_synthetic_task() {
         assert!(s.mean_stage_times.forward > 0.0 && s.mean_stage_times.update > 0.0);
         assert!(last.train_seconds >= first.train_seconds);
     }
+}
+
+#[test]
+fn a_validation_split_is_never_trained_on_and_evaluated_after_each_epoch() {
+    harness::threads::configure(Some(2)).unwrap();
+    let data = splits(8, 8, 1, false);
+    let mut cfg = config("mlp", "sgd", 2);
+    cfg.validation = 160;
+    let dev = candle_core::Device::Cpu;
+    let (net, mut opt) = build_run(&cfg, &data, &dev, std::sync::Arc::new(Local)).unwrap();
+    let s = train(&cfg, &data, &net, opt.as_mut(), &dev, &mut Silent).unwrap();
+    // Each epoch walks the 480 images left, not the 640.
+    assert_eq!(s.steps, 2 * (480 / 32));
+    let held = data.hold_out(160).unwrap().1;
+    assert_eq!(held.class_counts(), vec![16; 10]);
+    // The last epoch's figures are the trained network's on the held-out images.
+    let want = evaluate(&net, &held, &data.norm, 100, &dev).unwrap();
+    let last = s.epochs.last().unwrap();
+    assert_eq!(last.validation_loss, Some(want.loss));
+    assert_eq!(last.validation_accuracy, Some(want.accuracy));
+    assert!(s.epochs.iter().all(|e| e.validation_accuracy.is_some()));
+    assert!(want.accuracy > 0.9, "validation accuracy {}", want.accuracy);
+    // Without a split there is nothing to report.
+    cfg.validation = 0;
+    cfg.epochs = 1;
+    let s = run(&cfg, &data, &mut Silent).unwrap();
+    assert_eq!(s.steps, 640 / 32);
+    assert_eq!(s.epochs[0].validation_accuracy, None);
+    // A split that leaves nothing to train on is refused by name.
+    cfg.validation = 640;
+    let e = run(&cfg, &data, &mut Silent).unwrap_err().to_string();
+    assert!(
+        e.contains("validation 640") && e.contains("choose fewer"),
+        "{e}"
+    );
 }
 
 #[test]

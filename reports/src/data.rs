@@ -53,6 +53,8 @@ pub struct EpochPoint {
     pub train_accuracy: f64,
     pub test_loss: f64,
     pub test_accuracy: f64,
+    /// On the validation split, where the run held one out.
+    pub validation_accuracy: Option<f64>,
     /// Training seconds so far, evaluation excluded.
     pub wall_seconds: f64,
     /// This epoch's training seconds, the process's CPU seconds over the same span, and the

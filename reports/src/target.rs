@@ -25,6 +25,8 @@ pub struct TargetRow {
     pub gap: Option<f64>,
     /// Mean test accuracy at the last epoch of the finished runs.
     pub final_accuracy: Option<f64>,
+    /// Mean validation accuracy at the last epoch of the finished runs that held a split out.
+    pub final_validation: Option<f64>,
     /// The machine's load over the epochs the times are read from: each run's epochs up to
     /// the first at the target, or all of them when it never reached it. Busy there, the
     /// row's time is not comparable.
@@ -44,6 +46,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
             let mut epochs = Vec::new();
             let mut minutes = Vec::new();
             let mut finals = Vec::new();
+            let mut validations = Vec::new();
             let mut diverged = 0;
             let mut load = MachineLoad::default();
             let done = s
@@ -66,6 +69,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
                     diverged += 1;
                 } else if let Some(last) = run.epochs.last() {
                     finals.push(last.test_accuracy);
+                    validations.extend(last.validation_accuracy);
                 }
             }
             TargetRow {
@@ -79,6 +83,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
                 minutes: mean(&minutes),
                 gap: None,
                 final_accuracy: mean(&finals),
+                final_validation: mean(&validations),
                 load,
             }
         })

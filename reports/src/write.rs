@@ -62,14 +62,20 @@ fn hardware(sweep: &SweepResults) -> String {
     s
 }
 
+/// The time-to-target table; a final validation accuracy column where a run held out a
+/// validation split.
 fn target_table(rows: &[TargetRow], target: f64) -> Block {
-    let header = [
+    let validation = rows.iter().any(|r| r.final_validation.is_some());
+    let mut header = vec![
         "optimizer".to_string(),
         format!("epochs to {}", format::percent(target)),
         "time (min)".into(),
         "time gap vs K-FAC".into(),
         "final test accuracy".into(),
     ];
+    if validation {
+        header.push("final validation accuracy".into());
+    }
     let rows = rows
         .iter()
         .map(|r| {
@@ -91,19 +97,20 @@ fn target_table(rows: &[TargetRow], target: f64) -> Block {
                 None if r.diverged > 0 => "diverged".into(),
                 None => "—".into(),
             };
-            vec![
+            let mut row = vec![
                 r.label.clone(),
                 epochs,
                 minutes,
                 r.gap.map_or("—".into(), format::gap),
                 final_acc,
-            ]
+            ];
+            if validation {
+                row.push(r.final_validation.map_or("—".into(), format::percent));
+            }
+            row
         })
         .collect();
-    Block::Table {
-        header: header.to_vec(),
-        rows,
-    }
+    Block::Table { header, rows }
 }
 
 /// The note under the time-to-target table for each row timed on a busy machine.
@@ -285,7 +292,7 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
          there are several. Hardware: {hw}."
     )));
     let mut target_csv = String::from(
-        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy,busy,max_load_average,cpu_share\n",
+        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy,busy,max_load_average,cpu_share,final_validation_accuracy\n",
     );
     let mut stage_csv = String::from("model,dataset,optimizer,label,steps");
     for s in STAGES {
@@ -339,6 +346,7 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                     r.load.busy.to_string(),
                     opt(r.load.max_load_average),
                     opt(r.load.cpu_share()),
+                    opt(r.final_validation),
                 ];
                 target_csv.push_str(&fields.join(","));
                 target_csv.push('\n');

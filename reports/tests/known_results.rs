@@ -32,6 +32,7 @@ fn run(optimizer: &str, samples: Option<u32>, seed: u64, acc: &[f64], secs: &[f6
                 train_accuracy: a,
                 test_loss: 2.1 - a,
                 test_accuracy: a,
+                validation_accuracy: None,
                 wall_seconds: s,
                 epoch_seconds: None,
                 cpu_seconds: None,
@@ -247,6 +248,8 @@ fn the_report_writes_valid_figures_tables_and_documents() {
     }
     let md = std::fs::read_to_string(dir.path().join("time-to-target.md")).unwrap();
     assert!(md.contains("| SGD | 3 | 3.00 | +20.00% | 70.00% |"), "{md}");
+    // No run held out a validation split: no column for it.
+    assert!(!md.contains("validation"), "{md}");
     assert!(
         md.contains("| Adam | not reached | not reached | — | 59.00% |"),
         "{md}"
@@ -267,7 +270,7 @@ fn the_report_writes_valid_figures_tables_and_documents() {
     let csv = std::fs::read_to_string(dir.path().join("time-to-target.csv")).unwrap();
     assert!(
         csv.lines()
-            .any(|l| l == "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2.5,0,0.75,false,,"),
+            .any(|l| l == "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2.5,0,0.75,false,,,"),
         "{csv}"
     );
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
@@ -276,6 +279,45 @@ fn the_report_writes_valid_figures_tables_and_documents() {
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("![") && report.contains("convergence-time.png"));
     assert!(report.contains("Commits: abc123 (8 runs)"), "{report}");
+}
+
+#[test]
+fn final_validation_accuracy_is_the_mean_over_seeds_of_the_last_epochs() {
+    let mut s = sweep();
+    // SKFAC-RS's two seeds end at 0.75 and 0.55 on the validation split; the others hold
+    // none out.
+    let rs: Vec<&mut RunResult> = s
+        .runs
+        .iter_mut()
+        .filter(|r| r.optimizer.name() == "skfac-rs")
+        .collect();
+    for (r, v) in rs.into_iter().zip([0.75, 0.55]) {
+        r.epochs[0].validation_accuracy = Some(0.1);
+        r.epochs.last_mut().unwrap().validation_accuracy = Some(v);
+    }
+    let g = groups(&s);
+    let rows = target_rows(&g[0], 0.6);
+    let by = |l: &str| rows.iter().find(|r| r.label == l).unwrap();
+    assert_eq!(by("SKFAC-RS").final_validation, Some(0.65));
+    assert_eq!(by("K-FAC").final_validation, None);
+    let dir = tempfile::tempdir().unwrap();
+    reports::write_report(&s, dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("time-to-target.md")).unwrap();
+    assert!(md.contains("| final validation accuracy |"), "{md}");
+    assert!(
+        md.contains("| SKFAC-RS | 2.5 | 2.00 | -20.00% | 73.00% | 65.00% |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| K-FAC | 2 | 2.50 | 0% | 75.00% | — |"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("time-to-target.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("resnet8,cifar10,skfac-rs,") && l.ends_with(",0.65")),
+        "{csv}"
+    );
 }
 
 /// `run` on a machine with `cores` logical CPUs whose epoch `i` had mean load average
@@ -372,9 +414,9 @@ fn rows_timed_on_a_busy_machine_are_marked_up_to_their_target_epoch() {
     assert_eq!(md.matches('†').count(), 4, "{md}");
     let csv = std::fs::read_to_string(dir.path().join("time-to-target.csv")).unwrap();
     for line in [
-        "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2,0,0.75,false,2.5,0.8",
-        "resnet8,cifar10,skfac-rs,,SKFAC-RS,1,1,0,2,2,0,0.72,false,9,1",
-        "resnet8,cifar10,kfac-sua,,SUA,1,1,0,2,2,0,0.72,false,,",
+        "resnet8,cifar10,kfac,,K-FAC,1,1,0,2,2,0,0.75,false,2.5,0.8,",
+        "resnet8,cifar10,skfac-rs,,SKFAC-RS,1,1,0,2,2,0,0.72,false,9,1,",
+        "resnet8,cifar10,kfac-sua,,SUA,1,1,0,2,2,0,0.72,false,,,",
     ] {
         assert!(csv.lines().any(|l| l == line), "no `{line}` in:\n{csv}");
     }

@@ -29,9 +29,13 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Train on the first N training images only.
+    /// Train on the first N training images only (of those not held out for validation).
     #[arg(long)]
     pub train_subset: Option<usize>,
+    /// Hold out N training images as a validation split (class-balanced, the same for every
+    /// run), never trained on, evaluated after each epoch.
+    #[arg(long, default_value_t = 0)]
+    pub validation: usize,
     /// Threads for candle and rayon [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -58,6 +62,7 @@ impl TrainArgs {
         c.epochs = self.epochs;
         c.batch_size = self.batch_size;
         c.train_subset = self.train_subset;
+        c.validation = self.validation;
         let flag = |key: &str| format!("--{}", key.replace('_', "-"));
         self.hyper
             .0
@@ -82,9 +87,14 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     let cfg = args.config()?;
     let device = args.device.open()?;
     let splits = data::load(&cfg.dataset, &args.data_dir)?;
-    let n = cfg
-        .train_subset
-        .map_or(splits.train.len(), |s| s.min(splits.train.len()));
+    let held = cfg.validation.min(splits.train.len());
+    let n = cfg.train_subset.map_or(splits.train.len() - held, |s| {
+        s.min(splits.train.len() - held)
+    });
+    let validation = match held {
+        0 => String::new(),
+        v => format!("{v} validation / "),
+    };
     let output = if job.rank() != 0 {
         Output::Silent
     } else {
@@ -102,7 +112,7 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
             String::new()
         };
         say!(
-            "training {} with {} on {} ({} training / {} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s), device {}{processes}",
+            "training {} with {} on {} ({} training / {validation}{} test images), batch {}, {} epoch(s), lr {}, seed {}, {} thread(s), device {}{processes}",
             cfg.model, cfg.optimizer_label(), cfg.dataset, n, splits.test.len(), cfg.batch_size,
             cfg.epochs, cfg.hyper.lr, cfg.hyper.seed, threads, device::describe(&device),
         );

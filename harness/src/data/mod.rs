@@ -4,6 +4,7 @@ pub mod cifar10;
 pub mod digest;
 pub mod fashion_mnist;
 pub mod loader;
+pub mod validation;
 
 use std::path::{Path, PathBuf};
 

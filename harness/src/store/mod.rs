@@ -175,6 +175,9 @@ pub struct EpochRow {
     pub epoch_seconds: Option<f64>,
     pub cpu_seconds: Option<f64>,
     pub load_average: Option<f64>,
+    /// On the validation split; `None` for runs without one.
+    pub validation_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
 }
 
 /// A run as listed back from the store.
@@ -542,7 +545,8 @@ impl Store {
         let q = sqlx::query(
             "INSERT INTO epochs (run_id, epoch, train_loss, train_accuracy, test_loss,
                  test_accuracy, wall_seconds, learning_rate, epoch_seconds, cpu_seconds,
-                 load_average) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 load_average, validation_loss, validation_accuracy)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run)
         .bind(e.epoch as i64)
@@ -554,7 +558,9 @@ impl Store {
         .bind(e.learning_rate)
         .bind(e.epoch_seconds)
         .bind(e.cpu_seconds)
-        .bind(e.load_average);
+        .bind(e.load_average)
+        .bind(e.validation_loss)
+        .bind(e.validation_accuracy);
         self.rt
             .block_on(q.execute(&self.pool))
             .map_err(|e| self.sql(e))?;
@@ -597,7 +603,8 @@ impl Store {
 async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>> {
     let rows = sqlx::query(
         "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy, wall_seconds,
-             learning_rate, epoch_seconds, cpu_seconds, load_average
+             learning_rate, epoch_seconds, cpu_seconds, load_average, validation_loss,
+             validation_accuracy
          FROM epochs WHERE run_id = ? ORDER BY epoch",
     )
     .bind(run)
@@ -616,6 +623,8 @@ async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>
             epoch_seconds: r.get(7),
             cpu_seconds: r.get(8),
             load_average: r.get(9),
+            validation_loss: r.get(10),
+            validation_accuracy: r.get(11),
         })
         .collect())
 }

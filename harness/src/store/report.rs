@@ -114,6 +114,7 @@ impl Store {
                                 train_accuracy: e.train_accuracy,
                                 test_loss: e.test_loss,
                                 test_accuracy: e.test_accuracy,
+                                validation_accuracy: e.validation_accuracy,
                                 wall_seconds: e.wall_seconds,
                                 epoch_seconds: e.epoch_seconds,
                                 cpu_seconds: e.cpu_seconds,

@@ -6,7 +6,7 @@ use anyhow::Result;
 use indicatif::ProgressBar;
 
 use crate::checkpoint::Checkpoints;
-use crate::console::{duration, remaining, say, Output};
+use crate::console::{duration, remaining, say, validation_note, Output};
 use crate::store::{EpochRow, IterationRow, Store};
 use crate::train::machine_load::busy_note;
 use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
@@ -92,20 +92,23 @@ impl Observer for Recorder<'_> {
                 epoch_seconds: Some(m.epoch_seconds),
                 cpu_seconds: Some(m.cpu_seconds),
                 load_average: m.load_average,
+                validation_loss: m.validation_loss,
+                validation_accuracy: m.validation_accuracy,
             },
         )?;
         self.checkpoints.save(state)?;
         let busy = busy_note(m.load_average, self.cores);
+        let val = validation_note(m);
         match self.output {
             Output::Bars => self.bar.println(format!(
-                "  epoch {:>3}  train loss {:.4}  test acc {:5.2}%  {:.0} s{busy}",
+                "  epoch {:>3}  train loss {:.4}  {val}test acc {:5.2}%  {:.0} s{busy}",
                 m.epoch,
                 m.train_loss,
                 100.0 * m.test_accuracy,
                 m.train_seconds
             )),
             Output::Lines => say!(
-                "{}: epoch {}/{}, test acc {:.2}%, train loss {:.4}, {:.0} img/s, {} elapsed, ~{} left{busy}",
+                "{}: epoch {}/{}, {val}test acc {:.2}%, train loss {:.4}, {:.0} img/s, {} elapsed, ~{} left{busy}",
                 self.label,
                 m.epoch,
                 self.epochs,

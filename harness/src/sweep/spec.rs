@@ -35,6 +35,7 @@ struct RawSpec {
     epochs: Spanned<i64>,
     batch_size: Option<Spanned<i64>>,
     train_subset: Option<Spanned<i64>>,
+    validation: Option<Spanned<i64>>,
     target_accuracy: Spanned<f64>,
     device: Option<Spanned<String>>,
     #[serde(default)]
@@ -217,6 +218,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         .as_ref()
         .map(|b| cx.int(b, "train_subset", 1))
         .transpose()?;
+    let validation = raw
+        .validation
+        .as_ref()
+        .map(|v| cx.int(v, "validation", 0))
+        .transpose()?
+        .unwrap_or(0);
     let t = *raw.target_accuracy.get_ref();
     let target = cx.real(
         &raw.target_accuracy,
@@ -268,6 +275,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
                         c.batch_size = b;
                     }
                     c.train_subset = subset;
+                    c.validation = validation;
                     let mut h: Hyper = c.hyper.clone();
                     h.seed = seed;
                     for o in [&shared, &own] {

@@ -15,6 +15,9 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub train_subset: Option<usize>,
+    /// Training images held out as a validation split ([`crate::data::validation`]) and
+    /// evaluated after each epoch; 0 for none. `train_subset` counts the images left.
+    pub validation: usize,
     /// The optimizer's hyper-parameters and the run's seed.
     pub hyper: Hyper,
 }
@@ -30,6 +33,7 @@ impl TrainConfig {
             batch_size: 32,
             eval_batch_size: 500,
             train_subset: None,
+            validation: 0,
             hyper: Hyper::for_kind(optimizer),
         }
     }

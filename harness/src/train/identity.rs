@@ -6,7 +6,6 @@
 //! written before this scheme are unchanged), then, sorted by name, every other field whose
 //! value differs from its default.
 
-use optimizers::Hyper;
 use serde_json::{Map, Value};
 
 use super::TrainConfig;
@@ -61,11 +60,8 @@ fn flat(cfg: &TrainConfig) -> Map<String, Value> {
 
 /// The store's key for a run of `cfg`.
 pub fn run_key(cfg: &TrainConfig) -> String {
-    let defaults = TrainConfig {
-        hyper: Hyper::for_kind(cfg.optimizer),
-        ..cfg.clone()
-    };
-    let mut defaults = flat(&defaults);
+    // The base fields are in every key; a later field (`validation`) counts from its default.
+    let mut defaults = flat(&TrainConfig::new(&cfg.model, cfg.optimizer));
     for (field, former) in FORMER_DEFAULTS {
         defaults.insert(field.into(), Value::from(former));
     }
@@ -96,7 +92,7 @@ pub fn stable_key(fields: &Map<String, Value>, defaults: &Map<String, Value>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use optimizers::OptimizerKind;
+    use optimizers::{Hyper, OptimizerKind};
 
     /// The key the first key format (the JSON of the whole configuration) gave this run, read
     /// from a results store written by that version (`skfac sweep` at commit 226d2d7).
@@ -171,6 +167,10 @@ mod tests {
             key.ends_with(r#","beta1":0.8,"dense_method":"cholesky"}"#),
             "{key}"
         );
+        // So does a run's own setting: a run that holds out a validation split trains on
+        // other images.
+        cfg.validation = 5000;
+        assert!(run_key(&cfg).ends_with(r#","dense_method":"cholesky","validation":5000}"#));
         // Adam's own learning-rate default is a base field: always in the key.
         let adam = TrainConfig::new("mlp", OptimizerKind::Adam);
         assert!(run_key(&adam).contains(r#""lr":0.001"#));

@@ -1,5 +1,6 @@
 //! The training loop: epochs of seeded mini-batches, per-stage timing of every step,
-//! evaluation on the test split after each epoch, divergence detection.
+//! evaluation on the validation (when held out) and test splits after each epoch, divergence
+//! detection.
 
 mod config;
 pub mod distributed;
@@ -32,6 +33,11 @@ pub struct EpochMetrics {
     pub train_accuracy: f64,
     pub test_loss: f64,
     pub test_accuracy: f64,
+    /// On the validation split, where the run holds one out.
+    #[serde(default)]
+    pub validation_loss: Option<f64>,
+    #[serde(default)]
+    pub validation_accuracy: Option<f64>,
     /// Training wall-clock seconds since the start of the run, evaluation excluded.
     pub train_seconds: f64,
     /// Training images per second in this epoch.
@@ -226,6 +232,14 @@ pub fn train_from_shared(
     comm: &dyn Communicator,
 ) -> Result<RunSummary> {
     cfg.validate()?;
+    let held;
+    let (data, validation) = match cfg.validation {
+        0 => (data, None),
+        n => {
+            held = data.hold_out(n)?;
+            (&held.0, Some(&held.1))
+        }
+    };
     let (rank, procs) = (comm.rank(), comm.size());
     anyhow::ensure!(
         cfg.batch_size.is_multiple_of(procs),
@@ -330,12 +344,17 @@ pub fn train_from_shared(
             device,
             comm,
         )?;
+        let validation = validation
+            .map(|v| evaluate_shared(net, v, &data.norm, cfg.eval_batch_size, device, comm))
+            .transpose()?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             train_loss: p.epoch_loss_sum / p.epoch_seen as f64,
             train_accuracy: p.epoch_correct as f64 / p.epoch_seen as f64,
             test_loss: test.loss,
             test_accuracy: test.accuracy,
+            validation_loss: validation.map(|v| v.loss),
+            validation_accuracy: validation.map(|v| v.accuracy),
             train_seconds: p.train_seconds,
             images_per_second: p.epoch_seen as f64 / p.epoch_seconds,
             learning_rate: opt.learning_rate(),
