@@ -135,7 +135,10 @@ fn report_reads_the_store_and_writes_the_known_table() {
         assert!(line.ends_with(end), "{csv}");
     }
     // The validation accuracy went through the store: K-FAC's last epoch, 85% - 1%.
-    assert!(md.contains("| K-FAC | 1 | 0.80 | 0% | 85.00% | 84.00% |"), "{md}");
+    assert!(
+        md.contains("| K-FAC | 1 | 0.80 | 0% | 85.00% | 84.00% |"),
+        "{md}"
+    );
     assert!(
         md.contains("| SKFAC-RS | not reached | not reached | — | 79.00% |"),
         "{md}"
@@ -388,9 +391,17 @@ fn bench_gains_stores_a_record_regress_can_read() {
         text.contains("kfac (cholesky, f32)") && !text.contains("kfac (eigen, f32)"),
         "{text}"
     );
-    let last = Store::open(&db).unwrap().bench_records().unwrap().pop().unwrap();
+    let last = Store::open(&db)
+        .unwrap()
+        .bench_records()
+        .unwrap()
+        .pop()
+        .unwrap();
     let configs: Vec<_> = last.stages.iter().filter_map(|s| s.kfac).collect();
     assert_eq!((last.stages.len(), configs.len()), (6, 1));
     let (ok, text) = skfac(&[&args[..13], &["--kfac-configs", "cholesky-f16"]].concat());
-    assert!(!ok && text.contains("valid: eigen-f32, eigen-f64"), "{text}");
+    assert!(
+        !ok && text.contains("valid: eigen-f32, eigen-f64"),
+        "{text}"
+    );
 }

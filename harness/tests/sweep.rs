@@ -416,3 +416,206 @@ fn every_sweep_file_in_the_repository_parses() {
     }
     assert!(seen >= 4, "found {seen} sweep files in {}", dir.display());
 }
+
+const SEARCHED: &str = r#"
+models = ["mlp"]
+optimizers = ["sgd", "adam", "skfac-ss"]
+samples = [1, 2]
+epochs = 3
+validation = 500
+target_accuracy = 0.8
+
+[search]
+trials = 4
+epochs = 1
+train_subset = 1000
+
+[search.space]
+lr = [0.01, 0.05]
+
+[search.space.adam]
+lr = [0.0003, 0.001, 0.003]
+
+[search.space.skfac-ss]
+damping = [0.03, 0.3, 1.0]
+"#;
+
+#[test]
+fn a_search_gives_each_row_its_trials() {
+    let s = sweep::parse(Path::new("sweeps/searched.toml"), SEARCHED).unwrap();
+    let search = s.search.as_ref().unwrap();
+    let labels: Vec<String> = search.rows.iter().map(|r| r.label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "mlp sgd",
+            "mlp adam",
+            "mlp skfac-ss (s'=1)",
+            "mlp skfac-ss (s'=2)"
+        ]
+    );
+    let settings = |i: usize| -> Vec<&str> {
+        search.rows[i]
+            .trials
+            .iter()
+            .map(|t| t.setting.as_str())
+            .collect()
+    };
+    assert_eq!(settings(0), ["lr 0.01", "lr 0.05"]);
+    // Adam's own list replaces the shared one.
+    assert_eq!(settings(1), ["lr 0.0003", "lr 0.001", "lr 0.003"]);
+    // skfac-ss: 3 dampings × 2 rates = 6 settings, 4 of them tried, the same for each s'.
+    assert_eq!(settings(2).len(), 4);
+    assert_eq!(settings(2), settings(3));
+    for row in &search.rows {
+        for t in &row.trials {
+            let c = &t.config;
+            assert_eq!(
+                (c.epochs, c.train_subset, c.validation),
+                (1, Some(1000), 500)
+            );
+            assert_eq!(c.optimizer, row.optimizer);
+        }
+    }
+    let adam = &search.rows[1].trials[2].config;
+    assert_eq!(adam.hyper.lr, 0.003);
+    let ss = &search.rows[3].trials[0];
+    assert_eq!(ss.config.hyper.samples, 2);
+    assert!(ss.setting.starts_with("damping "), "{}", ss.setting);
+    // The timed runs keep the file's settings and budget until the picks.
+    assert!(s
+        .runs
+        .iter()
+        .all(|r| r.epochs == 3 && r.train_subset.is_none()));
+    assert_eq!(s.runs.len(), 4);
+}
+
+#[test]
+fn a_bad_search_is_refused_at_its_line() {
+    let bad = |from: &str, to: &str| spec_err(&SEARCHED.replacen(from, to, 1));
+    let e = bad("validation = 500\n", "");
+    assert!(e.contains("`validation`") && e.contains(":9:"), "{e}");
+    let e = bad("lr = [0.01, 0.05]", "lr = 0.01");
+    assert!(e.contains(":15:") && e.contains("as a list"), "{e}");
+    let e = bad("lr = [0.01, 0.05]", "lr = []");
+    assert!(e.contains("is empty"), "{e}");
+    let e = bad("lr = [0.01, 0.05]", "seed = [1, 2]");
+    assert!(e.contains("`seed` cannot be set here"), "{e}");
+    let e = bad("lr = [0.01, 0.05]", "lr = [0.01, -1.0]");
+    assert!(e.contains(":15:") && e.contains("lr"), "{e}");
+    let e = bad("[search.space.adam]", "[search.space.kfac]");
+    assert!(
+        e.contains("names no optimizer") && e.contains("adam"),
+        "{e}"
+    );
+    let e = bad("trials = 4", "trials = 4\nselect = \"test-accuracy\"");
+    assert!(e.contains("valid: validation-accuracy"), "{e}");
+    let e = bad("epochs = 1\n", "epochs = 0\n");
+    assert!(e.contains("`search.epochs` = 0"), "{e}");
+}
+
+#[test]
+fn a_searched_sweep_times_each_row_at_its_best_trial_and_runs_the_search_once() {
+    assert!(Path::new(FASHION).is_dir(), "{FASHION} is missing");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("picked.toml");
+    std::fs::write(
+        &file,
+        r#"
+models = ["mlp"]
+optimizers = ["sgd", "adam"]
+epochs = 1
+train_subset = 1600
+validation = 500
+target_accuracy = 0.5
+[search]
+trials = 2
+epochs = 1
+train_subset = 640
+[search.space]
+lr = [0.002, 0.3]
+"#,
+    )
+    .unwrap();
+    let out = sweep_cmd(&file, dir.path(), "runs.db").output().unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{text}{err}");
+    let store = Store::open(&dir.path().join("runs.db")).unwrap();
+    let trials = store.runs("picked:search").unwrap();
+    let timed = store.runs("picked").unwrap();
+    assert_eq!((trials.len(), timed.len()), (4, 2));
+    let mut picks = Vec::new();
+    for opt in ["sgd", "adam"] {
+        // The trial with the best final validation accuracy, read back from the store.
+        let best = trials
+            .iter()
+            .filter(|t| t.optimizer == opt && t.status == Status::Finished)
+            .max_by(|a, b| {
+                let acc = |r: &harness::store::RunRecord| {
+                    store
+                        .epochs(r.id)
+                        .unwrap()
+                        .last()
+                        .unwrap()
+                        .validation_accuracy
+                        .unwrap()
+                };
+                acc(a).total_cmp(&acc(b))
+            })
+            .unwrap();
+        let lr = |key: &str| {
+            let v: serde_json::Value = serde_json::from_str(key).unwrap();
+            v["lr"].as_f64().unwrap()
+        };
+        let run = timed.iter().find(|r| r.optimizer == opt).unwrap();
+        assert_eq!(lr(&run.run_key), lr(&best.run_key), "{opt}: {err}");
+        assert!(
+            err.contains(&format!("search: mlp {opt} takes lr {}", lr(&best.run_key))),
+            "{err}"
+        );
+        assert_eq!(store.epochs(run.id).unwrap().len(), 1);
+        picks.push((opt, lr(&best.run_key)));
+    }
+    // The report shows every trial with the picks marked, and each timed row's setting; the
+    // trials' own sweep gets no report of its own.
+    let reports = dir.path().join("reports");
+    let out = Command::new(env!("CARGO_BIN_EXE_skfac"))
+        .args(["report", "--db"])
+        .arg(dir.path().join("runs.db"))
+        .arg("--out")
+        .arg(&reports)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!reports.join("picked:search").exists());
+    let md = std::fs::read_to_string(reports.join("picked/report.md")).unwrap();
+    assert!(
+        md.contains("Search") && md.matches("✓").count() == 2,
+        "{md}"
+    );
+    let table = std::fs::read_to_string(reports.join("picked/time-to-target.md")).unwrap();
+    assert!(table.contains("setting (searched)"), "{table}");
+    for (opt, lr) in picks {
+        let title = if opt == "sgd" { "SGD" } else { "Adam" };
+        assert!(
+            md.contains(&format!("| {title} | lr {lr} | finished |")),
+            "{md}"
+        );
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {title} |")))
+            .unwrap();
+        assert!(row.ends_with(&format!("| lr {lr} |")), "{table}");
+    }
+    // Started again, neither the search nor the timed runs run again.
+    let out = sweep_cmd(&file, dir.path(), "runs.db").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0 run(s) ran, 6 already done"), "{text}");
+}

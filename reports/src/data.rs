@@ -12,6 +12,24 @@ pub struct SweepResults {
     /// Test accuracy (a fraction) the time-to-target table measures against.
     pub target: Option<f64>,
     pub runs: Vec<RunResult>,
+    /// The trials of the sweep's search, in the file's order; empty when it had none.
+    pub search: Vec<SearchTrial>,
+}
+
+/// One setting a sweep's search tried for one row (model, optimizer, s').
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchTrial {
+    pub model: String,
+    pub optimizer: OptimizerKind,
+    pub samples: Option<u32>,
+    /// `lr 0.05, damping 0.3`.
+    pub setting: String,
+    /// `finished`, `diverged`, `failed`, `running`, or `not run`.
+    pub status: String,
+    /// At the end of the trial's budget, when it finished.
+    pub validation_accuracy: Option<f64>,
+    /// The setting the row's timed runs took.
+    pub picked: bool,
 }
 
 /// One run: what made it, how it ended, its epochs and its mean stage times.

@@ -24,11 +24,7 @@ pub struct Series<'a> {
 impl Series<'_> {
     /// The name the paper uses, e.g. `K-FAC`, `SKFAC-SS (s'=4)`.
     pub fn label(&self) -> String {
-        let base = self.optimizer.title();
-        match self.samples {
-            Some(s) if self.optimizer.samples_matter() => format!("{base} (s'={s})"),
-            _ => base.to_string(),
-        }
+        row_label(self.optimizer, self.samples)
     }
 
     /// A file-name-safe key, e.g. `skfac-ss-4`.
@@ -102,5 +98,14 @@ pub fn dataset_name(dataset: &str) -> String {
         "cifar10" => "CIFAR-10".into(),
         "fashion-mnist" => "Fashion-MNIST".into(),
         other => other.into(),
+    }
+}
+
+/// A row's name in tables and legends: `SGD`, `SKFAC-SS (s'=4)`.
+pub fn row_label(optimizer: OptimizerKind, samples: Option<u32>) -> String {
+    let base = optimizer.title();
+    match samples {
+        Some(s) if optimizer.samples_matter() => format!("{base} (s'={s})"),
+        _ => base.to_string(),
     }
 }

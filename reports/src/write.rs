@@ -9,6 +9,7 @@ use crate::data::{SweepResults, STAGES};
 use crate::document::{Block, Document};
 use crate::format;
 use crate::plot::{self, XAxis};
+use crate::search::{search_table, timed_setting};
 use crate::series::{dataset_name, groups, model_name, Group};
 use crate::stages::{stage_rows, StageRow};
 use crate::target::{target_rows, TargetRow};
@@ -63,8 +64,8 @@ fn hardware(sweep: &SweepResults) -> String {
 }
 
 /// The time-to-target table; a final validation accuracy column where a run held out a
-/// validation split.
-fn target_table(rows: &[TargetRow], target: f64) -> Block {
+/// validation split, and the setting each row was timed with where a search chose them.
+fn target_table(rows: &[TargetRow], target: f64, settings: Option<&[String]>) -> Block {
     let validation = rows.iter().any(|r| r.final_validation.is_some());
     let mut header = vec![
         "optimizer".to_string(),
@@ -76,9 +77,13 @@ fn target_table(rows: &[TargetRow], target: f64) -> Block {
     if validation {
         header.push("final validation accuracy".into());
     }
+    if settings.is_some() {
+        header.push("setting (searched)".into());
+    }
     let rows = rows
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let partial = if r.reached > 0 && r.reached < r.runs {
                 format!(" ({}/{} seeds)", r.reached, r.runs)
             } else {
@@ -106,6 +111,9 @@ fn target_table(rows: &[TargetRow], target: f64) -> Block {
             ];
             if validation {
                 row.push(r.final_validation.map_or("—".into(), format::percent));
+            }
+            if let Some(s) = settings {
+                row.push(s[i].clone());
             }
             row
         })
@@ -308,7 +316,12 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
 
         if let Some(target) = sweep.target {
             let rows = target_rows(g, target);
-            let table = target_table(&rows, target);
+            let settings: Option<Vec<String>> = (!sweep.search.is_empty()).then(|| {
+                rows.iter()
+                    .map(|r| timed_setting(&sweep.search, g.model, r.optimizer, r.samples))
+                    .collect()
+            });
+            let table = target_table(&rows, target, settings.as_deref());
             doc.blocks.push(Block::Heading(
                 2,
                 format!("Time to {} test accuracy", format::percent(target)),
@@ -351,6 +364,19 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                 target_csv.push_str(&fields.join(","));
                 target_csv.push('\n');
             }
+        }
+
+        if let Some(table) = search_table(&sweep.search, g.model) {
+            doc.blocks.push(Block::Heading(2, "Search".into()));
+            doc.blocks.push(Block::Paragraph(
+                "Before the timed runs, each row tried these settings for the search's short \
+                 budget; its timed runs took the one with the best validation accuracy at the \
+                 end of it (training images held out, never the test split). A short budget \
+                 favours settings that learn fast early, which need not be the best over the \
+                 full run."
+                    .into(),
+            ));
+            doc.blocks.push(table);
         }
 
         doc.blocks.push(Block::Heading(2, "Convergence".into()));

@@ -53,6 +53,7 @@ fn sweep() -> SweepResults {
     SweepResults {
         name: "known".into(),
         target: Some(0.6),
+        search: Vec::new(),
         runs: vec![
             // Reaches 60% in epoch 3, at 180 s = 3 min.
             run(
@@ -338,6 +339,7 @@ fn rows_timed_on_a_busy_machine_are_marked_up_to_their_target_epoch() {
     let s = SweepResults {
         name: "busy".into(),
         target: Some(0.6),
+        search: Vec::new(),
         runs: vec![
             // Target in epoch 3; epoch 2 ran at load 3.9 on 2 cores: busy.
             loaded(

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 use crate::console::say;
 use crate::store::{self, Store};
+use crate::sweep::search::{self, SEARCH_SUFFIX};
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
@@ -30,11 +31,16 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     let store = Store::open(db)?;
     let names = match &args.sweep {
         Some(s) => vec![s.clone()],
-        None => store.sweep_names()?,
+        // A search's trials are reported with the sweep they served.
+        None => store
+            .sweep_names()?
+            .into_iter()
+            .filter(|n| !n.ends_with(SEARCH_SUFFIX))
+            .collect(),
     };
     anyhow::ensure!(!names.is_empty(), "{}: holds no sweeps yet", db.display());
     for name in &names {
-        let results = store.sweep_results(name)?.with_context(|| {
+        let mut results = store.sweep_results(name)?.with_context(|| {
             let known = store.sweep_names().unwrap_or_default();
             format!(
                 "{}: no sweep named `{name}`; the database holds: {}",
@@ -46,6 +52,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
                 }
             )
         })?;
+        results.search = search::trial_table(&store, name)?;
         let dir = match (&args.out, &args.sweep) {
             (Some(o), Some(_)) => o.clone(),
             (Some(o), None) => o.join(name),

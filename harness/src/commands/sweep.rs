@@ -63,6 +63,11 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         args.jobs == 1 || (job.size() == 1 && args.mpi.is_none_or(|p| p == 1)),
         "--jobs runs several runs at once, --mpi runs each on several processes: use one of them"
     );
+    anyhow::ensure!(
+        spec.search.is_none() || (job.size() == 1 && args.mpi.is_none_or(|p| p == 1)),
+        "{}: a sweep with [search] runs without --mpi (its trials are picked between two stages that a data-parallel job does not share); use --jobs, or run the search alone first",
+        target.file.display()
+    );
     if job.size() == 1 && args.mpi.is_some_and(|p| p > 1) {
         return processes::under_mpirun(
             target,
@@ -142,8 +147,15 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         } else {
             String::new()
         };
+        let trials = spec.search.as_ref().map_or(String::new(), |s| {
+            format!(
+                "{} search trials ({} epoch(s) each, picked by validation accuracy), then ",
+                s.all_trials().count(),
+                s.epochs
+            )
+        });
         say!(
-            "sweep {}: {} runs, {processes}{threads} thread(s), device {}, results in {}",
+            "sweep {}: {trials}{} runs, {processes}{threads} thread(s), device {}, results in {}",
             spec.name,
             spec.runs.len(),
             device::describe(&device),

@@ -334,6 +334,16 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Sweep `name`'s id, file and the file's text when it was last started, if it exists.
+    pub fn sweep_spec(&self, name: &str) -> Result<Option<(i64, String, String)>> {
+        let q = sqlx::query("SELECT id, file, spec FROM sweeps WHERE name = ?").bind(name);
+        let row = self
+            .rt
+            .block_on(q.fetch_optional(&self.pool))
+            .map_err(|e| self.sql(e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
     /// The run with `key` in `sweep`, if it exists.
     pub fn find_run(&self, sweep: i64, key: &str) -> Result<Option<RunRecord>> {
         let q = sqlx::query(

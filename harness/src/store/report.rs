@@ -132,6 +132,7 @@ impl Store {
                     name: name.to_string(),
                     target: sweep.get(1),
                     runs: out,
+                    search: Vec::new(),
                 }))
             })
             .map_err(|e| self.sql(e))

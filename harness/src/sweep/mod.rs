@@ -4,6 +4,7 @@
 pub mod processes;
 mod record;
 mod run;
+pub mod search;
 pub mod spec;
 
 pub use run::{

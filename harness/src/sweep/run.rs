@@ -14,6 +14,7 @@ use optimizers::curvature::shared::DistributeInverses;
 use optimizers::{Channel, Communicator, Hyper, OptimizerKind};
 
 use super::record::{Follower, Recorder};
+use super::search;
 use super::spec::Sweep;
 use crate::checkpoint::Checkpoints;
 use crate::console::{duration, say, Output};
@@ -140,8 +141,6 @@ pub enum SweepOutcome {
 }
 
 pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Result<SweepOutcome> {
-    let comm = opts.comm.as_ref();
-    let procs = comm.size();
     let store = Store::open(&opts.db)?;
     let sweep_id = store.sweep(
         &sweep.name,
@@ -149,19 +148,13 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         &sweep.text,
         Some(sweep.target_accuracy),
     )?;
-    let mut queue: VecDeque<(usize, &TrainConfig)> = sweep
-        .runs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| opts.shard.is_none_or(|(k, n)| i % n == k))
-        .collect();
     let bars = opts.output == Output::Bars;
     let multi = MultiProgress::with_draw_target(if bars {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()
     });
-    let overall = multi.add(ProgressBar::new(queue.len() as u64));
+    let overall = multi.add(ProgressBar::new(0));
     overall.set_style(
         ProgressStyle::with_template("{prefix} runs {pos}/{len} [{elapsed_precise}] {msg}")
             .expect("valid template"),
@@ -172,254 +165,372 @@ pub fn run_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Resul
         ProgressStyle::with_template("  {prefix} {bar:30} {pos}/{len} steps, ETA {eta}")
             .expect("valid template"),
     );
+    let cx = Stage {
+        sweep,
+        opts,
+        stop,
+        store: &store,
+        multi,
+        overall,
+        epoch_bar,
+        // What made the numbers, the same for every run: read once (two git calls), not on
+        // every retry of a run another process holds.
+        git_commit: meta::git_commit(),
+        crate_versions: meta::crate_versions(),
+        cpu_model: meta::cpu_model(),
+        cores: crate::train::machine_load::cores(),
+    };
+    let mut state = StageState::default();
+    let timed = match &sweep.search {
+        None => sweep.runs.clone(),
+        Some(search) => {
+            let trial_sweep = store.sweep(
+                &search::trial_sweep_name(&sweep.name),
+                &sweep.file.display().to_string(),
+                &sweep.text,
+                None,
+            )?;
+            let trials: Vec<TrainConfig> = search.all_trials().map(|t| t.config.clone()).collect();
+            if !cx.run_stage(trial_sweep, "trial", &trials, opts.shard, &mut state)? {
+                return Ok(SweepOutcome::Interrupted);
+            }
+            // A `--jobs` worker then goes over every trial: the other workers' finished ones
+            // are skipped, those they still train are waited for, and any a dead worker left
+            // are taken over, so that every worker picks from the same finished search.
+            if opts.shard.is_some()
+                && !cx.run_stage(trial_sweep, "trial", &trials, None, &mut state)?
+            {
+                return Ok(SweepOutcome::Interrupted);
+            }
+            let picks = cx.picks(trial_sweep, search)?;
+            search::with_picks(&sweep.runs, search, &picks)?
+        }
+    };
+    if !cx.run_stage(sweep_id, "run", &timed, opts.shard, &mut state)? {
+        return Ok(SweepOutcome::Interrupted);
+    }
+    cx.overall.finish_and_clear();
+    cx.epoch_bar.finish_and_clear();
+    Ok(SweepOutcome::Done {
+        ran: state.ran,
+        skipped: state.skipped,
+        failed: state.failed,
+    })
+}
 
-    // Messages go above the bars on a terminal, to stderr otherwise (hidden bars drop them).
-    let note = |msg: String| {
-        if bars {
-            overall.println(msg);
+/// What every stage of a sweep shares: the sweep, the store, the bars, and what made the
+/// numbers.
+struct Stage<'a> {
+    sweep: &'a Sweep,
+    opts: &'a SweepOptions,
+    stop: &'a AtomicBool,
+    store: &'a Store,
+    multi: MultiProgress,
+    overall: ProgressBar,
+    epoch_bar: ProgressBar,
+    git_commit: String,
+    crate_versions: String,
+    cpu_model: String,
+    cores: usize,
+}
+
+/// What the stages carry from one to the next: the loaded data set and the counts.
+#[derive(Default)]
+struct StageState {
+    loaded: Option<(String, Splits)>,
+    ran: usize,
+    skipped: usize,
+    failed: usize,
+}
+
+impl Stage<'_> {
+    /// Messages go above the bars on a terminal, to stderr otherwise (hidden bars drop them).
+    fn note(&self, msg: String) {
+        if self.opts.output == Output::Bars {
+            self.overall.println(msg);
         } else {
             eprintln!("{msg}");
         }
-    };
-    let mut loaded: Option<(String, Splits)> = None;
-    let (mut ran, mut skipped, mut failed) = (0, 0, 0);
-    let total = sweep.runs.len();
-    // What made the numbers, the same for every run: read once (two git calls), not on every
-    // retry of a run another process holds.
-    let (git_commit, crate_versions, cpu_model) = (
-        meta::git_commit(),
-        meta::crate_versions(),
-        meta::cpu_model(),
-    );
-    let cores = crate::train::machine_load::cores();
-    // Runs put back in a row because another process holds their lease, and those announced.
-    let mut deferred = 0;
-    let mut waiting_for = std::collections::HashSet::new();
-    while let Some((i, cfg)) = queue.pop_front() {
-        if stop.load(Ordering::Relaxed) && procs == 1 {
-            multi.clear().ok();
-            return Ok(SweepOutcome::Interrupted);
-        }
-        let key = run_key(cfg);
-        let done = store
-            .find_run(sweep_id, &key)?
-            .is_some_and(|r| r.status.is_done());
-        if procs > 1 {
-            share(comm, Some(if done { 1.0 } else { 0.0 }));
-        }
-        if done {
-            skipped += 1;
-            overall.inc(1);
-            continue;
-        }
-        let label = format!(
-            "run {}/{total} {} {} seed {}",
-            i + 1,
-            cfg.model,
-            cfg.optimizer_label(),
-            cfg.hyper.seed
-        );
-        let run_meta = RunMeta {
-            run_key: key.clone(),
-            model: cfg.model.clone(),
-            dataset: cfg.dataset.clone(),
-            optimizer: cfg.optimizer,
-            samples: cfg.samples(),
-            seed: cfg.hyper.seed,
-            hyper_json: serde_json::to_string(&cfg.hyper)?,
-            git_commit: git_commit.clone(),
-            crate_versions: crate_versions.clone(),
-            cpu_model: cpu_model.clone(),
-            threads: opts.threads,
-            device: crate::device::describe(&opts.device),
-            cores,
-            processes: procs,
-            comm_strategy: comm_strategy(cfg.optimizer, &cfg.hyper, procs).into(),
-        };
-        // Another sweep over this store may have finished the run, or be training it.
-        let claimed = match store.start_run(Some(sweep_id), &run_meta)? {
-            None => None,
-            Some(run) => claim(&store, run, opts)?.then_some(run),
-        };
-        let Some(run) = claimed else {
+    }
+
+    /// Each row's pick, once every trial of `search` has ended; says which.
+    fn picks(&self, trial_sweep: i64, search: &search::Search) -> Result<Vec<search::Pick>> {
+        let mut picks = Vec::with_capacity(search.rows.len());
+        for row in &search.rows {
+            let results = search::trial_results(self.store, trial_sweep, row)?;
             anyhow::ensure!(
-                procs == 1,
-                "{label}: another process is training this run; a data-parallel sweep needs the store to itself"
+                results.iter().all(|r| r.is_ok()),
+                "{}: a search trial has not ended; run the sweep again",
+                row.label()
             );
-            if store
+            let p = search::pick(&results);
+            if self.opts.shard.is_none_or(|(k, _)| k == 0) {
+                self.note(search::describe_pick(row, &p));
+            }
+            picks.push(p);
+        }
+        Ok(picks)
+    }
+
+    /// Trains `runs` (worker `k`'s share `i ≡ k (mod n)` of them under `shard`) into sweep
+    /// `sweep_id` of the store, skipping finished ones and resuming interrupted ones; `false`
+    /// when asked to stop.
+    fn run_stage(
+        &self,
+        sweep_id: i64,
+        what: &str,
+        runs: &[TrainConfig],
+        shard: Option<(usize, usize)>,
+        state: &mut StageState,
+    ) -> Result<bool> {
+        let (sweep, opts, stop, store) = (self.sweep, self.opts, self.stop, self.store);
+        let comm = opts.comm.as_ref();
+        let procs = comm.size();
+        let mut queue: VecDeque<(usize, &TrainConfig)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k))
+            .collect();
+        let (multi, overall, epoch_bar) = (&self.multi, &self.overall, &self.epoch_bar);
+        overall.inc_length(queue.len() as u64);
+        let note = |msg: String| self.note(msg);
+        let loaded = &mut state.loaded;
+        let (mut ran, mut skipped, mut failed) = (0, 0, 0);
+        let total = runs.len();
+        let (git_commit, crate_versions, cpu_model, cores) = (
+            &self.git_commit,
+            &self.crate_versions,
+            &self.cpu_model,
+            self.cores,
+        );
+        // Runs put back in a row because another process holds their lease, and those announced.
+        let mut deferred = 0;
+        let mut waiting_for = std::collections::HashSet::new();
+        while let Some((i, cfg)) = queue.pop_front() {
+            if stop.load(Ordering::Relaxed) && procs == 1 {
+                multi.clear().ok();
+                return Ok(false);
+            }
+            let key = run_key(cfg);
+            let done = store
                 .find_run(sweep_id, &key)?
-                .is_some_and(|r| r.status.is_done())
-            {
+                .is_some_and(|r| r.status.is_done());
+            if procs > 1 {
+                share(comm, Some(if done { 1.0 } else { 0.0 }));
+            }
+            if done {
                 skipped += 1;
                 overall.inc(1);
                 continue;
             }
-            if waiting_for.insert(i) {
-                note(format!(
-                    "{label}: another process is training it; coming back to it"
-                ));
-            }
-            queue.push_back((i, cfg));
-            deferred += 1;
-            if deferred >= queue.len() {
-                // Every run left is held elsewhere: wait for one to finish or its lease to lapse.
-                std::thread::sleep(Duration::from_secs_f64((opts.lease_seconds / 4.0).min(2.0)));
-                deferred = 0;
-            }
-            continue;
-        };
-        deferred = 0;
-        if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
-            data::obtain(&cfg.dataset, &opts.data_dir)?;
-            loaded = Some((
-                cfg.dataset.clone(),
-                data::load(&cfg.dataset, &opts.data_dir)?,
-            ));
-        }
-        let splits = &loaded.as_ref().expect("loaded above").1;
-        overall.set_message(label.clone());
-        epoch_bar.set_prefix(label.clone());
-        if procs > 1 {
-            // The data is on disk now, and the followers learn where the checkpoints go.
-            share(comm, Some(run as f64));
-        }
-        let checkpoints = checkpoints_of(opts, sweep, run);
-        let lost = AtomicBool::new(false);
-        let training = AtomicBool::new(true);
-        let result = std::thread::scope(|s| {
-            s.spawn(|| hold_lease(run, opts, &training, &lost));
-            let mut rec = Recorder {
-                store: &store,
-                run,
-                checkpoints: &checkpoints,
-                stop,
-                lost: &lost,
-                bar: &epoch_bar,
-                buffer: Vec::new(),
-                output: opts.output,
-                label: &label,
-                epochs: cfg.epochs,
+            let label = format!(
+                "{what} {}/{total} {} {} seed {}",
+                i + 1,
+                cfg.model,
+                cfg.optimizer_label(),
+                cfg.hyper.seed
+            );
+            let run_meta = RunMeta {
+                run_key: key.clone(),
+                model: cfg.model.clone(),
+                dataset: cfg.dataset.clone(),
+                optimizer: cfg.optimizer,
+                samples: cfg.samples(),
+                seed: cfg.hyper.seed,
+                hyper_json: serde_json::to_string(&cfg.hyper)?,
+                git_commit: git_commit.clone(),
+                crate_versions: crate_versions.clone(),
+                cpu_model: cpu_model.clone(),
+                threads: opts.threads,
+                device: crate::device::describe(&opts.device),
                 cores,
+                processes: procs,
+                comm_strategy: comm_strategy(cfg.optimizer, &cfg.hyper, procs).into(),
             };
-            let result = (|| -> Result<Outcome> {
-                let device = opts.device.clone();
-                let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
-                let restored = checkpoints.load(&net, opt.as_mut())?;
-                for why in &restored.damaged {
-                    note(format!("{label}: {why}"));
+            // Another sweep over this store may have finished the run, or be training it.
+            let claimed = match store.start_run(Some(sweep_id), &run_meta)? {
+                None => None,
+                Some(run) => claim(store, run, opts)?.then_some(run),
+            };
+            let Some(run) = claimed else {
+                anyhow::ensure!(
+                    procs == 1,
+                    "{label}: another process is training this run; a data-parallel sweep needs the store to itself"
+                );
+                if store
+                    .find_run(sweep_id, &key)?
+                    .is_some_and(|r| r.status.is_done())
+                {
+                    skipped += 1;
+                    overall.inc(1);
+                    continue;
                 }
-                if !restored.damaged.is_empty() && restored.progress.is_none() {
+                if waiting_for.insert(i) {
                     note(format!(
-                        "{label}: no usable checkpoint; starting the run again"
+                        "{label}: another process is training it; coming back to it"
                     ));
                 }
-                let progress = restored.progress.unwrap_or_default();
-                if procs > 1 {
-                    // Every process must resume from the same step (a shared results folder).
-                    share(comm, Some(progress.step as f64));
+                queue.push_back((i, cfg));
+                deferred += 1;
+                if deferred >= queue.len() {
+                    // Every run left is held elsewhere: wait for one to finish or its lease to lapse.
+                    std::thread::sleep(Duration::from_secs_f64(
+                        (opts.lease_seconds / 4.0).min(2.0),
+                    ));
+                    deferred = 0;
                 }
-                if progress.step > 0 {
-                    note(format!("{label}: resuming at step {}", progress.step));
-                }
-                store.truncate_run(run, progress.step, progress.epochs.len())?;
-                let summary = train_from_shared(
-                    cfg,
-                    splits,
-                    &net,
-                    opt.as_mut(),
-                    &device,
-                    &mut rec,
-                    progress,
-                    comm,
-                )?;
-                rec.flush()?;
-                Ok(summary.outcome)
-            })();
-            training.store(false, Ordering::Relaxed);
-            result
-        });
-        ran += 1;
-        // One line per finished run where no bar shows it.
-        let run_line = |what: String| {
-            if matches!(opts.output, Output::Lines | Output::Quiet) {
-                say!("{label}: {what}");
-            }
-        };
-        match result {
-            Ok(Outcome::Finished) => {
-                store.end_run(run, Status::Finished, None)?;
-                checkpoints.clear()?;
-                let epochs = store.epochs(run)?;
-                let last = epochs.last();
-                run_line(format!(
-                    "finished, test acc {} after {} epoch(s), {} training",
-                    last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
-                    epochs.len(),
-                    duration(last.map_or(0.0, |e| e.wall_seconds))
-                ));
-            }
-            Ok(Outcome::Diverged { step, loss }) => {
-                let why = format!("diverged at step {step} (loss {loss})");
-                note(format!("{label}: {why}"));
-                store.end_run(run, Status::Diverged, Some(&why))?;
-                checkpoints.clear()?;
-                run_line(why);
-            }
-            Ok(Outcome::Interrupted { step }) if lost.load(Ordering::Relaxed) => {
-                note(format!(
-                    "{label}: another process took this run over at step {step}; leaving it to it"
-                ));
-                ran -= 1;
-                overall.inc(1);
                 continue;
-            }
-            Ok(Outcome::Interrupted { step }) => {
-                store.release_run(run, &opts.owner)?;
-                note(format!(
-                    "{label}: interrupted after step {step}; checkpointed"
+            };
+            deferred = 0;
+            if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
+                data::obtain(&cfg.dataset, &opts.data_dir)?;
+                *loaded = Some((
+                    cfg.dataset.clone(),
+                    data::load(&cfg.dataset, &opts.data_dir)?,
                 ));
-                multi.clear().ok();
-                return Ok(SweepOutcome::Interrupted);
             }
-            Err(e) if disk_full(&e) => {
-                // Every later run would fail alike: stop here, the run resumable.
-                let _ = store.release_run(run, &opts.owner);
-                multi.clear().ok();
-                return Err(e.context(format!(
-                    "{label}: the disk is full; the store and the last good checkpoint are intact: free some space and run the same command again to resume"
-                )));
+            let splits = &loaded.as_ref().expect("loaded above").1;
+            overall.set_message(label.clone());
+            epoch_bar.set_prefix(label.clone());
+            if procs > 1 {
+                // The data is on disk now, and the followers learn where the checkpoints go.
+                share(comm, Some(run as f64));
             }
-            Err(e) => {
-                if stop.load(Ordering::Relaxed) {
-                    return Err(e);
-                }
-                failed += 1;
-                let why = format!("{e:#}");
-                store.end_run(run, Status::Failed, Some(&why))?;
-                // Once: plain-line output has its run line, bars and workers the note.
+            let checkpoints = checkpoints_of(opts, sweep, run);
+            let lost = AtomicBool::new(false);
+            let training = AtomicBool::new(true);
+            let result = std::thread::scope(|s| {
+                s.spawn(|| hold_lease(run, opts, &training, &lost));
+                let mut rec = Recorder {
+                    store,
+                    run,
+                    checkpoints: &checkpoints,
+                    stop,
+                    lost: &lost,
+                    bar: epoch_bar,
+                    buffer: Vec::new(),
+                    output: opts.output,
+                    label: &label,
+                    epochs: cfg.epochs,
+                    cores,
+                };
+                let result = (|| -> Result<Outcome> {
+                    let device = opts.device.clone();
+                    let (net, mut opt) = build_run(cfg, splits, &device, opts.comm.clone())?;
+                    let restored = checkpoints.load(&net, opt.as_mut())?;
+                    for why in &restored.damaged {
+                        note(format!("{label}: {why}"));
+                    }
+                    if !restored.damaged.is_empty() && restored.progress.is_none() {
+                        note(format!(
+                            "{label}: no usable checkpoint; starting the run again"
+                        ));
+                    }
+                    let progress = restored.progress.unwrap_or_default();
+                    if procs > 1 {
+                        // Every process must resume from the same step (a shared results folder).
+                        share(comm, Some(progress.step as f64));
+                    }
+                    if progress.step > 0 {
+                        note(format!("{label}: resuming at step {}", progress.step));
+                    }
+                    store.truncate_run(run, progress.step, progress.epochs.len())?;
+                    let summary = train_from_shared(
+                        cfg,
+                        splits,
+                        &net,
+                        opt.as_mut(),
+                        &device,
+                        &mut rec,
+                        progress,
+                        comm,
+                    )?;
+                    rec.flush()?;
+                    Ok(summary.outcome)
+                })();
+                training.store(false, Ordering::Relaxed);
+                result
+            });
+            ran += 1;
+            // One line per finished run where no bar shows it.
+            let run_line = |what: String| {
                 if matches!(opts.output, Output::Lines | Output::Quiet) {
-                    run_line(format!("failed: {why}"));
-                } else {
-                    note(format!("{label}: failed: {why}"));
+                    say!("{label}: {what}");
                 }
-                if procs > 1 {
-                    // The other processes may be mid-step, waiting for this one: end the job
-                    // (the run is recorded; started again, the sweep retries it).
-                    note("ending the data-parallel job: a run failed on process 0".into());
-                    comm.abort(1);
+            };
+            match result {
+                Ok(Outcome::Finished) => {
+                    store.end_run(run, Status::Finished, None)?;
+                    checkpoints.clear()?;
+                    let epochs = store.epochs(run)?;
+                    let last = epochs.last();
+                    run_line(format!(
+                        "finished, test acc {} after {} epoch(s), {} training",
+                        last.map_or("-".into(), |e| format!("{:.2}%", 100.0 * e.test_accuracy)),
+                        epochs.len(),
+                        duration(last.map_or(0.0, |e| e.wall_seconds))
+                    ));
+                }
+                Ok(Outcome::Diverged { step, loss }) => {
+                    let why = format!("diverged at step {step} (loss {loss})");
+                    note(format!("{label}: {why}"));
+                    store.end_run(run, Status::Diverged, Some(&why))?;
+                    checkpoints.clear()?;
+                    run_line(why);
+                }
+                Ok(Outcome::Interrupted { step }) if lost.load(Ordering::Relaxed) => {
+                    note(format!(
+                        "{label}: another process took this run over at step {step}; leaving it to it"
+                    ));
+                    ran -= 1;
+                    overall.inc(1);
+                    continue;
+                }
+                Ok(Outcome::Interrupted { step }) => {
+                    store.release_run(run, &opts.owner)?;
+                    note(format!(
+                        "{label}: interrupted after step {step}; checkpointed"
+                    ));
+                    multi.clear().ok();
+                    return Ok(false);
+                }
+                Err(e) if disk_full(&e) => {
+                    // Every later run would fail alike: stop here, the run resumable.
+                    let _ = store.release_run(run, &opts.owner);
+                    multi.clear().ok();
+                    return Err(e.context(format!(
+                        "{label}: the disk is full; the store and the last good checkpoint are intact: free some space and run the same command again to resume"
+                    )));
+                }
+                Err(e) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    failed += 1;
+                    let why = format!("{e:#}");
+                    store.end_run(run, Status::Failed, Some(&why))?;
+                    // Once: plain-line output has its run line, bars and workers the note.
+                    if matches!(opts.output, Output::Lines | Output::Quiet) {
+                        run_line(format!("failed: {why}"));
+                    } else {
+                        note(format!("{label}: failed: {why}"));
+                    }
+                    if procs > 1 {
+                        // The other processes may be mid-step, waiting for this one: end the job
+                        // (the run is recorded; started again, the sweep retries it).
+                        note("ending the data-parallel job: a run failed on process 0".into());
+                        comm.abort(1);
+                    }
                 }
             }
+            store.release_run(run, &opts.owner)?;
+            overall.inc(1);
         }
-        store.release_run(run, &opts.owner)?;
-        overall.inc(1);
+        state.ran += ran;
+        state.skipped += skipped;
+        state.failed += failed;
+        Ok(true)
     }
-    overall.finish_and_clear();
-    epoch_bar.finish_and_clear();
-    Ok(SweepOutcome::Done {
-        ran,
-        skipped,
-        failed,
-    })
 }
 
 /// Takes the lease on `run`: free, expired, or held by a process of this machine that has

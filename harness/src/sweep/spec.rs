@@ -10,6 +10,7 @@ use optimizers::{Error as HyperError, Hyper, OptimizerKind};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::search::{self, Dimension, RawSearch, Search, SearchRow, Trial};
 use crate::data::DATASET_NAMES;
 use crate::device::DeviceSpec;
 use crate::overrides::{OverrideError, Overrides};
@@ -42,6 +43,7 @@ struct RawSpec {
     hyper: Table,
     #[serde(default)]
     optimizer: BTreeMap<String, Spanned<Table>>,
+    search: Option<RawSearch>,
 }
 
 /// A table of hyper-parameters: `[hyper]` for every optimizer, `[optimizer.NAME]` for one.
@@ -65,7 +67,10 @@ pub struct Sweep {
     pub target_accuracy: f64,
     /// Where its runs compute (`device`; `skfac sweep --device` overrides it).
     pub device: DeviceSpec,
+    /// The timed runs, with the file's own settings; under a search each row's runs take its
+    /// pick first.
     pub runs: Vec<TrainConfig>,
+    pub search: Option<Search>,
 }
 
 struct Ctx<'a> {
@@ -255,57 +260,57 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         own.insert(*kind, o);
     }
 
-    let mut runs = Vec::new();
-    for model in &models {
+    // One run of the grid, with the file's settings, checked; a bad value points at its line.
+    let base = |model: &str, opt: OptimizerKind, s: Option<usize>, seed: u64| {
+        let own = own.get(&opt).cloned().unwrap_or_default();
+        let mut c = TrainConfig::new(model, opt);
+        if let Some(d) = dataset {
+            c.dataset = d.to_string();
+        }
+        c.epochs = epochs;
+        if let Some(b) = batch_size {
+            c.batch_size = b;
+        }
+        c.train_subset = subset;
+        c.validation = validation;
+        let mut h: Hyper = c.hyper.clone();
+        h.seed = seed;
+        for o in [&shared, &own] {
+            o.apply(&mut h).map_err(|e| cx.overrides(e))?;
+        }
+        if let Some(s) = s {
+            h.samples = s;
+        }
+        c.hyper = h;
+        checked(&cx, c, &[&own, &shared])
+    };
+    let mut rows: Vec<(&str, OptimizerKind, Option<usize>)> = Vec::new();
+    for &model in &models {
         for &opt in &optimizers {
-            let counts: Vec<Option<usize>> = if opt.samples_matter() {
-                samples.iter().map(|&s| Some(s)).collect()
+            if opt.samples_matter() {
+                rows.extend(samples.iter().map(|&s| (model, opt, Some(s))));
             } else {
-                vec![None]
-            };
-            let own = own.get(&opt).cloned().unwrap_or_default();
-            for s in counts {
-                for &seed in &seeds {
-                    let mut c = TrainConfig::new(model, opt);
-                    if let Some(d) = dataset {
-                        c.dataset = d.to_string();
-                    }
-                    c.epochs = epochs;
-                    if let Some(b) = batch_size {
-                        c.batch_size = b;
-                    }
-                    c.train_subset = subset;
-                    c.validation = validation;
-                    let mut h: Hyper = c.hyper.clone();
-                    h.seed = seed;
-                    for o in [&shared, &own] {
-                        o.apply(&mut h).map_err(|e| cx.overrides(e))?;
-                    }
-                    if let Some(s) = s {
-                        h.samples = s;
-                    }
-                    c.hyper = h;
-                    c.validate().map_err(|e| {
-                        // A bad hyper-parameter: point at the line that set it.
-                        let field = match e.downcast_ref::<HyperError>() {
-                            Some(HyperError::InvalidHyper { field, .. }) => *field,
-                            _ => "",
-                        };
-                        let span = own.span_of(field).or_else(|| shared.span_of(field));
-                        match span {
-                            Some(span) => cx.err(&span, e.to_string()),
-                            None => SpecError {
-                                file: file.to_path_buf(),
-                                line: 1,
-                                message: e.to_string(),
-                            },
-                        }
-                    })?;
-                    runs.push(c);
-                }
+                rows.push((model, opt, None));
             }
         }
     }
+    let mut runs = Vec::new();
+    for &(model, opt, s) in &rows {
+        for &seed in &seeds {
+            runs.push(base(model, opt, s, seed)?);
+        }
+    }
+    let search = match &raw.search {
+        None => None,
+        Some(rs) => Some(parse_search(
+            &cx,
+            rs,
+            &rows,
+            &optimizers,
+            validation,
+            |m, o, s| base(m, o, s, seeds[0]),
+        )?),
+    };
     Ok(Sweep {
         name,
         file: file.to_path_buf(),
@@ -313,5 +318,157 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         target_accuracy: target,
         device,
         runs,
+        search,
+    })
+}
+
+/// `c` if it validates; otherwise the error at the line of the first of `sources` that set
+/// the offending field.
+fn checked(cx: &Ctx, c: TrainConfig, sources: &[&Overrides]) -> Result<TrainConfig, SpecError> {
+    c.validate().map_err(|e| {
+        let field = match e.downcast_ref::<HyperError>() {
+            Some(HyperError::InvalidHyper { field, .. }) => *field,
+            _ => "",
+        };
+        match sources.iter().find_map(|o| o.span_of(field)) {
+            Some(span) => cx.err(&span, e.to_string()),
+            None => SpecError {
+                file: cx.file.to_path_buf(),
+                line: 1,
+                message: e.to_string(),
+            },
+        }
+    })?;
+    Ok(c)
+}
+
+/// The `[search]` section: its budget and each row's trials, built on `base` (a row's run
+/// with the file's settings).
+fn parse_search(
+    cx: &Ctx,
+    raw: &RawSearch,
+    rows: &[(&str, OptimizerKind, Option<usize>)],
+    optimizers: &[OptimizerKind],
+    validation: usize,
+    base: impl Fn(&str, OptimizerKind, Option<usize>) -> Result<TrainConfig, SpecError>,
+) -> Result<Search, SpecError> {
+    let trials = cx.int(&raw.trials, "search.trials", 1)?;
+    let epochs = cx.int(&raw.epochs, "search.epochs", 1)?;
+    let train_subset = raw
+        .train_subset
+        .as_ref()
+        .map(|v| cx.int(v, "search.train_subset", 1))
+        .transpose()?;
+    if let Some(sel) = &raw.select {
+        if sel.get_ref() != search::SELECT {
+            return Err(cx.err(
+                &sel.span(),
+                format!(
+                    "unknown search.select `{}`; valid: {}",
+                    sel.get_ref(),
+                    search::SELECT
+                ),
+            ));
+        }
+    }
+    if validation == 0 {
+        return Err(cx.err(
+            &raw.trials.span(),
+            "[search] judges its trials on a validation split: set the top-level `validation` (for example validation = 5000)",
+        ));
+    }
+    let mut shared: BTreeMap<String, Dimension> = BTreeMap::new();
+    let mut own: BTreeMap<OptimizerKind, BTreeMap<String, Dimension>> = BTreeMap::new();
+    for (key, v) in &raw.space {
+        match v.get_ref() {
+            toml::Value::Table(t) => {
+                let Some(&kind) = optimizers.iter().find(|k| k.name() == key) else {
+                    let names: Vec<&str> = optimizers.iter().map(|k| k.name()).collect();
+                    return Err(cx.err(
+                        &v.span(),
+                        format!(
+                            "[search.space.{key}] names no optimizer of this sweep; valid: {}",
+                            names.join(", ")
+                        ),
+                    ));
+                };
+                let dims = own.entry(kind).or_default();
+                for (k, values) in t {
+                    let values = Spanned::new(v.span(), values.clone());
+                    dims.insert(k.clone(), dimension(cx, k, &values)?);
+                }
+            }
+            _ => {
+                shared.insert(key.clone(), dimension(cx, key, v)?);
+            }
+        }
+    }
+    let mut search_rows = Vec::new();
+    for &(model, opt, s) in rows {
+        let mut dims = shared.clone();
+        dims.extend(own.get(&opt).cloned().unwrap_or_default());
+        let dims: Vec<Dimension> = dims.into_values().collect();
+        let mut row = SearchRow {
+            model: model.to_string(),
+            optimizer: opt,
+            samples: s,
+            trials: Vec::new(),
+        };
+        for choice in search::settings(&dims, trials) {
+            let mut c = base(model, opt, s)?;
+            c.epochs = epochs;
+            c.train_subset = train_subset.or(c.train_subset);
+            let mut values = Vec::new();
+            let mut shown = Vec::new();
+            for (d, &i) in dims.iter().zip(&choice) {
+                let (v, o) = &d.values[i];
+                o.apply(&mut c.hyper).map_err(|e| cx.overrides(e))?;
+                values.push(o.clone());
+                shown.push(format!("{} {}", d.key, search::show(v.get_ref())));
+            }
+            let sources: Vec<&Overrides> = values.iter().collect();
+            let config = checked(cx, c, &sources)?;
+            row.trials.push(Trial {
+                config,
+                values,
+                setting: shown.join(", "),
+            });
+        }
+        search_rows.push(row);
+    }
+    Ok(Search {
+        trials,
+        epochs,
+        train_subset,
+        rows: search_rows,
+    })
+}
+
+/// One searched key: a non-empty list of values, each checked as the key's kind.
+fn dimension(cx: &Ctx, key: &str, v: &Spanned<toml::Value>) -> Result<Dimension, SpecError> {
+    let toml::Value::Array(items) = v.get_ref() else {
+        return Err(cx.err(
+            &v.span(),
+            format!("`search.space.{key}`: give the values to try as a list, for example {key} = [0.01, 0.1]"),
+        ));
+    };
+    if items.is_empty() {
+        return Err(cx.err(
+            &v.span(),
+            format!("`search.space.{key}` is empty; list at least one value"),
+        ));
+    }
+    let values = items
+        .iter()
+        .map(|item| {
+            let one = Spanned::new(v.span(), item.clone());
+            let table = BTreeMap::from([(key.to_string(), one.clone())]);
+            let o = Overrides::from_table(&table, &GRID_KEYS).map_err(|e| cx.overrides(e))?;
+            Ok((one, o))
+        })
+        .collect::<Result<_, SpecError>>()?;
+    Ok(Dimension {
+        key: key.to_string(),
+        values,
     })
 }
