@@ -85,15 +85,11 @@ impl Splits {
     /// These splits with `n` training images held out ([`held_out`]), and those images.
     pub fn hold_out(&self, n: usize) -> Result<(Splits, ImageSet), ValidationError> {
         let held = held_out(&self.train, n)?;
-        let mut keep = Vec::with_capacity(self.train.len() - held.len());
-        let mut next = held.iter().peekable();
-        for i in 0..self.train.len() {
-            if next.peek() == Some(&&i) {
-                next.next();
-            } else {
-                keep.push(i);
-            }
+        let mut is_held = vec![false; self.train.len()];
+        for &i in &held {
+            is_held[i] = true;
         }
+        let keep: Vec<usize> = (0..self.train.len()).filter(|&i| !is_held[i]).collect();
         let splits = Splits {
             train: self.train.select(&keep),
             ..self.clone()

@@ -257,13 +257,13 @@ impl Stage<'_> {
     fn picks(&self, trial_sweep: i64, search: &search::Search) -> Result<Vec<search::Pick>> {
         let mut picks = Vec::with_capacity(search.rows.len());
         for row in &search.rows {
-            let results = search::trial_results(self.store, trial_sweep, row)?;
+            let outcomes = search::trial_outcomes(self.store, trial_sweep, row)?;
             anyhow::ensure!(
-                results.iter().all(|r| r.is_ok()),
+                outcomes.iter().all(search::TrialOutcome::ended),
                 "{}: a search trial has not ended; run the sweep again",
                 row.label()
             );
-            let p = search::pick(&results);
+            let p = search::pick(&outcomes);
             if self.opts.shard.is_none_or(|(k, _)| k == 0) {
                 self.note(search::describe_pick(row, &p));
             }

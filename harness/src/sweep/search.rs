@@ -77,11 +77,11 @@ pub struct SearchRow {
 impl SearchRow {
     /// `resnet8 skfac-ss (s'=2)`.
     pub fn label(&self) -> String {
-        let opt = match self.samples {
-            Some(s) => self.optimizer.label(s),
-            None => self.optimizer.label(1),
-        };
-        format!("{} {opt}", self.model)
+        format!(
+            "{} {}",
+            self.model,
+            self.optimizer.label(self.samples.unwrap_or(1))
+        )
     }
 
     /// Whether `cfg` (a timed run) belongs to this row.
@@ -90,12 +90,10 @@ impl SearchRow {
     }
 }
 
-/// The parsed search: its budget and, per row, its trials.
+/// The parsed search: each trial's budget in epochs and, per row, its trials.
 #[derive(Clone, Debug)]
 pub struct Search {
-    pub trials: usize,
     pub epochs: usize,
-    pub train_subset: Option<usize>,
     pub rows: Vec<SearchRow>,
 }
 
@@ -173,38 +171,61 @@ pub struct Pick {
     pub validation_accuracy: Option<f64>,
 }
 
-/// Where each trial of a row stands in the store: its final validation accuracy when it
-/// finished, `None` when it diverged or failed; `Err(())` while it is still to run.
-pub fn trial_results(
+/// A trial as the store holds it: its status (`None` before it started) and, when it
+/// finished, its final validation accuracy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialOutcome {
+    pub status: Option<Status>,
+    pub validation_accuracy: Option<f64>,
+}
+
+impl TrialOutcome {
+    /// Finished, diverged or failed: nothing more will come of it in this sweep.
+    pub fn ended(&self) -> bool {
+        matches!(
+            self.status,
+            Some(Status::Finished | Status::Diverged | Status::Failed)
+        )
+    }
+}
+
+/// Each trial of `row` as sweep `sweep_id` of the store holds it.
+pub fn trial_outcomes(
     store: &Store,
     sweep_id: i64,
     row: &SearchRow,
-) -> anyhow::Result<Vec<Result<Option<f64>, ()>>> {
+) -> anyhow::Result<Vec<TrialOutcome>> {
     row.trials
         .iter()
         .map(|t| {
             let Some(r) = store.find_run(sweep_id, &run_key(&t.config))? else {
-                return Ok(Err(()));
+                return Ok(TrialOutcome {
+                    status: None,
+                    validation_accuracy: None,
+                });
             };
-            Ok(match r.status {
-                Status::Finished => Ok(store
+            let validation_accuracy = match r.status {
+                Status::Finished => store
                     .epochs(r.id)?
                     .last()
-                    .and_then(|e| e.validation_accuracy)),
-                Status::Diverged | Status::Failed => Ok(None),
-                _ => Err(()),
+                    .and_then(|e| e.validation_accuracy),
+                _ => None,
+            };
+            Ok(TrialOutcome {
+                status: Some(r.status),
+                validation_accuracy,
             })
         })
         .collect()
 }
 
-/// The best final validation accuracy among `results` (ties to the earlier trial).
-pub fn pick(results: &[Result<Option<f64>, ()>]) -> Pick {
+/// The best final validation accuracy among `outcomes` (ties to the earlier trial).
+pub fn pick(outcomes: &[TrialOutcome]) -> Pick {
     let mut best: Option<(usize, f64)> = None;
-    for (i, r) in results.iter().enumerate() {
-        if let Ok(Some(a)) = r {
-            if best.is_none_or(|(_, b)| *a > b) {
-                best = Some((i, *a));
+    for (i, o) in outcomes.iter().enumerate() {
+        if let Some(a) = o.validation_accuracy {
+            if best.is_none_or(|(_, b)| a > b) {
+                best = Some((i, a));
             }
         }
     }
@@ -253,41 +274,25 @@ pub fn trial_table(store: &Store, name: &str) -> anyhow::Result<Vec<reports::Sea
     let trial_sweep = store.sweep_spec(&trial_sweep_name(name))?.map(|s| s.0);
     let mut out = Vec::new();
     for row in &search.rows {
-        let runs: Vec<Option<crate::store::RunRecord>> = match trial_sweep {
-            Some(id) => row
-                .trials
-                .iter()
-                .map(|t| store.find_run(id, &run_key(&t.config)))
-                .collect::<Result<_, _>>()?,
-            None => vec![None; row.trials.len()],
+        let outcomes = match trial_sweep {
+            Some(id) => trial_outcomes(store, id, row)?,
+            None => Vec::new(),
         };
         // The pick as the sweep made it: once every trial of the row had ended.
-        let picked = match trial_sweep {
-            Some(id) => {
-                let results = trial_results(store, id, row)?;
-                results
-                    .iter()
-                    .all(|r| r.is_ok())
-                    .then(|| pick(&results).trial)
-                    .flatten()
-            }
-            None => None,
-        };
-        for (i, (t, r)) in row.trials.iter().zip(runs).enumerate() {
-            let validation_accuracy = match &r {
-                Some(r) if r.status == Status::Finished => store
-                    .epochs(r.id)?
-                    .last()
-                    .and_then(|e| e.validation_accuracy),
-                _ => None,
-            };
+        let picked = (!outcomes.is_empty() && outcomes.iter().all(TrialOutcome::ended))
+            .then(|| pick(&outcomes).trial)
+            .flatten();
+        for (i, t) in row.trials.iter().enumerate() {
+            let o = outcomes.get(i);
             out.push(reports::SearchTrial {
                 model: row.model.clone(),
                 optimizer: row.optimizer,
                 samples: row.samples.map(|s| s as u32),
                 setting: t.setting.clone(),
-                status: r.map_or("not run".into(), |r| r.status.as_str().to_string()),
-                validation_accuracy,
+                status: o
+                    .and_then(|o| o.status)
+                    .map_or("not run".into(), |s| s.as_str().to_string()),
+                validation_accuracy: o.and_then(|o| o.validation_accuracy),
                 picked: picked == Some(i),
             });
         }
@@ -354,20 +359,26 @@ mod tests {
 
     #[test]
     fn the_pick_is_the_best_finished_trial_and_ties_go_to_the_first() {
-        let p = pick(&[
-            Ok(Some(0.5)),
-            Ok(None),
-            Ok(Some(0.7)),
-            Ok(Some(0.7)),
-            Err(()),
-        ]);
+        let o = |status: Option<Status>, acc: Option<f64>| TrialOutcome {
+            status,
+            validation_accuracy: acc,
+        };
+        let done = Some(Status::Finished);
+        let outcomes = [
+            o(done, Some(0.5)),
+            o(Some(Status::Diverged), None),
+            o(done, Some(0.7)),
+            o(done, Some(0.7)),
+            o(None, None),
+        ];
         assert_eq!(
-            p,
+            pick(&outcomes),
             Pick {
                 trial: Some(2),
                 validation_accuracy: Some(0.7)
             }
         );
-        assert_eq!(pick(&[Ok(None), Err(())]).trial, None);
+        assert!(!outcomes[4].ended() && outcomes[1].ended());
+        assert_eq!(pick(&outcomes[1..2]).trial, None);
     }
 }

@@ -437,9 +437,7 @@ fn parse_search(
         search_rows.push(row);
     }
     Ok(Search {
-        trials,
         epochs,
-        train_subset,
         rows: search_rows,
     })
 }
