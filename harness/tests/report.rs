@@ -29,8 +29,9 @@ fn meta(optimizer: &str, seed: u64) -> RunMeta {
     }
 }
 
-/// Two epochs per run; `acc`, `secs` and the load average `load` per epoch; every step 10 ms
-/// forward, `inv` inverse.
+/// Two epochs per run; `acc`, `secs`, the load average `load` and the speed probe's seconds
+/// `probe` per epoch; every step 10 ms forward, `inv` inverse.
+#[allow(clippy::too_many_arguments)]
 fn add_run(
     store: &Store,
     sweep: i64,
@@ -38,6 +39,7 @@ fn add_run(
     acc: [f64; 2],
     secs: [f64; 2],
     load: [Option<f64>; 2],
+    probe: [Option<f64>; 2],
     inv: f64,
 ) {
     let run = store
@@ -77,6 +79,7 @@ fn add_run(
                     // K-FAC alone held out a validation split, 1% below its test accuracy.
                     validation_loss: (optimizer == "kfac").then_some(1.2 - acc[e]),
                     validation_accuracy: (optimizer == "kfac").then_some(acc[e] - 0.01),
+                    probe_seconds: probe[e],
                 },
             )
             .unwrap();
@@ -94,14 +97,16 @@ fn report_reads_the_store_and_writes_the_known_table() {
             .sweep("known", "sweeps/known.toml", "", Some(0.8))
             .unwrap();
         // SGD's first epoch ran at a load average of 3.9 on 2 cores: busy; K-FAC's second, busy
-        // too, comes after its target epoch; SKFAC-RS's rows predate load recording.
+        // too, comes after its target epoch; SKFAC-RS's rows predate load recording, and its
+        // second epoch's speed probe took twice the median (20 ms) of the five probes: slowed.
         let (busy, quiet) = (Some(3.9), Some(1.2));
-        for (optimizer, acc, secs, load, inv) in [
-            ("sgd", [0.70, 0.82], [30.0, 60.0], [busy, quiet], 0.0),
-            ("kfac", [0.81, 0.85], [48.0, 96.0], [quiet, busy], 0.030),
-            ("skfac-rs", [0.75, 0.79], [36.0, 72.0], [None; 2], 0.001),
+        let ms = |x: f64| Some(x / 1e3);
+        for (optimizer, acc, secs, load, probe, inv) in [
+            ("sgd", [0.70, 0.82], [30.0, 60.0], [busy, quiet], [ms(20.0), ms(20.0)], 0.0),
+            ("kfac", [0.81, 0.85], [48.0, 96.0], [quiet, busy], [ms(21.0), ms(19.0)], 0.030),
+            ("skfac-rs", [0.75, 0.79], [36.0, 72.0], [None; 2], [None, ms(40.0)], 0.001),
         ] {
-            add_run(&store, sweep, optimizer, acc, secs, load, inv);
+            add_run(&store, sweep, optimizer, acc, secs, load, probe, inv);
         }
     }
     let out = dir.path().join("report");
@@ -120,16 +125,25 @@ fn report_reads_the_store_and_writes_the_known_table() {
     let sgd = "| SGD | 2 | 1.00 † | +25.00% | 82.00% | — |";
     assert!(md.contains(sgd), "{md}");
     assert!(
-        md.contains("† SGD: timed on a busy machine (load average 3.9 on 2 cores during its epochs): its time is not comparable."),
+        md.contains("† SGD: timed on a busy or slowed machine (load average 3.9 on 2 cores during its epochs): its time is not comparable."),
         "{md}"
     );
-    assert_eq!(md.matches('†').count(), 2, "{md}");
+    assert!(
+        md.contains("† SKFAC-RS: timed on a busy or slowed machine (1 epoch slowed (speed probe up to 2.00× the median) during its epochs)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("took 20.0 ms (median over this workload's epochs)")
+            && md.contains("flagged: SKFAC-RS seed 0 epoch 2 (2.00×)."),
+        "{md}"
+    );
+    assert_eq!(md.matches('†').count(), 4, "{md}");
     let csv = std::fs::read_to_string(out.join("time-to-target.csv")).unwrap();
     // Each epoch's CPU seconds equal its wall seconds on 2 threads: a share of 0.5.
     for (row, end) in [
-        (",SGD,", ",true,3.9,0.5,"),
-        (",K-FAC,", ",false,1.2,0.5,0.84"),
-        (",SKFAC-RS,", ",false,,,"),
+        (",SGD,", ",true,3.9,0.5,,0"),
+        (",K-FAC,", ",false,1.2,0.5,0.84,0"),
+        (",SKFAC-RS,", ",false,,,,1"),
     ] {
         let line = csv.lines().find(|l| l.contains(row)).unwrap();
         assert!(line.ends_with(end), "{csv}");
@@ -140,7 +154,7 @@ fn report_reads_the_store_and_writes_the_known_table() {
         "{md}"
     );
     assert!(
-        md.contains("| SKFAC-RS | not reached | not reached | — | 79.00% |"),
+        md.contains("| SKFAC-RS | not reached | not reached † | — | 79.00% |"),
         "{md}"
     );
     let stages = std::fs::read_to_string(out.join("stage-times.csv")).unwrap();

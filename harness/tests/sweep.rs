@@ -313,7 +313,7 @@ t_inv = 20
 fn the_preset_sweeps_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps");
     for (name, runs) in [
-        ("cifar10", 6),
+        ("cifar10", 9),
         ("cifar10-vgg11", 6),
         ("cifar10-paper", 18),
         ("fashion-mnist", 6),
@@ -398,6 +398,87 @@ fn without_a_terminal_a_sweep_logs_a_line_per_epoch_and_per_run() {
         "--quiet prints no epoch lines:\n{text}"
     );
     assert_eq!(text.matches(": finished, test acc").count(), 2, "{text}");
+}
+
+#[test]
+fn runs_take_turns_by_epoch_and_end_as_they_would_one_after_another() {
+    assert!(Path::new(FASHION).is_dir(), "{FASHION} is missing");
+    let dir = tempfile::tempdir().unwrap();
+    let grid = "models = [\"mlp\"]\noptimizers = [\"sgd\", \"kfac\"]\nepochs = 3\n\
+                train_subset = 320\ntarget_accuracy = 0.5\n";
+    let tail = "[hyper]\ndamping = 0.3\nt_cov = 2\nt_inv = 4\n";
+    let mut lines = Vec::new();
+    for (name, order) in [("turns", ""), ("inorder", "order = \"sequential\"\n")] {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, format!("{grid}{order}{tail}")).unwrap();
+        let out = sweep_cmd(&file, dir.path(), &format!("{name}.db"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}");
+        // Which run trained each epoch, in the order they were logged.
+        let order: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let (run, rest) = l.split_once(": epoch ")?;
+                Some((run.to_string(), rest.split(',').next()?.to_string()))
+            })
+            .collect();
+        lines.push(order);
+    }
+    let (sgd, kfac) = ("run 1/2 mlp sgd seed 0", "run 2/2 mlp kfac seed 0");
+    let expect = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter().map(|(r, e)| (r.to_string(), e.to_string())).collect()
+    };
+    assert_eq!(
+        lines[0],
+        expect(&[
+            (sgd, "1/3"),
+            (kfac, "1/3"),
+            (sgd, "2/3"),
+            (kfac, "2/3"),
+            (sgd, "3/3"),
+            (kfac, "3/3")
+        ]),
+        "interleaved by default"
+    );
+    assert_eq!(
+        lines[1],
+        expect(&[
+            (sgd, "1/3"),
+            (sgd, "2/3"),
+            (sgd, "3/3"),
+            (kfac, "1/3"),
+            (kfac, "2/3"),
+            (kfac, "3/3")
+        ]),
+        "`order = \"sequential\"`"
+    );
+    // Each turn resumes from the epoch checkpoint bit-exactly: the same numbers either way,
+    // and every epoch timed the speed probe.
+    let results = |name: &str| {
+        Store::open(&dir.path().join(format!("{name}.db")))
+            .unwrap()
+            .sweep_results(name)
+            .unwrap()
+            .unwrap()
+    };
+    let (turns, inorder) = (results("turns"), results("inorder"));
+    for (a, b) in turns.runs.iter().zip(&inorder.runs) {
+        assert_eq!(a.status, "finished");
+        assert_eq!(a.optimizer, b.optimizer);
+        assert_eq!(a.epochs.len(), 3);
+        for (x, y) in a.epochs.iter().zip(&b.epochs) {
+            assert_eq!(
+                (x.test_loss, x.train_loss),
+                (y.test_loss, y.train_loss),
+                "{} epoch {}",
+                a.optimizer,
+                x.epoch
+            );
+            assert!(x.probe_seconds.is_some_and(|p| p > 0.0 && p < 5.0), "{x:?}");
+        }
+    }
 }
 
 #[test]

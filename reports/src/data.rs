@@ -80,6 +80,9 @@ pub struct EpochPoint {
     pub epoch_seconds: Option<f64>,
     pub cpu_seconds: Option<f64>,
     pub load_average: Option<f64>,
+    /// Seconds the speed probe (a fixed CPU workload) took before the epoch: longer than
+    /// usual, the machine was slowed ([`crate::busy::slowdown`]). `None` where not recorded.
+    pub probe_seconds: Option<f64>,
 }
 
 /// A data-parallel run's communication, per process: the gradient all-reduce per step, the

@@ -13,6 +13,13 @@ pub struct Group<'a> {
     pub series: Vec<Series<'a>>,
 }
 
+impl<'a> Group<'a> {
+    /// Every run of the group.
+    pub fn runs(&self) -> impl Iterator<Item = &'a RunResult> + '_ {
+        self.series.iter().flat_map(|s| s.runs.iter().copied())
+    }
+}
+
 /// One optimizer configuration and its runs (one per seed).
 #[derive(Debug)]
 pub struct Series<'a> {

@@ -3,7 +3,7 @@
 
 use optimizers::OptimizerKind;
 
-use crate::busy::MachineLoad;
+use crate::busy::{probe_reference, MachineLoad};
 use crate::series::Group;
 
 /// One row of the table: one optimizer configuration, averaged over its seeds.
@@ -27,9 +27,9 @@ pub struct TargetRow {
     pub final_accuracy: Option<f64>,
     /// Mean validation accuracy at the last epoch of the finished runs that held a split out.
     pub final_validation: Option<f64>,
-    /// The machine's load over the epochs the times are read from: each run's epochs up to
-    /// the first at the target, or all of them when it never reached it. Busy there, the
-    /// row's time is not comparable.
+    /// The machine's load and speed over the epochs the times are read from: each run's
+    /// epochs up to the first at the target, or all of them when it never reached it. Busy or
+    /// slowed there, the row's time is not comparable.
     pub load: MachineLoad,
 }
 
@@ -39,6 +39,7 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// The table for one group, against `target` (a fraction).
 pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
+    let reference = probe_reference(group.runs());
     let mut rows: Vec<TargetRow> = group
         .series
         .iter()
@@ -64,6 +65,7 @@ pub fn target_rows(group: &Group, target: f64) -> Vec<TargetRow> {
                 load.add(
                     run,
                     &run.epochs[..reached.map_or(run.epochs.len(), |i| i + 1)],
+                    reference,
                 );
                 if run.status == "diverged" {
                     diverged += 1;

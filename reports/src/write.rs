@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::busy::{rule_text, MachineLoad};
+use crate::busy::{probe_reference, rule_text, slow_rule_text, slowdown, MachineLoad};
 use crate::data::{SweepResults, STAGES};
 use crate::document::{Block, Document};
 use crate::format;
@@ -89,7 +89,7 @@ fn target_table(rows: &[TargetRow], target: f64, settings: Option<&[String]>) ->
             } else {
                 String::new()
             };
-            let dagger = if r.load.busy { " †" } else { "" };
+            let dagger = if r.load.flagged() { " †" } else { "" };
             let (epochs, minutes) = match (r.epochs, r.minutes) {
                 (Some(e), Some(m)) => (
                     format!("{}{partial}", format::epochs(e)),
@@ -121,13 +121,13 @@ fn target_table(rows: &[TargetRow], target: f64, settings: Option<&[String]>) ->
     Block::Table { header, rows }
 }
 
-/// The note under the time-to-target table for each row timed on a busy machine.
+/// The note under the time-to-target table for each row timed on a busy or slowed machine.
 fn busy_notes(rows: &[TargetRow]) -> Vec<Block> {
     rows.iter()
-        .filter(|r| r.load.busy)
+        .filter(|r| r.load.flagged())
         .map(|r| {
             Block::Paragraph(format!(
-                "† {}: timed on a busy machine ({} during its epochs): its time is not comparable.",
+                "† {}: timed on a busy or slowed machine ({} during its epochs): its time is not comparable.",
                 r.label,
                 r.load.describe().unwrap_or_default()
             ))
@@ -135,16 +135,47 @@ fn busy_notes(rows: &[TargetRow]) -> Vec<Block> {
         .collect()
 }
 
-/// `SGD seed 0` for each run of `group` that trained on a busy machine in any epoch, with
-/// its highest load.
+/// The speed probe's verdict on `group`: its median and every epoch it flags as run on a
+/// slowed machine, by name; `None` without probe data.
+fn slowed_epochs(group: &Group) -> Option<Block> {
+    let reference = probe_reference(group.runs())?;
+    let flagged: Vec<String> = group
+        .series
+        .iter()
+        .flat_map(|s| {
+            s.runs.iter().flat_map(move |r| {
+                r.epochs.iter().filter_map(move |e| {
+                    slowdown(e, Some(reference)).map(|x| {
+                        format!("{} seed {} epoch {} ({x:.2}×)", s.label(), r.seed, e.epoch)
+                    })
+                })
+            })
+        })
+        .collect();
+    let verdict = if flagged.is_empty() {
+        "no epoch was flagged".to_string()
+    } else {
+        format!("flagged: {}", flagged.join("; "))
+    };
+    Some(Block::Paragraph(format!(
+        "Machine speed: a fixed CPU workload timed before every epoch took {:.1} ms (median over \
+         this workload's epochs); an epoch counts as slowed when its {}: {verdict}.",
+        1e3 * reference,
+        slow_rule_text()
+    )))
+}
+
+/// `SGD seed 0` for each run of `group` that trained on a busy or slowed machine in any
+/// epoch, with its highest load and slowdown.
 fn busy_runs(group: &Group) -> Vec<String> {
+    let reference = probe_reference(group.runs());
     group
         .series
         .iter()
         .flat_map(|s| {
             s.runs.iter().filter_map(move |r| {
-                let load = MachineLoad::of(r, &r.epochs);
-                load.busy.then(|| {
+                let load = MachineLoad::of(r, &r.epochs, reference);
+                load.flagged().then(|| {
                     format!(
                         "{} seed {} ({})",
                         s.label(),
@@ -300,7 +331,7 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
          there are several. Hardware: {hw}."
     )));
     let mut target_csv = String::from(
-        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy,busy,max_load_average,cpu_share,final_validation_accuracy\n",
+        "model,dataset,optimizer,samples,label,runs,reached,diverged,epochs,minutes,gap_vs_kfac,final_test_accuracy,busy,max_load_average,cpu_share,final_validation_accuracy,slowed_epochs\n",
     );
     let mut stage_csv = String::from("model,dataset,optimizer,label,steps");
     for s in STAGES {
@@ -332,7 +363,8 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                  in the paper's Table 1."
                     .into(),
             ));
-            let notes = busy_notes(&rows);
+            let mut notes = busy_notes(&rows);
+            notes.extend(slowed_epochs(g));
             let mut one = Document {
                 title: format!("{name}: time to {} test accuracy", format::percent(target)),
                 blocks: vec![table.clone()],
@@ -360,6 +392,7 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
                     opt(r.load.max_load_average),
                     opt(r.load.cpu_share()),
                     opt(r.final_validation),
+                    r.load.slowed_epochs.to_string(),
                 ];
                 target_csv.push_str(&fields.join(","));
                 target_csv.push('\n');
@@ -428,9 +461,10 @@ pub fn write_report(sweep: &SweepResults, out: &Path) -> Result<Written, ReportE
             let busy = busy_runs(g);
             if !busy.is_empty() {
                 doc.blocks.push(Block::Paragraph(format!(
-                    "Trained on a busy machine in some epochs ({}), so their step times are \
-                     inflated: {}.",
+                    "Trained on a busy or slowed machine in some epochs ({}; or its {}), so their \
+                     step times are inflated: {}.",
                     rule_text(),
+                    slow_rule_text(),
                     busy.join("; ")
                 )));
             }
@@ -514,7 +548,7 @@ fn machine_load(sweep: &SweepResults) -> Option<String> {
     let loads: Vec<MachineLoad> = sweep
         .runs
         .iter()
-        .map(|r| MachineLoad::of(r, &r.epochs))
+        .map(|r| MachineLoad::of(r, &r.epochs, None))
         .filter(|l| l.max_load_average.is_some())
         .collect();
     let highest = loads.iter().filter_map(|l| l.max_load_average);

@@ -154,6 +154,8 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
             last.map_or(0.0, |e| e.train_seconds)
         ),
         Outcome::Interrupted { step } => say!("interrupted after {step} steps"),
+        // `skfac train`'s observer never pauses.
+        Outcome::Paused { epochs } => say!("paused after {epochs} epoch(s)"),
         Outcome::Diverged { step, loss } => {
             say!("diverged at step {step} (loss {loss}); the run stopped there");
             anyhow::bail!("training diverged at step {step}");

@@ -178,6 +178,8 @@ pub struct EpochRow {
     /// On the validation split; `None` for runs without one.
     pub validation_loss: Option<f64>,
     pub validation_accuracy: Option<f64>,
+    /// Seconds of the speed probe timed before the epoch; `None` in rows from before it.
+    pub probe_seconds: Option<f64>,
 }
 
 /// A run as listed back from the store.
@@ -555,8 +557,8 @@ impl Store {
         let q = sqlx::query(
             "INSERT INTO epochs (run_id, epoch, train_loss, train_accuracy, test_loss,
                  test_accuracy, wall_seconds, learning_rate, epoch_seconds, cpu_seconds,
-                 load_average, validation_loss, validation_accuracy)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 load_average, validation_loss, validation_accuracy, probe_seconds)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run)
         .bind(e.epoch as i64)
@@ -570,7 +572,8 @@ impl Store {
         .bind(e.cpu_seconds)
         .bind(e.load_average)
         .bind(e.validation_loss)
-        .bind(e.validation_accuracy);
+        .bind(e.validation_accuracy)
+        .bind(e.probe_seconds);
         self.rt
             .block_on(q.execute(&self.pool))
             .map_err(|e| self.sql(e))?;
@@ -614,7 +617,7 @@ async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>
     let rows = sqlx::query(
         "SELECT epoch, train_loss, train_accuracy, test_loss, test_accuracy, wall_seconds,
              learning_rate, epoch_seconds, cpu_seconds, load_average, validation_loss,
-             validation_accuracy
+             validation_accuracy, probe_seconds
          FROM epochs WHERE run_id = ? ORDER BY epoch",
     )
     .bind(run)
@@ -635,6 +638,7 @@ async fn fetch_epochs(pool: &SqlitePool, run: i64) -> sqlx::Result<Vec<EpochRow>
             load_average: r.get(9),
             validation_loss: r.get(10),
             validation_accuracy: r.get(11),
+            probe_seconds: r.get(12),
         })
         .collect())
 }

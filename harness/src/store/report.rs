@@ -119,6 +119,7 @@ impl Store {
                                 epoch_seconds: e.epoch_seconds,
                                 cpu_seconds: e.cpu_seconds,
                                 load_average: e.load_average,
+                                probe_seconds: e.probe_seconds,
                             })
                             .collect(),
                         stages: (steps > 0).then(|| StageMeans {

@@ -30,6 +30,8 @@ pub(super) struct Recorder<'a> {
     pub epochs: usize,
     /// Logical CPUs, against which an epoch's load average makes the machine busy.
     pub cores: usize,
+    /// Hand the CPU to the sweep's next run after each epoch ([`super::spec::RunOrder`]).
+    pub take_turns: bool,
 }
 
 /// The observer of processes other than 0 in a data-parallel sweep: they record nothing, but
@@ -94,6 +96,7 @@ impl Observer for Recorder<'_> {
                 load_average: m.load_average,
                 validation_loss: m.validation_loss,
                 validation_accuracy: m.validation_accuracy,
+                probe_seconds: m.probe_seconds,
             },
         )?;
         self.checkpoints.save(state)?;
@@ -130,5 +133,9 @@ impl Observer for Recorder<'_> {
     fn interrupted(&mut self, state: &RunState<'_>) -> Result<()> {
         self.flush()?;
         self.checkpoints.save(state)
+    }
+
+    fn pause_after_epoch(&self) -> bool {
+        self.take_turns
     }
 }

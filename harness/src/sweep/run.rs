@@ -1,5 +1,6 @@
-//! Runs a sweep: every planned run in turn (or in `--jobs` worker processes), skipping the
-//! finished ones and resuming an interrupted one from its last checkpoint.
+//! Runs a sweep: its runs taking turns by epoch (or one after another, or in `--jobs` worker
+//! processes), skipping the finished ones and resuming an interrupted one from its last
+//! checkpoint.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use optimizers::{Channel, Communicator, Hyper, OptimizerKind};
 
 use super::record::{Follower, Recorder};
 use super::search;
-use super::spec::Sweep;
+use super::spec::{RunOrder, Sweep};
 use crate::checkpoint::Checkpoints;
 use crate::console::{duration, say, Output};
 use crate::data::{self, Splits};
@@ -306,6 +307,10 @@ impl Stage<'_> {
         // Runs put back in a row because another process holds their lease, and those announced.
         let mut deferred = 0;
         let mut waiting_for = std::collections::HashSet::new();
+        // Runs that take turns by epoch (alone only: a data-parallel job's other processes
+        // follow the runs in order), and those this stage paused itself.
+        let take_turns = sweep.order == RunOrder::Interleaved && procs == 1;
+        let mut paused = std::collections::HashSet::new();
         while let Some((i, cfg)) = queue.pop_front() {
             if stop.load(Ordering::Relaxed) && procs == 1 {
                 multi.clear().ok();
@@ -413,6 +418,7 @@ impl Stage<'_> {
                     label: &label,
                     epochs: cfg.epochs,
                     cores,
+                    take_turns,
                 };
                 let result = (|| -> Result<Outcome> {
                     let device = opts.device.clone();
@@ -431,7 +437,7 @@ impl Stage<'_> {
                         // Every process must resume from the same step (a shared results folder).
                         share(comm, Some(progress.step as f64));
                     }
-                    if progress.step > 0 {
+                    if progress.step > 0 && !paused.contains(&i) {
                         note(format!("{label}: resuming at step {}", progress.step));
                     }
                     store.truncate_run(run, progress.step, progress.epochs.len())?;
@@ -451,6 +457,13 @@ impl Stage<'_> {
                 training.store(false, Ordering::Relaxed);
                 result
             });
+            if let Ok(Outcome::Paused { .. }) = result {
+                // Its turn is over: the next run's epoch comes first.
+                store.release_run(run, &opts.owner)?;
+                paused.insert(i);
+                queue.push_back((i, cfg));
+                continue;
+            }
             ran += 1;
             // One line per finished run where no bar shows it.
             let run_line = |what: String| {
@@ -486,6 +499,7 @@ impl Stage<'_> {
                     overall.inc(1);
                     continue;
                 }
+                Ok(Outcome::Paused { .. }) => unreachable!("handled above"),
                 Ok(Outcome::Interrupted { step }) => {
                     store.release_run(run, &opts.owner)?;
                     note(format!(

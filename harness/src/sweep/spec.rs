@@ -39,6 +39,7 @@ struct RawSpec {
     validation: Option<Spanned<i64>>,
     target_accuracy: Spanned<f64>,
     device: Option<Spanned<String>>,
+    order: Option<Spanned<String>>,
     #[serde(default)]
     hyper: Table,
     #[serde(default)]
@@ -58,6 +59,29 @@ const GRID_KEYS: [(&str, &str); 2] = [
     ("seed", "list the seeds in the top-level `seeds`"),
 ];
 
+/// How a sweep's runs share the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOrder {
+    /// Round robin, an epoch at a time, each run going on from its epoch checkpoint: a slow
+    /// spell of the machine falls on every run alike, not on whichever trained then. The
+    /// default on one process (a data-parallel sweep trains its runs in turn).
+    Interleaved,
+    /// Each run from start to end, one after another.
+    Sequential,
+}
+
+impl RunOrder {
+    pub const NAMES: [&'static str; 2] = ["interleaved", "sequential"];
+
+    fn parse(s: &str) -> Option<RunOrder> {
+        match s {
+            "interleaved" => Some(RunOrder::Interleaved),
+            "sequential" => Some(RunOrder::Sequential),
+            _ => None,
+        }
+    }
+}
+
 /// A parsed, validated sweep.
 #[derive(Clone, Debug)]
 pub struct Sweep {
@@ -67,6 +91,8 @@ pub struct Sweep {
     pub target_accuracy: f64,
     /// Where its runs compute (`device`; `skfac sweep --device` overrides it).
     pub device: DeviceSpec,
+    /// `order`: whether the runs take turns by epoch (the default) or run one after another.
+    pub order: RunOrder,
     /// The timed runs, with the file's own settings; under a search each row's runs take its
     /// pick first.
     pub runs: Vec<TrainConfig>,
@@ -243,6 +269,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
             .map_err(|e| cx.err(&d.span(), format!("`device`: {e}")))?,
         None => DeviceSpec::Cpu,
     };
+    let order = match &raw.order {
+        Some(o) => RunOrder::parse(cx.choice(o, "order", &RunOrder::NAMES)?)
+            .expect("a valid choice parses"),
+        None => RunOrder::Interleaved,
+    };
     let shared = Overrides::from_table(&raw.hyper, &GRID_KEYS).map_err(|e| cx.overrides(e))?;
     let mut own: BTreeMap<OptimizerKind, Overrides> = BTreeMap::new();
     for (opt, table) in &raw.optimizer {
@@ -317,6 +348,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         text: text.to_string(),
         target_accuracy: target,
         device,
+        order,
         runs,
         search,
     })

@@ -27,6 +27,32 @@ pub fn cpu_seconds() -> f64 {
     secs(u.ru_utime) + secs(u.ru_stime)
 }
 
+/// Times a fixed CPU workload on one thread (arithmetic on 16 KiB, in the core's cache) and
+/// returns its seconds, the median of [`PROBE_REPEATS`]: about 20 ms in all on a 2020s core.
+/// On a machine slowed by what the load average cannot see (other guests of a shared host,
+/// frequency throttling), it takes longer; the report compares it with the median over a
+/// workload's epochs ([`reports::busy::slowdown`]).
+pub fn speed_probe() -> f64 {
+    let mut times = [0.0; PROBE_REPEATS];
+    for t in &mut times {
+        let mut v = [1.0f32; 4096];
+        let started = Instant::now();
+        for _ in 0..PROBE_ROUNDS {
+            for x in v.iter_mut() {
+                *x = x.mul_add(0.999_9, 1e-4);
+            }
+            std::hint::black_box(&mut v);
+        }
+        *t = started.elapsed().as_secs_f64();
+    }
+    times.sort_by(f64::total_cmp);
+    times[PROBE_REPEATS / 2]
+}
+
+/// Timings the probe takes its median of, and rounds over its array in each.
+pub const PROBE_REPEATS: usize = 5;
+const PROBE_ROUNDS: usize = 4_000;
+
 /// `, machine busy (load 3.9 on 2 cores)` when an epoch's mean load average makes the machine
 /// busy by the report's rule, else nothing: for the end of a console line.
 pub fn busy_note(load_average: Option<f64>, cores: usize) -> String {

@@ -54,6 +54,9 @@ pub struct EpochMetrics {
     /// system has none to read.
     #[serde(default)]
     pub load_average: Option<f64>,
+    /// Seconds of the speed probe timed before the epoch ([`machine_load::speed_probe`]).
+    #[serde(default)]
+    pub probe_seconds: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -67,6 +70,11 @@ pub enum Outcome {
     /// The observer asked to stop (Ctrl-C) after this many steps; the run can be resumed.
     Interrupted {
         step: usize,
+    },
+    /// The observer paused the run after this many finished epochs ([`Observer::pause_after_epoch`]);
+    /// it goes on from the checkpoint its `epoch_done` wrote.
+    Paused {
+        epochs: usize,
     },
 }
 
@@ -104,6 +112,9 @@ pub struct Progress {
     pub epoch_load_sum: f64,
     #[serde(default)]
     pub epoch_load_samples: usize,
+    /// The current epoch's speed probe, once timed (again after a resume without one).
+    #[serde(default)]
+    pub epoch_probe_seconds: Option<f64>,
     /// Sums of the stage times of every step so far.
     pub totals: StageTimes,
     pub epochs: Vec<EpochMetrics>,
@@ -144,6 +155,11 @@ pub trait Observer {
     }
     fn interrupted(&mut self, _state: &RunState<'_>) -> Result<()> {
         Ok(())
+    }
+    /// Checked after every epoch but the last, once [`Observer::epoch_done`] has seen it;
+    /// `true` ends the call as [`Outcome::Paused`] (a sweep taking turns between its runs).
+    fn pause_after_epoch(&self) -> bool {
+        false
     }
 }
 
@@ -263,6 +279,10 @@ pub fn train_from_shared(
         let epoch = p.epoch;
         let plan = BatchPlan::train(n_train, cfg.batch_size, cfg.hyper.seed, epoch);
         obs.epoch_started(epoch, plan.len());
+        if p.epoch_probe_seconds.is_none() {
+            // Outside the timed training, like the evaluation.
+            p.epoch_probe_seconds = Some(machine_load::speed_probe());
+        }
         while p.batch < plan.len() {
             let b = p.batch;
             let started = Instant::now();
@@ -361,6 +381,7 @@ pub fn train_from_shared(
             epoch_seconds: p.epoch_seconds,
             cpu_seconds: p.epoch_cpu_seconds,
             load_average: machine_load::mean_load(p.epoch_load_sum, p.epoch_load_samples),
+            probe_seconds: p.epoch_probe_seconds.take(),
         };
         p.epochs.push(m.clone());
         p.epoch += 1;
@@ -382,6 +403,9 @@ pub fn train_from_shared(
                 opt,
             },
         )?;
+        if p.epoch < cfg.epochs && obs.pause_after_epoch() {
+            return Ok(summary(&p, Outcome::Paused { epochs: p.epoch }));
+        }
     }
     Ok(summary(&p, Outcome::Finished))
 }
@@ -409,8 +433,9 @@ mod tests {
         let e = &p.epochs[0];
         assert_eq!((e.test_accuracy, e.train_seconds), (0.45, 1.5));
         assert_eq!(
-            (e.epoch_seconds, e.cpu_seconds, e.load_average),
-            (0.0, 0.0, None)
+            (e.epoch_seconds, e.cpu_seconds, e.load_average, e.probe_seconds),
+            (0.0, 0.0, None, None)
         );
+        assert_eq!(p.epoch_probe_seconds, None);
     }
 }
