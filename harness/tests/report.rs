@@ -102,9 +102,30 @@ fn report_reads_the_store_and_writes_the_known_table() {
         let (busy, quiet) = (Some(3.9), Some(1.2));
         let ms = |x: f64| Some(x / 1e3);
         for (optimizer, acc, secs, load, probe, inv) in [
-            ("sgd", [0.70, 0.82], [30.0, 60.0], [busy, quiet], [ms(20.0), ms(20.0)], 0.0),
-            ("kfac", [0.81, 0.85], [48.0, 96.0], [quiet, busy], [ms(21.0), ms(19.0)], 0.030),
-            ("skfac-rs", [0.75, 0.79], [36.0, 72.0], [None; 2], [None, ms(40.0)], 0.001),
+            (
+                "sgd",
+                [0.70, 0.82],
+                [30.0, 60.0],
+                [busy, quiet],
+                [ms(20.0), ms(20.0)],
+                0.0,
+            ),
+            (
+                "kfac",
+                [0.81, 0.85],
+                [48.0, 96.0],
+                [quiet, busy],
+                [ms(21.0), ms(19.0)],
+                0.030,
+            ),
+            (
+                "skfac-rs",
+                [0.75, 0.79],
+                [36.0, 72.0],
+                [None; 2],
+                [None, ms(40.0)],
+                0.001,
+            ),
         ] {
             add_run(&store, sweep, optimizer, acc, secs, load, probe, inv);
         }
@@ -169,6 +190,57 @@ fn report_reads_the_store_and_writes_the_known_table() {
         "report.html",
     ] {
         assert!(out.join(f).is_file(), "{f}");
+    }
+
+    // One workload makes no performance profile; a second sweep of another model does.
+    assert!(!out.join("performance-profile").exists());
+    {
+        let store = Store::open(&db).unwrap();
+        let sweep = store
+            .sweep("other", "sweeps/other.toml", "", Some(0.8))
+            .unwrap();
+        // ResNet-8 to 80%: SGD in 1 min, K-FAC in 2.
+        for (optimizer, minutes) in [("sgd", 1.0), ("kfac", 2.0)] {
+            let mut m = meta(optimizer, 0);
+            (m.model, m.dataset) = ("resnet8".into(), "cifar10".into());
+            let run = store.start_run(Some(sweep), &m).unwrap().unwrap();
+            let row = EpochRow {
+                epoch: 1,
+                train_loss: 0.5,
+                train_accuracy: 0.9,
+                test_loss: 0.5,
+                test_accuracy: 0.9,
+                wall_seconds: 60.0 * minutes,
+                learning_rate: 0.1,
+                epoch_seconds: None,
+                cpu_seconds: None,
+                load_average: None,
+                validation_loss: None,
+                validation_accuracy: None,
+                probe_seconds: None,
+            };
+            store.write_epoch(run, &row).unwrap();
+            store.end_run(run, Status::Finished, None).unwrap();
+        }
+    }
+    let all = dir.path().join("all");
+    let (ok, text) = skfac(&[
+        "report",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        all.to_str().unwrap(),
+    ]);
+    assert!(ok && text.contains("performance profile"), "{text}");
+    let md = std::fs::read_to_string(all.join("performance-profile/profile.md")).unwrap();
+    // MLP: K-FAC fastest (0.8 min), SGD 1.25x; ResNet-8: SGD fastest, K-FAC 2x.
+    for line in [
+        "| optimizer | MLP on Fashion-MNIST | ResNet-8 on CIFAR-10 |",
+        "| SGD | 1.25 | 1.00 |",
+        "| K-FAC | 1.00 | 2.00 |",
+        "| SKFAC-RS | not reached | not reached |",
+    ] {
+        assert!(md.contains(line), "no `{line}` in:\n{md}");
     }
 
     let (ok, text) = skfac(&["report", "--db", db.to_str().unwrap(), "--sweep", "nope"]);

@@ -317,6 +317,7 @@ fn the_preset_sweeps_parse() {
         ("cifar10-vgg11", 6),
         ("cifar10-paper", 18),
         ("fashion-mnist", 6),
+        ("profile-demo", 12),
     ] {
         let s = sweep::load(&dir.join(format!("{name}.toml"))).unwrap();
         assert_eq!(s.name, name);
@@ -428,7 +429,9 @@ fn runs_take_turns_by_epoch_and_end_as_they_would_one_after_another() {
     }
     let (sgd, kfac) = ("run 1/2 mlp sgd seed 0", "run 2/2 mlp kfac seed 0");
     let expect = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-        v.iter().map(|(r, e)| (r.to_string(), e.to_string())).collect()
+        v.iter()
+            .map(|(r, e)| (r.to_string(), e.to_string()))
+            .collect()
     };
     assert_eq!(
         lines[0],

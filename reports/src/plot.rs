@@ -7,6 +7,7 @@ use plotters::prelude::*;
 
 use crate::data::{RunResult, STAGES};
 use crate::font;
+use crate::profile::{steps, ProfileRow, TAU_MAX};
 use crate::series::{Group, Series};
 use crate::stages::StageRow;
 use crate::ReportError;
@@ -422,5 +423,72 @@ pub fn stage_bars(rows: &[StageRow], title: &str) -> Result<Rendered, ReportErro
         "stage-time figure",
         (1200, height.max(380)),
         &StageFigure { title, rows },
+    )
+}
+
+struct ProfileFigure<'a> {
+    title: &'a str,
+    rows: &'a [ProfileRow],
+}
+
+impl Figure for ProfileFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(self.title, (font::FAMILY, 20))
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(1.0..TAU_MAX, -0.02..1.05)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("τ (time to target over the fastest optimizer's)")
+            .y_desc("ρ(τ): share of workloads")
+            .label_style((font::FAMILY, 14))
+            .axis_desc_style((font::FAMILY, 16))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, r) in self.rows.iter().enumerate() {
+            let color = color_for(
+                &Series {
+                    optimizer: r.config.optimizer,
+                    samples: r.config.samples,
+                    runs: Vec::new(),
+                },
+                i,
+            );
+            // Equal curves would hide each other: each is lifted by a hair.
+            let lift = 0.004 * i as f64;
+            chart
+                .draw_series(LineSeries::new(
+                    steps(&r.ratios).into_iter().map(|(t, p)| (t, p + lift)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(format!("{} (area {:.3})", r.config.label(), r.area))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((font::FAMILY, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    }
+}
+
+/// The performance profile: ρ(τ) as a step line per optimizer configuration.
+pub fn profile(rows: &[ProfileRow], title: &str) -> Result<Rendered, ReportError> {
+    render(
+        "performance profile",
+        (1000, 600),
+        &ProfileFigure { title, rows },
     )
 }

@@ -91,6 +91,7 @@ pub fn groups(sweep: &SweepResults) -> Vec<Group<'_>> {
 pub fn model_name(model: &str) -> String {
     match model {
         "mlp" => "MLP".into(),
+        "convnet" => "ConvNet".into(),
         "resnet8" => "ResNet-8".into(),
         "resnet20" => "ResNet-20".into(),
         "resnet34" => "ResNet-34".into(),

@@ -16,10 +16,14 @@ pub struct ReportArgs {
     #[arg(long)]
     pub sweep: Option<String>,
     /// Folder for the files. With --sweep they go straight into it; without, each sweep
-    /// gets a subfolder [default: results/reports/SWEEP].
+    /// gets a subfolder [default: results/reports/SWEEP]. The performance profile across
+    /// the store's workloads goes into its `performance-profile` subfolder.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
+
+/// Where the performance profile goes, under `--out` or the reports folder.
+pub const PROFILE_DIR: &str = "performance-profile";
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let db = &args.db;
@@ -29,14 +33,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         db.display()
     );
     let store = Store::open(db)?;
+    // A search's trials are reported with the sweep they served.
+    let timed: Vec<String> = store
+        .sweep_names()?
+        .into_iter()
+        .filter(|n| !n.ends_with(SEARCH_SUFFIX))
+        .collect();
     let names = match &args.sweep {
         Some(s) => vec![s.clone()],
-        // A search's trials are reported with the sweep they served.
-        None => store
-            .sweep_names()?
-            .into_iter()
-            .filter(|n| !n.ends_with(SEARCH_SUFFIX))
-            .collect(),
+        None => timed.clone(),
     };
     anyhow::ensure!(!names.is_empty(), "{}: holds no sweeps yet", db.display());
     for name in &names {
@@ -68,6 +73,23 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         };
         say!(
             "sweep {name}: wrote {} files to {} (open report.html)",
+            written.files.len(),
+            dir.display()
+        );
+    }
+    // Across every sweep of the store, whichever one was asked for.
+    let mut all = Vec::new();
+    for name in &timed {
+        all.extend(store.sweep_results(name)?);
+    }
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results/reports"))
+        .join(PROFILE_DIR);
+    if let Some(written) = reports::write_profile(&all, &dir)? {
+        say!(
+            "performance profile over the store's workloads: wrote {} files to {} (open profile.html)",
             written.files.len(),
             dir.display()
         );

@@ -235,10 +235,11 @@ struct Stage<'a> {
     cores: usize,
 }
 
-/// What the stages carry from one to the next: the loaded data set and the counts.
+/// What the stages carry from one to the next: the loaded data sets (by name: runs on
+/// different data sets take turns) and the counts.
 #[derive(Default)]
 struct StageState {
-    loaded: Option<(String, Splits)>,
+    loaded: std::collections::BTreeMap<String, Splits>,
     ran: usize,
     skipped: usize,
     failed: usize,
@@ -387,14 +388,12 @@ impl Stage<'_> {
                 continue;
             };
             deferred = 0;
-            if loaded.as_ref().is_none_or(|(n, _)| *n != cfg.dataset) {
+            if !loaded.contains_key(&cfg.dataset) {
                 data::obtain(&cfg.dataset, &opts.data_dir)?;
-                *loaded = Some((
-                    cfg.dataset.clone(),
-                    data::load(&cfg.dataset, &opts.data_dir)?,
-                ));
+                let splits = data::load(&cfg.dataset, &opts.data_dir)?;
+                loaded.insert(cfg.dataset.clone(), splits);
             }
-            let splits = &loaded.as_ref().expect("loaded above").1;
+            let splits = &loaded[&cfg.dataset];
             overall.set_message(label.clone());
             epoch_bar.set_prefix(label.clone());
             if procs > 1 {

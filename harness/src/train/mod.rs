@@ -433,7 +433,12 @@ mod tests {
         let e = &p.epochs[0];
         assert_eq!((e.test_accuracy, e.train_seconds), (0.45, 1.5));
         assert_eq!(
-            (e.epoch_seconds, e.cpu_seconds, e.load_average, e.probe_seconds),
+            (
+                e.epoch_seconds,
+                e.cpu_seconds,
+                e.load_average,
+                e.probe_seconds
+            ),
             (0.0, 0.0, None, None)
         );
         assert_eq!(p.epoch_probe_seconds, None);
