@@ -1,7 +1,7 @@
 //! Data-parallel training over MPI: two processes on equal shards of each global batch must
 //! train the model one process trains on the whole batch (same data order, augmentation,
-//! sampled-Fisher labels and subsampling draws), to float tolerance. The MLP has no
-//! BatchNorm, whose per-shard batch statistics would differ by design.
+//! sampled-Fisher labels and subsampling draws), to float tolerance. The MLP and the conv net
+//! have no BatchNorm, whose per-shard batch statistics would differ by design.
 #![cfg(feature = "mpi")]
 
 use std::collections::HashMap;
@@ -13,7 +13,8 @@ use harness::data::fashion_mnist;
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
-fn train(data: &Path, optimizer: &str, out: &Path, ranks: usize) -> String {
+/// Trains `model` on Fashion-MNIST with `optimizer` on `ranks` processes, saving it to `out`.
+fn train(data: &Path, model: &str, optimizer: &str, out: &Path, ranks: usize) -> String {
     let skfac = env!("CARGO_BIN_EXE_skfac");
     let mut args: Vec<String> = Vec::new();
     let mut cmd = if ranks > 1 {
@@ -33,8 +34,12 @@ fn train(data: &Path, optimizer: &str, out: &Path, ranks: usize) -> String {
     args.extend(
         [
             "train",
+            "--dataset",
+            "fashion-mnist",
+            "--samples",
+            "2",
             "--model",
-            "mlp",
+            model,
             "--optimizer",
             optimizer,
             "--epochs",
@@ -78,6 +83,26 @@ fn load(p: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(p, &Device::Cpu).unwrap()
 }
 
+/// Every parameter of `a` and `b` within 1e-4 of the largest entry of its tensor: six steps,
+/// where only the summation order of the shard means differs.
+fn assert_same_model(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, what: &str) {
+    assert_eq!(a.len(), b.len());
+    let mut worst = 0f64;
+    for (name, ta) in a {
+        let tb = &b[name];
+        let diff = (ta - tb).unwrap().abs().unwrap().max_all().unwrap();
+        let scale = ta.abs().unwrap().max_all().unwrap();
+        let rel = diff.to_scalar::<f32>().unwrap() as f64
+            / (scale.to_scalar::<f32>().unwrap() as f64).max(1e-6);
+        worst = worst.max(rel);
+    }
+    eprintln!("{what}: largest relative parameter difference {worst:e}");
+    assert!(
+        worst < 1e-4,
+        "{what}: parameters differ by {worst:e} (relative)"
+    );
+}
+
 #[test]
 fn two_processes_train_what_one_trains_on_the_same_global_batch() {
     assert!(
@@ -91,8 +116,8 @@ fn two_processes_train_what_one_trains_on_the_same_global_batch() {
     for optimizer in ["sgd", "kfac", "skfac-rs"] {
         let one = dir.path().join(format!("{optimizer}-1.safetensors"));
         let two = dir.path().join(format!("{optimizer}-2.safetensors"));
-        train(&data, optimizer, &one, 1);
-        let text = train(&data, optimizer, &two, 2);
+        train(&data, "mlp", optimizer, &one, 1);
+        let text = train(&data, "mlp", optimizer, &two, 2);
         assert!(text.contains("× 2 processes"), "{text}");
         assert!(text.contains("gradient all-reduce"), "{text}");
         // K-FAC's inverses are each computed by one process and shared.
@@ -101,23 +126,8 @@ fn two_processes_train_what_one_trains_on_the_same_global_batch() {
             optimizer == "kfac",
             "{text}"
         );
-        let (a, b) = (load(&one), load(&two));
-        assert_eq!(a.len(), b.len());
-        let mut worst = 0f64;
-        for (name, ta) in &a {
-            let tb = &b[name];
-            let diff = (ta - tb).unwrap().abs().unwrap().max_all().unwrap();
-            let scale = ta.abs().unwrap().max_all().unwrap();
-            let rel = diff.to_scalar::<f32>().unwrap() as f64
-                / (scale.to_scalar::<f32>().unwrap() as f64).max(1e-6);
-            worst = worst.max(rel);
-        }
-        eprintln!("{optimizer}: largest relative parameter difference {worst:e}");
-        // Six steps; only the summation order of the shard means differs.
-        assert!(
-            worst < 1e-4,
-            "{optimizer}: parameters differ by {worst:e} (relative)"
-        );
+        let a = load(&one);
+        assert_same_model(&a, &load(&two), optimizer);
         trained.push(a);
     }
     // The agreement above means something: the optimizers themselves train different models.
@@ -128,6 +138,40 @@ fn two_processes_train_what_one_trains_on_the_same_global_batch() {
         assert!(
             d.to_scalar::<f32>().unwrap() > 1e-4,
             "models {i} and {j} coincide"
+        );
+    }
+}
+
+#[test]
+fn two_processes_train_what_one_trains_with_every_k_fac_variant_on_a_conv_net() {
+    assert!(Path::new(FASHION).exists(), "{FASHION} is missing");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fashion_mnist::obtain(&data, None).unwrap();
+    // Convolutions bring what the MLP lacks: SUA's factors, SKFAC's rows summed over
+    // positions (skfac-rs) and subsampled at s' = 2 (skfac-ss), the same draws on every shard.
+    let mut trained = Vec::new();
+    for optimizer in ["kfac", "kfac-sua", "skfac-rs", "skfac-ss"] {
+        let one = dir.path().join(format!("{optimizer}-1.safetensors"));
+        let two = dir.path().join(format!("{optimizer}-2.safetensors"));
+        train(&data, "convnet", optimizer, &one, 1);
+        let text = train(&data, "convnet", optimizer, &two, 2);
+        assert!(text.contains("× 2 processes"), "{text}");
+        let a = load(&one);
+        assert_same_model(&a, &load(&two), &format!("convnet {optimizer}"));
+        trained.push(a);
+    }
+    let w = "conv1.weight";
+    for i in 1..trained.len() {
+        let d = (&trained[0][w] - &trained[i][w])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(
+            d.to_scalar::<f32>().unwrap() > 1e-5,
+            "kfac and variant {i} trained the same model"
         );
     }
 }

@@ -18,8 +18,8 @@ use crate::nets;
 /// - `vgg11`: VGG-11 with BatchNorm, CIFAR variant; height and width multiples of 32
 ///   ([`nets::Vgg::vgg11`]);
 /// - `resnet50`: ResNet-50 in its ImageNet shape ([`nets::ResNet::resnet50`]).
-pub const MODEL_NAMES: [&str; 6] = [
-    "mlp", "resnet8", "resnet20", "resnet34", "vgg11", "resnet50",
+pub const MODEL_NAMES: [&str; 7] = [
+    "mlp", "convnet", "resnet8", "resnet20", "resnet34", "vgg11", "resnet50",
 ];
 
 /// Why [`build`] could not make a model.
@@ -102,6 +102,7 @@ pub fn build_with_dtype(
     let (h, w, c) = cfg.input;
     let body: Box<dyn Module> = match name {
         "mlp" => Box::new(nets::Mlp::new(&mut b, h * w * c, &[512, 256], cfg.classes)?),
+        "convnet" => Box::new(nets::ConvNet::new(&mut b, c, cfg.classes)?),
         "resnet8" | "resnet20" => {
             let blocks = if name == "resnet8" { 1 } else { 3 };
             Box::new(nets::ResNet::cifar(&mut b, c, blocks, cfg.classes)?)

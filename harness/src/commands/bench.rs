@@ -19,7 +19,7 @@ use crate::{bench_inverse, bench_step, meta, regress, threads};
 
 #[derive(clap::Args)]
 pub struct BenchStepArgs {
-    /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+    /// One of: mlp, convnet, resnet8, resnet20, resnet34, vgg11, resnet50.
     pub model: String,
     #[arg(default_value_t = 32)]
     pub batch: usize,
@@ -42,7 +42,7 @@ pub struct BenchStepArgs {
 pub struct BenchGainsArgs {
     #[arg(long, default_value = store::DEFAULT_DB)]
     pub db: PathBuf,
-    /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+    /// One of: mlp, convnet, resnet8, resnet20, resnet34, vgg11, resnet50.
     #[arg(long, default_value = "resnet8")]
     pub model: String,
     #[arg(long, default_value_t = 32)]

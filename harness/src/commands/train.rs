@@ -15,7 +15,7 @@ use crate::{checkpoint, data, sweep, threads};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// One of: mlp, resnet8, resnet20, resnet34, vgg11, resnet50.
+    /// One of: mlp, convnet, resnet8, resnet20, resnet34, vgg11, resnet50.
     #[arg(long, default_value = "resnet8")]
     pub model: String,
     #[arg(long, default_value = "sgd", value_parser = choice::<OptimizerKind>())]

@@ -1,11 +1,13 @@
 //! The networks buildable by name.
 
 mod blocks;
+mod convnet;
 mod mlp;
 mod resnet;
 mod vgg;
 
 pub use blocks::{BasicBlock, Bottleneck, Shortcut};
+pub use convnet::ConvNet;
 pub use mlp::Mlp;
 pub use resnet::ResNet;
 pub use vgg::Vgg;
