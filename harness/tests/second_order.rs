@@ -127,7 +127,8 @@ fn values(net: &models::Network) -> Vec<Vec<f32>> {
 fn saved_optimizer_state_resumes_bit_exactly() {
     harness::threads::configure(Some(2)).unwrap();
     let data = batches(7);
-    // skfac-rs once more with stacked rows, whose recent batches are state too.
+    // SKFAC's rows under each row average: the default stacks the last 4 batches (recent
+    // batches are state); `ema` keeps a moving average of rows, `batch` the latest batch's.
     for opt in [
         "sgd",
         "adam",
@@ -135,16 +136,17 @@ fn saved_optimizer_state_resumes_bit_exactly() {
         "kfac-sua",
         "skfac-rs",
         "skfac-ss",
-        "skfac-rs+stack",
+        "skfac-rs+ema",
+        "skfac-ss+ema",
+        "skfac-rs+batch",
     ] {
-        let kind = OptimizerKind::parse(opt.trim_end_matches("+stack")).unwrap();
+        let (name, rows) = opt.split_once('+').unwrap_or((opt, "stack"));
+        let kind = OptimizerKind::parse(name).unwrap();
         let mut h = TrainConfig::new("resnet8", kind).hyper;
         // Statistics every 2 steps and inverses every 3: the save at step 4 falls between
         // refreshes, with moving averages and inverses both live.
         (h.t_cov, h.t_inv, h.samples, h.lr) = (2, 3, 3, 0.01);
-        if opt.ends_with("+stack") {
-            (h.row_average, h.row_stack) = (optimizers::curvature::RowAverage::Stack, 2);
-        }
+        h.row_average = rows.parse().unwrap();
         let step_all = |net: &models::Network,
                         o: &mut dyn optimizers::Optimizer,
                         range: std::ops::Range<usize>| {

@@ -19,6 +19,8 @@ struct Checker {
     sgd: Box<dyn Optimizer>,
     /// Per step: the label each row of the last layer's G points at.
     labels: Arc<Mutex<Vec<Vec<u32>>>>,
+    /// Per step: each row's predicted probabilities, recovered as G + e_label.
+    probs: Arc<Mutex<Vec<Vec<Vec<f32>>>>>,
 }
 
 fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -84,6 +86,11 @@ impl Optimizer for Checker {
             .unwrap();
         assert!(row_sums < 1e-5, "rows of p − e_y sum to zero: {row_sums}");
         let picked = g.argmin(D::Minus1).unwrap().to_vec1::<u32>().unwrap();
+        let mut rows = g.to_vec2::<f32>().unwrap();
+        for (row, &y) in rows.iter_mut().zip(&picked) {
+            row[y as usize] += 1.0;
+        }
+        self.probs.lock().unwrap().push(rows);
         self.labels.lock().unwrap().push(picked);
         self.sgd.step(grads, None)
     }
@@ -104,7 +111,9 @@ impl Optimizer for Checker {
     }
 }
 
-fn data() -> Splits {
+/// 64 synthetic images; `std` scales the inputs (a small one makes them large, and the
+/// untrained model's predictions confident).
+fn data(std: f32) -> Splits {
     let n = 64;
     let images: Vec<u8> = (0..n * 6 * 6 * 2).map(|i| ((i * 37) % 251) as u8).collect();
     let set = ImageSet {
@@ -121,7 +130,7 @@ fn data() -> Splits {
         test: set,
         norm: Normalisation {
             mean: vec![0.5; 2],
-            std: vec![0.3; 2],
+            std: vec![std; 2],
         },
         augment: false,
     }
@@ -129,10 +138,26 @@ fn data() -> Splits {
 
 /// Labels the last layer's G points at, for each step, with the given request.
 fn picked_labels(request: StatsRequest, model: &str) -> Vec<Vec<u32>> {
+    let (labels, _) = picked_rows(request, model, 0.3, 1, 0.01);
+    assert_eq!(labels.len(), 64 / 16);
+    labels
+}
+
+/// Per step, the labels the last layer's G points at and each row's predicted probabilities,
+/// over `epochs` epochs of SGD at `lr` on `data(std)`.
+#[allow(clippy::type_complexity)]
+fn picked_rows(
+    request: StatsRequest,
+    model: &str,
+    std: f32,
+    epochs: usize,
+    lr: f64,
+) -> (Vec<Vec<u32>>, Vec<Vec<Vec<f32>>>) {
     harness::threads::configure(Some(2)).unwrap();
-    let data = data();
+    let data = data(std);
     let mut cfg = TrainConfig::new(model, OptimizerKind::Sgd);
     cfg.batch_size = 16;
+    cfg.epochs = epochs;
     let net = models::build(
         model,
         &ModelConfig {
@@ -144,6 +169,7 @@ fn picked_labels(request: StatsRequest, model: &str) -> Vec<Vec<u32>> {
     )
     .unwrap();
     let labels = Arc::new(Mutex::new(Vec::new()));
+    let probs = Arc::new(Mutex::new(Vec::new()));
     let mut opt = Checker {
         request,
         params: net.param_set(),
@@ -151,17 +177,18 @@ fn picked_labels(request: StatsRequest, model: &str) -> Vec<Vec<u32>> {
             OptimizerKind::Sgd,
             &net.param_set(),
             &Hyper {
-                lr: 0.01,
+                lr,
                 ..Hyper::default()
             },
         )
         .unwrap(),
         labels: labels.clone(),
+        probs: probs.clone(),
     };
     train(&cfg, &data, &net, &mut opt, &Device::Cpu, &mut Silent).unwrap();
     let picked = labels.lock().unwrap().clone();
-    assert_eq!(picked.len(), 64 / 16);
-    picked
+    let p = probs.lock().unwrap().clone();
+    (picked, p)
 }
 
 #[test]
@@ -182,14 +209,40 @@ fn empirical_statistics_come_from_the_true_labels_and_reproduce_the_gradient() {
 }
 
 #[test]
-fn sampled_statistics_come_from_labels_drawn_from_the_model() {
-    let picked = picked_labels(StatsRequest::Sampled, "mlp");
-    let mut counts = [0usize; 10];
-    picked
+fn sampled_labels_follow_the_models_predictive_distribution() {
+    // A model held still (a learning rate of 1e-12) and confident (large inputs), so that a
+    // draw from its predictions, its argmax and a uniform draw differ; 20 epochs draw afresh
+    // for the same predictions.
+    let (labels, probs) = picked_rows(StatsRequest::Sampled, "mlp", 0.02, 20, 1e-12);
+    let rows: Vec<(&Vec<f32>, u32)> = probs
         .iter()
-        .flatten()
-        .for_each(|&l| counts[l as usize] += 1);
-    // Drawn from the model's near-uniform initial predictions, not the data's label counts.
-    assert_ne!(counts, [7, 7, 7, 7, 6, 6, 6, 6, 6, 6]);
-    assert_eq!(counts.iter().sum::<usize>(), 64);
+        .zip(&labels)
+        .flat_map(|(p, l)| p.iter().zip(l.iter().copied()))
+        .collect();
+    assert_eq!(rows.len(), 20 * 64);
+    // For y drawn from p: E[p_y] = Σ p_j², with variance Σ p_j³ − (Σ p_j²)² per row.
+    let n = rows.len() as f64;
+    let (mut drawn, mut expected, mut var, mut argmax) = (0.0, 0.0, 0.0, 0.0);
+    for (p, y) in &rows {
+        let p: Vec<f64> = p.iter().map(|&x| x as f64).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-4 && p.iter().all(|&x| x > -1e-6));
+        let sq: f64 = p.iter().map(|x| x * x).sum();
+        let cube: f64 = p.iter().map(|x| x * x * x).sum();
+        drawn += p[*y as usize];
+        expected += sq;
+        var += cube - sq * sq;
+        argmax += p.iter().cloned().fold(0.0, f64::max);
+    }
+    let (drawn, expected, argmax) = (drawn / n, expected / n, argmax / n);
+    let sd = var.sqrt() / n;
+    assert!(
+        (drawn - expected).abs() < 4.0 * sd,
+        "mean p of the drawn labels {drawn:.4}, expected {expected:.4} ± {sd:.4}"
+    );
+    // The test tells the sampler from the wrong ones: the argmax's mean p and a uniform
+    // draw's (0.1) are both far off.
+    assert!(
+        argmax - expected > 8.0 * sd && expected - 0.1 > 8.0 * sd,
+        "predictions not confident enough to tell samplers apart: argmax {argmax:.4}, Σp² {expected:.4}, sd {sd:.4}"
+    );
 }

@@ -93,18 +93,35 @@ fn the_optimizer_updates_the_maps_variables_including_the_users_own() -> Result<
     assert_eq!(cw, [3, 3, 3, 2], "[c_out, k, k, c_in]");
     assert_eq!(kw.inputs(), 3 * 3 * 2);
 
-    let before: Vec<Vec<f32>> = varmap
-        .all_vars()
-        .iter()
-        .map(|v| v.as_tensor().flatten_all()?.to_vec1::<f32>())
-        .collect::<Result<_>>()?;
+    // Without weight decay, each layer's update of [W | b] is −lr·P·∇ with P positive
+    // definite (its damped Kronecker inverse), and the user's own variable's is −lr·∇: every
+    // layer's update, and the variable's, points downhill, ⟨Δθ, ∇θ⟩ < 0 (a layer's bias alone
+    // need not). A wrong sign, or a layer left alone, fails.
     let hyper = Hyper {
         fisher: optimizers::Fisher::Sampled,
+        weight_decay: 0.0,
         ..Hyper::default()
     };
     let mut opt = build(OptimizerKind::SkfacRs, &params, &hyper).expect("valid");
     let x = Tensor::randn(0f32, 1., (4, 6, 6, 2), &Device::Cpu)?;
     let y = Tensor::new(&[0u32, 1, 2, 3], &Device::Cpu)?;
+    let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+    // The variables of each layer, then the user's own.
+    let mut groups: Vec<(String, Vec<candle_core::Var>)> = params
+        .layers
+        .iter()
+        .map(|l| {
+            let mut vars = vec![l.weight.clone()];
+            vars.extend(l.bias.clone());
+            (l.name.clone(), vars)
+        })
+        .collect();
+    groups.extend(
+        params
+            .others
+            .iter()
+            .map(|o| (o.name.clone(), vec![o.var.clone()])),
+    );
     for step in 0..3 {
         curv.capture_next(opt.stats_request());
         let logits = model.forward(&x)?;
@@ -115,15 +132,32 @@ fn the_optimizer_updates_the_maps_variables_including_the_users_own() -> Result<
             step == 0,
             "statistics every t_cov = 20 steps"
         );
+        let before: Vec<Vec<Vec<f32>>> = groups
+            .iter()
+            .map(|(_, vars)| vars.iter().map(|v| flat(v.as_tensor())).collect())
+            .collect::<Result<_>>()?;
         opt.step(&grads, stats.as_deref()).expect("a step");
-    }
-    let after = varmap.all_vars();
-    for (b, a) in before.iter().zip(&after) {
-        assert_ne!(
-            b,
-            &a.as_tensor().flatten_all()?.to_vec1::<f32>()?,
-            "every variable moved"
-        );
+        for ((name, vars), b) in groups.iter().zip(&before) {
+            let mut downhill = 0f64;
+            for (v, b) in vars.iter().zip(b) {
+                let g = flat(grads.get(v.as_tensor()).expect("a gradient"))?;
+                let a = flat(v.as_tensor())?;
+                assert_ne!(&a, b, "step {step}: {name} moves");
+                downhill += a
+                    .iter()
+                    .zip(b)
+                    .zip(&g)
+                    .map(|((a, b), g)| ((a - b) * g) as f64)
+                    .sum::<f64>();
+            }
+            if step == 0 {
+                // Momentum joins from the second step on.
+                assert!(
+                    downhill < 0.0,
+                    "step {step}: ⟨Δθ, ∇θ⟩ = {downhill} for {name}"
+                );
+            }
+        }
     }
     Ok(())
 }
