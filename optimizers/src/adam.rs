@@ -27,7 +27,7 @@ pub struct Adam {
 
 impl Adam {
     /// Adam over `params`; fails if `hyper` does not pass [`Hyper::validate`].
-    pub fn new(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
+    pub fn from_hyper(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
         let moments = vec![None; params.len()];
         Ok(Adam {

@@ -12,8 +12,8 @@ use crate::sgd::Sgd;
 /// Builds the optimizer `kind` over `params`, after checking `h` ([`Hyper::validate`]).
 pub fn build(kind: OptimizerKind, params: &ParamSet, h: &Hyper) -> Result<Box<dyn Optimizer>> {
     Ok(match kind {
-        OptimizerKind::Sgd => Box::new(Sgd::new(params.all(), h.clone())?),
-        OptimizerKind::Adam => Box::new(Adam::new(params.all(), h.clone())?),
+        OptimizerKind::Sgd => Box::new(Sgd::from_hyper(params.all(), h.clone())?),
+        OptimizerKind::Adam => Box::new(Adam::from_hyper(params.all(), h.clone())?),
         OptimizerKind::Kfac
         | OptimizerKind::KfacSua
         | OptimizerKind::SkfacRs

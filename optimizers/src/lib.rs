@@ -149,6 +149,7 @@ pub mod timing;
 
 mod adam;
 mod build;
+mod candle_optimizer;
 mod fisher;
 mod fused;
 mod hyper;
@@ -158,6 +159,7 @@ mod sgd;
 
 pub use adam::Adam;
 pub use build::build;
+pub use candle_optimizer::{AdamConfig, SgdConfig};
 pub use choice::Choice;
 pub use comm::{Channel, Communicator, Local, Traffic};
 pub use damping::{DampingSplit, FactorInit};

@@ -26,7 +26,7 @@ pub struct Sgd {
 
 impl Sgd {
     /// SGD over `params`; fails if `hyper` does not pass [`Hyper::validate`].
-    pub fn new(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
+    pub fn from_hyper(params: Vec<NamedVar>, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
         Ok(Sgd {
             device: device_of(&params),
