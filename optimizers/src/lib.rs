@@ -133,8 +133,6 @@
 pub mod choice;
 pub mod comm;
 pub mod curvature;
-#[cfg(feature = "cuda")]
-pub mod cusolver;
 pub mod damping;
 pub mod error;
 pub mod kernels;

@@ -1,7 +1,7 @@
 //! The K-FAC family's damped inverses on a CUDA device with cuSOLVER (K-FAC's dense factors,
 //! SUA's channel factors, SKFAC's N×N Woodbury systems): the symmetric eigendecomposition
 //! (`syevd`) or Cholesky (`potrf`, `potri`), in f32 (`S…`) or f64 (`D…`) as the host path
-//! ([`crate::linalg`]).
+//! (`linalg.rs`).
 //! The factor never leaves the device; only cuSOLVER's status word and the finiteness checks
 //! come back to the host.
 //!
@@ -19,7 +19,7 @@ use candle_core::{CudaDevice, CudaStorage, Device, Shape, Storage, Tensor};
 use cudarc::cusolver::{sys, DnHandle};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtrMut, DeviceRepr, ValidAsZeroBits};
 
-use crate::linalg::{CandleError, DenseMethod, FactorError, Real};
+use super::factor::{CandleError, DenseMethod, FactorError, Real};
 
 /// `cusolverDn?potrf_bufferSize` and `cusolverDn?potri_bufferSize`.
 type Workspace<T> = unsafe fn(
@@ -155,7 +155,7 @@ fn info(stream: &Arc<CudaStream>, info: &CudaSlice<i32>) -> Result<i32, FactorEr
 }
 
 /// `(stat + λI)⁻¹` for a symmetric `stat` on a CUDA device, factorised in `T` and returned in
-/// `stat`'s dtype, with the errors of [`crate::linalg::damped_inverse`].
+/// `stat`'s dtype, with the errors of the host's `damped_inverse`.
 pub(crate) fn damped_inverse<T: Solver>(
     stat: &Tensor,
     damping: f64,
