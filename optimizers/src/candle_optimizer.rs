@@ -117,46 +117,33 @@ fn to_candle(e: crate::Error) -> candle_core::Error {
     }
 }
 
-impl candle_nn::Optimizer for Sgd {
-    type Config = SgdConfig;
+/// candle-nn's `Optimizer` for one of this crate's first-order optimizers, built from its
+/// config and stepping through this crate's [`Optimizer::step`] (no statistics).
+macro_rules! candle_nn_optimizer {
+    ($ty:ident, $config:ident) => {
+        impl candle_nn::Optimizer for $ty {
+            type Config = $config;
 
-    fn new(vars: Vec<Var>, config: SgdConfig) -> candle_core::Result<Self> {
-        Sgd::from_hyper(named(vars), config.hyper()).map_err(to_candle)
-    }
+            fn new(vars: Vec<Var>, config: $config) -> candle_core::Result<Self> {
+                $ty::from_hyper(named(vars), config.hyper()).map_err(to_candle)
+            }
 
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        Optimizer::step(self, grads, None)
-            .map(|_| ())
-            .map_err(to_candle)
-    }
+            fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
+                Optimizer::step(self, grads, None)
+                    .map(|_| ())
+                    .map_err(to_candle)
+            }
 
-    fn learning_rate(&self) -> f64 {
-        Optimizer::learning_rate(self)
-    }
+            fn learning_rate(&self) -> f64 {
+                Optimizer::learning_rate(self)
+            }
 
-    fn set_learning_rate(&mut self, lr: f64) {
-        Optimizer::set_learning_rate(self, lr)
-    }
+            fn set_learning_rate(&mut self, lr: f64) {
+                Optimizer::set_learning_rate(self, lr)
+            }
+        }
+    };
 }
 
-impl candle_nn::Optimizer for Adam {
-    type Config = AdamConfig;
-
-    fn new(vars: Vec<Var>, config: AdamConfig) -> candle_core::Result<Self> {
-        Adam::from_hyper(named(vars), config.hyper()).map_err(to_candle)
-    }
-
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        Optimizer::step(self, grads, None)
-            .map(|_| ())
-            .map_err(to_candle)
-    }
-
-    fn learning_rate(&self) -> f64 {
-        Optimizer::learning_rate(self)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        Optimizer::set_learning_rate(self, lr)
-    }
-}
+candle_nn_optimizer!(Sgd, SgdConfig);
+candle_nn_optimizer!(Adam, AdamConfig);
