@@ -28,8 +28,9 @@ pub fn cpu_seconds() -> f64 {
 }
 
 /// Times a fixed CPU workload on one thread (arithmetic on 16 KiB, in the core's cache) and
-/// returns its seconds, the median of [`PROBE_REPEATS`] timings: about 15 ms each, 75 ms in
-/// all, on a 2-core AMD EPYC (Zen 3) VM.
+/// returns its seconds, the fastest of [`PROBE_REPEATS`] timings (about 13 ms each, 65 ms in
+/// all, on a 2-core AMD EPYC (Zen 3) VM): a short interruption, such as the training's worker
+/// threads winding down, lengthens one timing, while a slowed machine lengthens all of them.
 /// On a machine slowed by what the load average cannot see (other guests of a shared host,
 /// frequency throttling), it takes longer; the report compares it with the median over a
 /// workload's epochs ([`reports::busy::slowdown`]).
@@ -46,11 +47,10 @@ pub fn speed_probe() -> f64 {
         }
         *t = started.elapsed().as_secs_f64();
     }
-    times.sort_by(f64::total_cmp);
-    times[PROBE_REPEATS / 2]
+    times.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// Timings the probe takes its median of, and rounds over its array in each.
+/// Timings the probe takes the fastest of, and rounds over its array in each.
 pub const PROBE_REPEATS: usize = 5;
 const PROBE_ROUNDS: usize = 1_000;
 
