@@ -44,6 +44,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         None => timed.clone(),
     };
     anyhow::ensure!(!names.is_empty(), "{}: holds no sweeps yet", db.display());
+    // Every sweep read here, for the profile across them.
+    let mut read = Vec::new();
     for name in &names {
         let mut results = store.sweep_results(name)?.with_context(|| {
             let known = store.sweep_names().unwrap_or_default();
@@ -63,7 +65,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             (Some(o), None) => o.join(name),
             (None, _) => PathBuf::from("results/reports").join(name),
         };
-        let written = match reports::write_report(&results, &dir) {
+        let written = reports::write_report(&results, &dir);
+        read.push(results);
+        let written = match written {
             // Reporting every sweep: one that has not finished an epoch yet is skipped.
             Err(e @ reports::ReportError::Empty(_)) if args.sweep.is_none() => {
                 say!("{e}; skipped");
@@ -77,10 +81,13 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             dir.display()
         );
     }
-    // Across every sweep of the store, whichever one was asked for.
-    let mut all = Vec::new();
+    // Across every sweep of the store, whichever one was asked for; each read once.
+    let mut all = Vec::with_capacity(timed.len());
     for name in &timed {
-        all.extend(store.sweep_results(name)?);
+        match read.iter().position(|r| &r.name == name) {
+            Some(i) => all.push(read.swap_remove(i)),
+            None => all.extend(store.sweep_results(name)?),
+        }
     }
     let dir = args
         .out
