@@ -157,12 +157,16 @@ fn saved_optimizer_state_resumes_bit_exactly() {
                 }
             }
         };
+        // A damping set by the caller, not the configured one, is state too: the resumed
+        // optimizer is not told it again.
         let straight = resnet8();
         let mut o = build(kind, &straight.param_set(), &h).unwrap();
+        o.set_damping(0.5 * h.damping);
         step_all(&straight, o.as_mut(), 0..7);
 
         let first = resnet8();
         let mut o1 = build(kind, &first.param_set(), &h).unwrap();
+        o1.set_damping(0.5 * h.damping);
         step_all(&first, o1.as_mut(), 0..4);
         let dir = tempfile::tempdir().unwrap();
         let stem = dir.path().join("opt");

@@ -327,6 +327,7 @@ impl Optimizer for Kfac {
             "approx": self.approx.name(),
             "steps": self.steps,
             "lr": self.hyper.lr,
+            "damping": self.damping,
             "observed": self.observed,
             "refreshed": self.refreshed,
             "layers": self.blocks.len(),
@@ -358,6 +359,11 @@ impl Optimizer for Kfac {
         self.other_momentum.load("momentum.other", &s.tensors)?;
         self.steps = s.usize_field("steps")?;
         self.hyper.lr = s.f64_field("lr")?;
+        // The current λ (a caller may have changed it with `set_damping`); states saved
+        // before it was recorded keep the configured one.
+        if let Some(d) = s.meta.get("damping").and_then(|v| v.as_f64()) {
+            self.damping = d;
+        }
         let flag = |k: &str| s.meta.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
         self.observed = flag("observed");
         self.refreshed = flag("refreshed");
