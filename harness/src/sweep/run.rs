@@ -456,13 +456,6 @@ impl Stage<'_> {
                 training.store(false, Ordering::Relaxed);
                 result
             });
-            if let Ok(Outcome::Paused { .. }) = result {
-                // Its turn is over: the next run's epoch comes first.
-                store.release_run(run, &opts.owner)?;
-                paused.insert(i);
-                queue.push_back((i, cfg));
-                continue;
-            }
             ran += 1;
             // One line per finished run where no bar shows it.
             let run_line = |what: String| {
@@ -498,7 +491,14 @@ impl Stage<'_> {
                     overall.inc(1);
                     continue;
                 }
-                Ok(Outcome::Paused { .. }) => unreachable!("handled above"),
+                Ok(Outcome::Paused { .. }) => {
+                    // Its turn is over: the next run's epoch comes first.
+                    ran -= 1;
+                    store.release_run(run, &opts.owner)?;
+                    paused.insert(i);
+                    queue.push_back((i, cfg));
+                    continue;
+                }
                 Ok(Outcome::Interrupted { step }) => {
                     store.release_run(run, &opts.owner)?;
                     note(format!(
