@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::loss::cross_entropy;
 use models::{Ctx, ModelConfig};
 use optimizers::curvature::{Approx, Block, BlockOptions, DenseMethod, WoodburyMode};
-use optimizers::{LayerSpec, LayerStats};
+use optimizers::{LayerSpec, LayerStats, Local};
 use rand::SeedableRng;
 
 const BATCH: usize = 32;
@@ -149,7 +149,7 @@ fn main() {
             };
             let mut b = Block::new(s.spec.clone(), var.approx, opts);
             let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-            b.observe(&s.stats, 0.0, &rng).unwrap();
+            b.observe(&s.stats, 0.0, &rng, &Local).unwrap();
             let n = s.stats.a.dim(1).unwrap();
             let runs = if var.approx == Approx::Kfac && n > 1000 {
                 1

@@ -264,3 +264,27 @@ pub fn save_model(net: &Network, path: &Path) -> Result<()> {
     candle_core::safetensors::save(&tensors, path)
         .with_context(|| format!("cannot write the model to {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use crate::train::Progress;
+
+    #[test]
+    fn a_progress_parses_back_bit_for_bit() {
+        // Loss sums and clocks as a run accumulates them: every f64 must come back exactly,
+        // or a resumed run differs from an uninterrupted one in the last bit.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..20_000 {
+            let p = Progress {
+                epoch_loss_sum: rng.random::<f64>() * 3000.0,
+                train_seconds: rng.random::<f64>() * 1e4,
+                epoch_seconds: rng.random::<f64>(),
+                ..Progress::default()
+            };
+            let back: Progress = serde_json::from_slice(&serde_json::to_vec(&p).unwrap()).unwrap();
+            assert_eq!(back, p, "{}", serde_json::to_string(&p).unwrap());
+        }
+    }
+}

@@ -4,8 +4,8 @@
 
 use std::io::IsTerminal;
 
+use crate::train::StepTimes;
 use indicatif::{ProgressBar, ProgressStyle};
-use optimizers::StageTimes;
 
 use crate::train::machine_load::{busy_note, cores};
 use crate::train::{EpochMetrics, Observer, RunState, StepRecord};
@@ -150,7 +150,7 @@ pub fn validation_note(m: &EpochMetrics) -> String {
         .map_or_else(String::new, |a| format!("val acc {:.2}%, ", 100.0 * a))
 }
 
-pub fn stage_line(t: &StageTimes) -> String {
+pub fn stage_line(t: &StepTimes) -> String {
     format!("mean per step: {}", t.describe(true))
 }
 

@@ -1,5 +1,6 @@
-//! Every [`Hyper`] field as a `skfac train` flag (`t_cov` → `--t-cov`), built from
-//! [`Hyper::PARAMS`] so that a new hyper-parameter is a flag without further code.
+//! Every [`Hyper`] field, and every loop setting, as a `skfac train` flag (`t_cov` →
+//! `--t-cov`), built from their `PARAMS` lists ([`crate::overrides::params`]) so that a new
+//! setting is a flag without further code.
 
 use std::ffi::OsStr;
 
@@ -7,9 +8,11 @@ use clap::builder::{MapValueParser, PossibleValue, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use optimizers::param::Kind;
-use optimizers::{Choice, Hyper};
+use optimizers::Choice;
+#[cfg(doc)]
+use optimizers::Hyper;
 
-use crate::overrides::Overrides;
+use crate::overrides::{self, Overrides};
 
 /// The hyper-parameter flags a user gave.
 #[derive(Clone, Debug, Default)]
@@ -18,7 +21,7 @@ pub struct HyperFlags(pub Overrides);
 impl FromArgMatches for HyperFlags {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
         let mut o = Overrides::default();
-        for p in Hyper::PARAMS {
+        for p in overrides::params() {
             let text = match p.kind {
                 Kind::Flag => m.get_flag(p.name).then(|| "true".to_string()),
                 _ => m.get_one::<String>(p.name).cloned(),
@@ -40,8 +43,8 @@ impl FromArgMatches for HyperFlags {
 
 impl Args for HyperFlags {
     fn augment_args(cmd: Command) -> Command {
-        let defaults = serde_json::to_value(Hyper::default()).expect("Hyper serialises");
-        Hyper::PARAMS.iter().fold(cmd, |cmd, p| {
+        let defaults = overrides::defaults();
+        overrides::params().fold(cmd, |cmd, p| {
             let arg = Arg::new(p.name)
                 .long(p.flag())
                 .help_heading("Hyper-parameters (sweep keys of the same names)");

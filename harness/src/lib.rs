@@ -3,19 +3,16 @@
 //! the command line on top.
 
 pub mod alloc;
-pub mod bench_gains;
-pub mod bench_inverse;
-pub mod bench_step;
+pub mod bench;
 pub mod checkpoint;
-pub mod comm;
 pub mod commands;
 pub mod console;
 pub mod data;
 pub mod device;
 pub mod hyper_flags;
+pub mod job;
 pub mod meta;
 pub mod overrides;
-pub mod regress;
 pub mod store;
 pub mod sweep;
 pub mod threads;

@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use harness::comm::Job;
 use harness::commands::{bench, data, report, sweep, train};
+use harness::job::Job;
 
 #[derive(Parser)]
 #[command(
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     // Launched by `mpirun -np P`: one of P data-parallel processes (alone otherwise).
-    let job = match harness::comm::join() {
+    let job = match harness::job::join() {
         Ok(job) => job,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
                 // The other processes may be waiting in a collective call for this one.
                 job.comm.abort(1);
             }
-            let cannot_compare = e.is::<harness::regress::CannotCompare>();
+            let cannot_compare = e.is::<harness::bench::regress::CannotCompare>();
             ExitCode::from(if cannot_compare { 2 } else { 1 })
         }
     }

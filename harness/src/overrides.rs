@@ -1,6 +1,7 @@
 //! Hyper-parameter overrides: what a user set, on the command line (`--t-cov 5`) or in a sweep
-//! file (`t_cov = 5`), by the same names ([`optimizers::Hyper::PARAMS`]), checked against each
-//! field's kind and applied to a [`Hyper`] by one function.
+//! file (`t_cov = 5`), by the same names ([`Hyper::PARAMS`] for the optimizer,
+//! [`LoopSettings::PARAMS`] for the loop), checked against each field's kind and applied to a
+//! run's configuration by one function.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -10,6 +11,8 @@ use optimizers::Hyper;
 use serde_json::Value;
 use toml::Spanned;
 
+use crate::train::{LoopSettings, TrainConfig};
+
 /// A value that could not be used, with where it was written (a sweep file's byte range).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OverrideError {
@@ -18,10 +21,45 @@ pub struct OverrideError {
     pub message: String,
 }
 
+/// Which part of a run's configuration a setting belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// The optimizer's [`Hyper`].
+    Optimizer,
+    /// The loop's [`LoopSettings`].
+    Loop,
+}
+
+/// Every setting a user may give, the optimizer's then the loop's.
+fn owned_params() -> impl Iterator<Item = (&'static Param, Owner)> {
+    let optimizer = Hyper::PARAMS.iter().map(|p| (p, Owner::Optimizer));
+    optimizer.chain(LoopSettings::PARAMS.iter().map(|p| (p, Owner::Loop)))
+}
+
+/// Every setting a user may give, as flags and sweep keys name them.
+pub fn params() -> impl Iterator<Item = &'static Param> {
+    owned_params().map(|(p, _)| p)
+}
+
+/// Every setting's default, by name, as JSON.
+pub fn defaults() -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for v in [
+        serde_json::to_value(Hyper::default()),
+        serde_json::to_value(LoopSettings::default()),
+    ] {
+        if let Ok(Value::Object(o)) = v {
+            m.extend(o);
+        }
+    }
+    m
+}
+
 /// One set hyper-parameter.
 #[derive(Clone, Debug)]
 struct Entry {
     param: &'static Param,
+    owner: Owner,
     value: Value,
     span: Option<Range<usize>>,
 }
@@ -32,14 +70,13 @@ pub struct Overrides {
     entries: Vec<Entry>,
 }
 
-fn param(key: &str) -> Option<&'static Param> {
-    Hyper::PARAMS.iter().find(|p| p.name == key)
+fn param(key: &str) -> Option<(&'static Param, Owner)> {
+    owned_params().find(|(p, _)| p.name == key)
 }
 
 /// `` `lr`, `momentum`, ... `` for an unknown-key message.
 fn valid_keys(reserved: &[(&str, &str)]) -> String {
-    Hyper::PARAMS
-        .iter()
+    params()
         .filter(|p| !reserved.iter().any(|(k, _)| *k == p.name))
         .map(|p| format!("`{}`", p.name))
         .collect::<Vec<_>>()
@@ -125,7 +162,7 @@ impl Overrides {
             if let Some((_, why)) = reserved.iter().find(|(k, _)| k == key) {
                 return Err(err(format!("`{key}` cannot be set here: {why}")));
             }
-            let p = param(key).ok_or_else(|| {
+            let (p, owner) = param(key).ok_or_else(|| {
                 err(format!(
                     "unknown key `{key}`; valid keys: {}",
                     valid_keys(reserved)
@@ -134,6 +171,7 @@ impl Overrides {
             let value = from_toml(p, v.get_ref()).map_err(err)?;
             entries.push(Entry {
                 param: p,
+                owner,
                 value,
                 span: Some(v.span()),
             });
@@ -148,11 +186,13 @@ impl Overrides {
             span: None,
             message,
         };
-        let p = param(key).ok_or_else(|| err(format!("unknown hyper-parameter `{key}`")))?;
+        let (p, owner) =
+            param(key).ok_or_else(|| err(format!("unknown hyper-parameter `{key}`")))?;
         let value = from_text(p, text).map_err(err)?;
         self.entries.retain(|e| e.param.name != key);
         self.entries.push(Entry {
             param: p,
+            owner,
             value,
             span: None,
         });
@@ -172,20 +212,31 @@ impl Overrides {
             .and_then(|e| e.span.clone())
     }
 
-    /// Writes every set value into `h`. The values are checked against their kinds already;
-    /// their ranges are [`Hyper::validate`]'s to check, once all overrides are in.
-    pub fn apply(&self, h: &mut Hyper) -> Result<(), OverrideError> {
-        if self.entries.is_empty() {
+    /// Writes every set value into `cfg`'s optimizer or loop settings. The values are checked
+    /// against their kinds already; their ranges are [`TrainConfig::validate`]'s to check, once
+    /// all overrides are in.
+    pub fn apply(&self, cfg: &mut TrainConfig) -> Result<(), OverrideError> {
+        self.set(Owner::Optimizer, &mut cfg.hyper)?;
+        self.set(Owner::Loop, &mut cfg.loop_settings)
+    }
+
+    /// Writes the values of `owner`'s settings into `t`, by field name.
+    fn set<T>(&self, owner: Owner, t: &mut T) -> Result<(), OverrideError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let mine: Vec<&Entry> = self.entries.iter().filter(|e| e.owner == owner).collect();
+        if mine.is_empty() {
             return Ok(());
         }
-        let mut fields = serde_json::to_value(&*h).expect("Hyper serialises");
-        let map = fields.as_object_mut().expect("Hyper is a JSON object");
-        for e in &self.entries {
+        let mut fields = serde_json::to_value(&*t).expect("settings serialise");
+        let map = fields.as_object_mut().expect("settings are a JSON object");
+        for e in &mine {
             map.insert(e.param.name.to_string(), e.value.clone());
         }
-        *h = serde_json::from_value(fields).map_err(|e| OverrideError {
+        *t = serde_json::from_value(fields).map_err(|e| OverrideError {
             key: String::new(),
-            span: self.entries.first().and_then(|e| e.span.clone()),
+            span: mine.first().and_then(|e| e.span.clone()),
             message: e.to_string(),
         })?;
         Ok(())
@@ -204,7 +255,7 @@ mod tests {
     #[test]
     fn file_keys_and_flags_set_the_same_fields() {
         let from_file = Overrides::from_table(
-            &table("t_cov = 5\nfisher = \"empirical\"\nlr = 1\nnesterov = true"),
+            &table("t_cov = 5\nfisher = \"empirical\"\nlr = 1\nnesterov = true\nmin_lr = 0.5"),
             &[],
         )
         .unwrap();
@@ -214,18 +265,41 @@ mod tests {
             ("fisher", "empirical"),
             ("lr", "1"),
             ("nesterov", "true"),
+            ("min_lr", "0.5"),
         ] {
             from_flags.set_text(k, v).unwrap();
         }
-        let (mut a, mut b) = (Hyper::default(), Hyper::default());
+        let run = TrainConfig::new("mlp", optimizers::OptimizerKind::Kfac);
+        let (mut a, mut b) = (run.clone(), run.clone());
         from_file.apply(&mut a).unwrap();
         from_flags.apply(&mut b).unwrap();
         assert_eq!(a, b);
+        let h = &a.hyper;
         assert_eq!(
-            (a.t_cov, a.fisher, a.lr, a.nesterov),
+            (h.t_cov, h.fisher, h.lr, h.nesterov),
             (5, Fisher::Empirical, 1.0, true)
         );
-        assert_eq!(a.t_inv, Hyper::default().t_inv);
+        assert_eq!(h.t_inv, Hyper::default().t_inv);
+        // A loop setting lands in the loop's settings, by the same mechanism.
+        assert_eq!(a.loop_settings.min_lr, 0.5);
+    }
+
+    #[test]
+    fn the_optimizers_and_the_loops_settings_have_different_names() {
+        // A name in both would be one flag twice and one key for two fields.
+        let mut names: Vec<&str> = params().map(|p| p.name).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all);
+        assert_eq!(all, Hyper::PARAMS.len() + LoopSettings::PARAMS.len());
+        // The stored settings are one JSON object holding both.
+        let cfg = TrainConfig::new("mlp", optimizers::OptimizerKind::Kfac);
+        let stored: serde_json::Map<String, Value> =
+            serde_json::from_str(&crate::train::settings_json(&cfg)).unwrap();
+        assert_eq!(stored.len(), all);
+        assert_eq!(stored["t_cov"], 20);
+        assert_eq!(stored["schedule"], "warmup-cosine");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The `own_model` example keeps working: a user's convnet, written with `models::nn` layers,
-//! trains on real Fashion-MNIST with SKFAC-RS.
+//! The `own_model` example keeps working: a user's candle-nn convnet, its layers from a
+//! `Curvature` and its optimizer `KfacOptimizer`, trains on real Fashion-MNIST with SKFAC-RS.
 
 #[path = "../examples/own_model.rs"]
 mod own_model;

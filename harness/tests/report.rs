@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use harness::store::{EpochRow, IterationRow, RunMeta, Status, Store};
-use optimizers::StageTimes;
+use harness::train::StepTimes;
 use reports::regress::{BenchRecord, BenchStage, FORMER_KFAC, PEERS};
 
 fn meta(optimizer: &str, seed: u64) -> RunMeta {
@@ -52,10 +52,10 @@ fn add_run(
             epoch: step / 2,
             loss: 1.0,
             lr: 0.1,
-            times: StageTimes {
+            times: StepTimes {
                 forward: 0.010,
                 inverse: inv,
-                ..StageTimes::default()
+                ..StepTimes::default()
             },
             traffic: Default::default(),
         })

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use harness::data::{fashion_mnist, Batch};
-use harness::train::{run, train_step, Outcome, Silent, StepOutcome, TrainConfig};
+use harness::train::{run, train_step, Outcome, Silent, StepJob, StepOutcome, TrainConfig};
 use models::ModelConfig;
 use optimizers::{build, OptimizerKind, OptimizerState, ScheduleKind};
 use rand::{Rng, SeedableRng};
@@ -32,7 +32,7 @@ fn every_optimizer_learns_real_fashion_mnist_and_second_order_beats_sgd() {
         let mut c = TrainConfig::new("mlp", opt);
         c.epochs = 3;
         c.train_subset = Some(3200);
-        c.hyper.schedule = ScheduleKind::Constant;
+        c.loop_settings.schedule = ScheduleKind::Constant;
         // Measured on this problem (README, "Damping"): the paper's λ = 1e-3 diverges under the
         // G·M scaling of algorithms.md; 0.3 per factor trains. Refreshes often enough that 300
         // steps see several inverses.
@@ -151,7 +151,7 @@ fn saved_optimizer_state_resumes_bit_exactly() {
                         o: &mut dyn optimizers::Optimizer,
                         range: std::ops::Range<usize>| {
             for i in range {
-                match train_step(net, o, &data[i], i as u64).unwrap() {
+                match train_step(net, o, &data[i], i as u64, StepJob::ALONE).unwrap() {
                     StepOutcome::Done { .. } => {}
                     StepOutcome::Diverged { loss } => panic!("{opt} diverged: {loss}"),
                 }
@@ -218,14 +218,14 @@ fn an_inverse_that_fails_for_a_non_numerical_reason_stops_the_step() {
     let net = resnet8();
     let mut o = build(OptimizerKind::Kfac, &net.param_set(), &h).unwrap();
     assert!(matches!(
-        train_step(&net, o.as_mut(), &data[0], 0).unwrap(),
+        train_step(&net, o.as_mut(), &data[0], 0, StepJob::ALONE).unwrap(),
         StepOutcome::Done { .. }
     ));
     let mut state = o.state().unwrap();
     let stat = state.tensors.get_mut("block.0.omega.stat").unwrap();
     *stat = stat.flatten_all().unwrap();
     o.load_state(&state).unwrap();
-    let e = train_step(&net, o.as_mut(), &data[1], 1)
+    let e = train_step(&net, o.as_mut(), &data[1], 1, StepJob::ALONE)
         .err()
         .expect("the step went on without the inverse")
         .to_string();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, D};
 use harness::data::{ImageSet, Normalisation, Splits};
-use harness::train::{train, Silent, TrainConfig};
+use harness::train::{train, Learner, Progress, Silent, TrainConfig};
 use models::ModelConfig;
 use optimizers::{
     build, Hyper, LayerStats, Optimizer, OptimizerKind, ParamSet, StageTimes, StatsRequest,
@@ -185,7 +185,8 @@ fn picked_rows(
         labels: labels.clone(),
         probs: probs.clone(),
     };
-    train(&cfg, &data, &net, &mut opt, &Device::Cpu, &mut Silent).unwrap();
+    let learner = Learner::alone(&net, &mut opt, &Device::Cpu);
+    train(&cfg, &data, learner, &mut Silent, Progress::default()).unwrap();
     let picked = labels.lock().unwrap().clone();
     let p = probs.lock().unwrap().clone();
     (picked, p)

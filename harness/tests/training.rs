@@ -2,7 +2,9 @@
 //! deterministic given the seed, and a diverging run ends as "diverged", not a panic.
 
 use harness::data::{ImageSet, Normalisation, Splits};
-use harness::train::{build_run, evaluate, run, train, Outcome, Silent, TrainConfig};
+use harness::train::{
+    build_run, evaluate, run, train, Learner, Outcome, Progress, Silent, TrainConfig,
+};
 use optimizers::Local;
 use optimizers::ScheduleKind;
 use rand::{Rng, SeedableRng};
@@ -108,13 +110,14 @@ fn a_validation_split_is_never_trained_on_and_evaluated_after_each_epoch() {
     cfg.validation = 160;
     let dev = candle_core::Device::Cpu;
     let (net, mut opt) = build_run(&cfg, &data, &dev, std::sync::Arc::new(Local)).unwrap();
-    let s = train(&cfg, &data, &net, opt.as_mut(), &dev, &mut Silent).unwrap();
+    let learner = Learner::alone(&net, opt.as_mut(), &dev);
+    let s = train(&cfg, &data, learner, &mut Silent, Progress::default()).unwrap();
     // Each epoch walks the 480 images left, not the 640.
     assert_eq!(s.steps, 2 * (480 / 32));
     let held = data.hold_out(160).unwrap().1;
     assert_eq!(held.class_counts(), vec![16; 10]);
     // The last epoch's figures are the trained network's on the held-out images.
-    let want = evaluate(&net, &held, &data.norm, 100, &dev).unwrap();
+    let want = evaluate(&net, &held, &data.norm, 100, &dev, &optimizers::Local).unwrap();
     let last = s.epochs.last().unwrap();
     assert_eq!(last.validation_loss, Some(want.loss));
     assert_eq!(last.validation_accuracy, Some(want.accuracy));
@@ -160,7 +163,7 @@ fn a_diverging_run_is_reported_with_its_step() {
     let data = splits(8, 8, 1, false);
     let mut cfg = config("mlp", "sgd", 2);
     cfg.hyper.lr = 1e12;
-    cfg.hyper.schedule = ScheduleKind::Constant;
+    cfg.loop_settings.schedule = ScheduleKind::Constant;
     let s = run(&cfg, &data, &mut Silent).unwrap();
     match s.outcome {
         Outcome::Diverged { step, loss } => {

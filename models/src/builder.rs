@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use optimizers::{LayerKind, NamedVar, ParamSet};
+use optimizers::{ConvLayout, LayerKind, NamedVar, ParamSet};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -145,6 +145,7 @@ impl Builder {
             kw: k,
             stride,
             padding,
+            layout: ConvLayout::ChannelsLast,
         };
         let capture = self.register(name, kind, &weight, &bias);
         let win = Window {

@@ -10,9 +10,10 @@
 //!   ResNet-8/20/34 and VGG-11 for CIFAR-sized images, ResNet-50) as a [`Network`], which
 //!   hands the optimizer its parameters ([`Network::param_set`]) and, after a capturing step,
 //!   the statistics of every layer ([`Network::take_stats`]).
-//! - **A model of your own.** [`nn`] has K-FAC-ready `Linear` and `Conv2d` layers built from a
-//!   candle-nn `VarBuilder` and run as ordinary [`candle_core::Module`]s, and a
-//!   [`nn::Curvature`] that tracks them; its module documentation has a complete example.
+//! - **A model of your own, written with candle-nn.** [`nn::Curvature`] makes candle-nn's
+//!   `Linear` and `Conv2d` (NCHW, candle-nn's variables and checkpoints) that also capture,
+//!   and [`nn::KfacOptimizer`] is candle-nn's `Optimizer` for the K-FAC family over them; the
+//!   module documentation has a complete example.
 //!
 //! # A training loop with a built-in network
 //!
@@ -21,13 +22,13 @@
 //! [`Ctx::TRAIN`]. After the backward pass of the loss, [`Network::take_stats`] turns the
 //! captured rows into one [`optimizers::LayerStats`] per layer, given the gradients of the loss
 //! that defines `G`: the real labels' loss for the empirical Fisher, a loss on labels drawn
-//! from the model's own predictions ([`fisher::sample_labels`]) for the true Fisher. The step
+//! from the model's own predictions ([`label_sampling::sample_labels`]) for the true Fisher. The step
 //! itself always preconditions the real labels' gradients.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! use candle_nn::loss::cross_entropy;
-//! use models::fisher::sample_labels;
+//! use models::label_sampling::sample_labels;
 //! use models::{Ctx, ModelConfig};
 //! use optimizers::{build, Hyper, OptimizerKind, StatsRequest};
 //!
@@ -73,12 +74,14 @@
 //!
 //! # Conventions
 //!
-//! - **Tensors are NHWC**, `[N, H, W, C]`, throughout (candle-nn's convolutions are NCHW): the
-//!   im2col rows of an NHWC tensor are runs of contiguous channels, and a convolution's matmul
-//!   output `[N·Ho·Wo, c_out]` already is the next NHWC activation, with no transpose.
-//! - **Weights**: a Linear weight is `[out, in]`; a Conv2d weight is `[c_out, kh, kw, c_in]`,
-//!   i.e. the matrix `[c_out, kh·kw·c_in]` whose columns run kernel row, kernel column,
-//!   channel, the order of the im2col columns. Biases are `[out]`.
+//! - **The built-in networks are NHWC**, `[N, H, W, C]`, throughout (the [`nn`] layers are
+//!   candle-nn's NCHW): the im2col rows of an NHWC tensor are runs of contiguous channels, and
+//!   a convolution's matmul output `[N·Ho·Wo, c_out]` already is the next NHWC activation,
+//!   with no transpose.
+//! - **Weights**: a Linear weight is `[out, in]`; a built-in Conv2d weight is
+//!   `[c_out, kh, kw, c_in]`, i.e. the matrix `[c_out, kh·kw·c_in]` whose columns run kernel
+//!   row, kernel column, channel, the order of the im2col columns (an [`nn`] Conv2d's is
+//!   candle-nn's `[c_out, c_in, kh, kw]`, and its `A` follows that order). Biases are `[out]`.
 //! - **Statistics**: per layer, `A` is `[M·T, in]` and `G` is `[M·T, out]`, one row per
 //!   (example, output position), with `M` the batch size, `T = Ho·Wo` and `in = kh·kw·c_in`
 //!   for a Conv2d, `T = 1` for a Linear layer. `G` is `∂L/∂s` **multiplied by `M`** (the loss
@@ -96,7 +99,7 @@
 
 pub mod builder;
 pub mod capture;
-pub mod fisher;
+pub mod label_sampling;
 pub mod layers;
 pub mod module;
 pub mod nets;

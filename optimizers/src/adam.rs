@@ -20,8 +20,12 @@ pub struct Adam {
     params: Vec<NamedVar>,
     /// Where the parameters live, for the stopwatch.
     device: Device,
+    /// Whether steps time their stages ([`Optimizer::set_timing`]).
+    timing: bool,
     moments: Vec<Option<(Tensor, Tensor)>>,
     hyper: Hyper,
+    /// The learning rate of the next step: `hyper.lr` until a schedule sets another.
+    lr: f64,
     steps: usize,
 }
 
@@ -32,8 +36,10 @@ impl Adam {
         let moments = vec![None; params.len()];
         Ok(Adam {
             device: device_of(&params),
+            timing: false,
             params,
             moments,
+            lr: hyper.lr,
             hyper,
             steps: 0,
         })
@@ -46,7 +52,7 @@ impl Optimizer for Adam {
     }
 
     fn step(&mut self, grads: &GradStore, _stats: Option<&[LayerStats]>) -> Result<StageTimes> {
-        let mut sw = Stopwatch::start(&self.device);
+        let mut sw = Stopwatch::start_if(self.timing, &self.device);
         let c = &self.hyper;
         let t = (self.steps + 1) as i32;
         let bc1 = 1.0 - c.beta1.powi(t);
@@ -60,7 +66,7 @@ impl Optimizer for Adam {
                 Some(mv) => mv,
                 None => mom.insert((w.zeros_like()?, w.zeros_like()?)),
             };
-            let (b1, b2, eps, lr) = (c.beta1, c.beta2, c.eps, c.lr);
+            let (b1, b2, eps, lr) = (c.beta1, c.beta2, c.eps, self.lr);
             // L2 decay enters the gradient; decoupled decay shrinks the weight directly.
             let (l2, dwd) = if c.decoupled_weight_decay {
                 (0.0, c.weight_decay)
@@ -103,16 +109,20 @@ impl Optimizer for Adam {
         self.steps += 1;
         Ok(StageTimes {
             update: sw.lap(),
-            ..Default::default()
+            ..StageTimes::default()
         })
     }
 
+    fn set_timing(&mut self, on: bool) {
+        self.timing = on;
+    }
+
     fn learning_rate(&self) -> f64 {
-        self.hyper.lr
+        self.lr
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        self.hyper.lr = lr;
+        self.lr = lr;
     }
 
     fn steps(&self) -> usize {
@@ -131,7 +141,7 @@ impl Optimizer for Adam {
         let mut tensors = BTreeMap::new();
         put_list(&mut tensors, "m", &m)?;
         put_list(&mut tensors, "v", &v)?;
-        let meta = json!({"name": "adam", "steps": self.steps, "lr": self.hyper.lr, "params": self.params.len()});
+        let meta = json!({"name": "adam", "steps": self.steps, "lr": self.lr, "params": self.params.len()});
         Ok(OptimizerState { meta, tensors })
     }
 
@@ -150,7 +160,7 @@ impl Optimizer for Adam {
             })
             .collect();
         self.steps = s.usize_field("steps")?;
-        self.hyper.lr = s.f64_field("lr")?;
+        self.lr = s.f64_field("lr")?;
         Ok(())
     }
 }

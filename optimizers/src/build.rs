@@ -4,10 +4,10 @@ use crate::adam::Adam;
 use crate::error::Result;
 use crate::hyper::Hyper;
 use crate::kfac::Kfac;
-use crate::kind::OptimizerKind;
 use crate::layer::ParamSet;
 use crate::optimizer::Optimizer;
 use crate::sgd::Sgd;
+use kinds::OptimizerKind;
 
 /// Builds the optimizer `kind` over `params`, after checking `h` ([`Hyper::validate`]).
 pub fn build(kind: OptimizerKind, params: &ParamSet, h: &Hyper) -> Result<Box<dyn Optimizer>> {

@@ -8,10 +8,10 @@ use candle_core::Var;
 
 use crate::adam::Adam;
 use crate::hyper::Hyper;
-use crate::kind::OptimizerKind;
 use crate::layer::NamedVar;
 use crate::optimizer::Optimizer;
 use crate::sgd::Sgd;
+use kinds::OptimizerKind;
 
 /// SGD's settings; `Default` is the crate's: lr 0.05, momentum 0.9, weight decay 5e-4 (an L2
 /// term), no Nesterov.
@@ -110,13 +110,6 @@ fn named(vars: Vec<Var>) -> Vec<NamedVar> {
         .collect()
 }
 
-fn to_candle(e: crate::Error) -> candle_core::Error {
-    match e {
-        crate::Error::Candle(c) => c,
-        other => candle_core::Error::Msg(other.to_string()),
-    }
-}
-
 /// candle-nn's `Optimizer` for one of this crate's first-order optimizers, built from its
 /// config and stepping through this crate's [`Optimizer::step`] (no statistics).
 macro_rules! candle_nn_optimizer {
@@ -125,13 +118,13 @@ macro_rules! candle_nn_optimizer {
             type Config = $config;
 
             fn new(vars: Vec<Var>, config: $config) -> candle_core::Result<Self> {
-                $ty::from_hyper(named(vars), config.hyper()).map_err(to_candle)
+                $ty::from_hyper(named(vars), config.hyper()).map_err(candle_core::Error::from)
             }
 
             fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
                 Optimizer::step(self, grads, None)
                     .map(|_| ())
-                    .map_err(to_candle)
+                    .map_err(candle_core::Error::from)
             }
 
             fn learning_rate(&self) -> f64 {

@@ -1,7 +1,7 @@
 //! How the damping λ reaches the two Kronecker factors, and how a factor's moving average
 //! starts (docs/algorithms.md, "Damping and failed factorisations").
 
-use crate::choice::choice;
+use kinds::choice;
 
 choice! {
     /// How λ is shared between a layer's two factors `Ω` and `Γ`.

@@ -8,15 +8,8 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// A name that is not one of a [`crate::Choice`]'s values.
-    #[error("unknown {what} `{name}`; valid choices: {valid}")]
-    UnknownChoice {
-        /// What was being chosen ("optimizer", "fisher").
-        what: &'static str,
-        /// The name given.
-        name: String,
-        /// The valid names, comma-separated.
-        valid: String,
-    },
+    #[error(transparent)]
+    UnknownChoice(#[from] kinds::UnknownChoice),
     /// A saved optimizer state that cannot be read, or that belongs to another optimizer or
     /// model.
     #[error("optimizer state: {0}")]
@@ -48,11 +41,23 @@ pub enum Error {
 /// `std::result::Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Rejects a hyper-parameter outside its valid range with a message naming it.
-pub(crate) fn check(field: &'static str, value: f64, ok: bool, why: &'static str) -> Result<()> {
+/// Rejects a setting outside its valid range (or not finite) with a message naming it: the
+/// optimizers' [`crate::Hyper::validate`] and a training loop's own settings alike.
+pub fn check(field: &'static str, value: f64, ok: bool, why: &'static str) -> Result<()> {
     if ok && value.is_finite() {
         Ok(())
     } else {
         Err(Error::InvalidHyper { field, value, why })
+    }
+}
+
+/// For candle-nn's `Optimizer` trait, whose methods return candle's error: candle's own pass
+/// through, the rest become a message.
+impl From<Error> for candle_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Candle(c) => c,
+            other => candle_core::Error::Msg(other.to_string()),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Where the output-gradient rows `G` come from.
 
-use crate::choice::choice;
 use crate::optimizer::StatsRequest;
+use kinds::choice;
 
 choice! {
     /// Which labels the statistics pass differentiates the loss on.

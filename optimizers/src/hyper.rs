@@ -8,113 +8,76 @@ use crate::curvature::{BlockOptions, DenseMethod, InverseDtype, RowAverage, Wood
 use crate::damping::{DampingSplit, FactorInit};
 use crate::error::{check, Result};
 use crate::fisher::Fisher;
-use crate::kind::OptimizerKind;
-use crate::param::{Param, ParamValue};
-use crate::schedule::{LrSchedule, ScheduleKind};
+use kinds::OptimizerKind;
 
-/// Declares [`Hyper`], its `Default` and [`Hyper::PARAMS`] from one list of fields.
-macro_rules! hyper {
-    ($( $(#[doc = $doc:literal])+ $field:ident: $ty:ty = $default:expr; )+) => {
-        /// Hyper-parameters shared by the optimizers; each reads the fields it uses.
-        /// [`Hyper::for_kind`] gives the defaults a kind trains with.
-        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-        #[serde(default, deny_unknown_fields)]
-        pub struct Hyper {
-            $( $(#[doc = $doc])+ pub $field: $ty, )+
-        }
-
-        impl Default for Hyper {
-            fn default() -> Self {
-                Hyper { $( $field: $default, )+ }
-            }
-        }
-
-        impl Hyper {
-            /// Every field, in declaration order.
-            pub const PARAMS: &'static [Param] = &[$(
-                Param {
-                    name: stringify!($field),
-                    doc: concat!($($doc, "\n"),+),
-                    kind: <$ty as ParamValue>::KIND,
-                },
-            )+];
-        }
-    };
-}
-
-hyper! {
-    /// Peak learning rate (Adam's default is 0.001).
-    lr: f64 = 0.05;
-    /// Momentum μ of SGD and the K-FAC family.
-    momentum: f64 = 0.9;
-    /// Weight decay (an L2 term in the gradient; decoupled for Adam with
-    /// `decoupled_weight_decay`).
-    weight_decay: f64 = 5e-4;
-    /// SGD: Nesterov momentum.
-    nesterov: bool = false;
-    /// Adam: decay of the first moment.
-    beta1: f64 = 0.9;
-    /// Adam: decay of the second moment.
-    beta2: f64 = 0.999;
-    /// Adam: added to the root of the second moment.
-    eps: f64 = 1e-8;
-    /// Adam: decoupled weight decay (AdamW) instead of an L2 term in the gradient.
-    decoupled_weight_decay: bool = false;
-    /// Learning-rate schedule.
-    schedule: ScheduleKind = ScheduleKind::WarmupCosine;
-    /// warmup-cosine: linear warm-up length in epochs (may be fractional).
-    warmup_epochs: f64 = 0.0;
-    /// warmup-cosine: the rate the cosine anneals to.
-    min_lr: f64 = 0.0;
-    /// poly: epochs after which the rate has halved.
-    half_life_epochs: f64 = 5.0;
-    /// K-FAC family: damping λ, shared between each layer's two factors as `damping_split`
-    /// says.
-    damping: f64 = 1e-3;
-    /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`, the paper's code), or
-    /// split by the factors' traces (`pi`).
-    damping_split: DampingSplit = DampingSplit::Sqrt;
-    /// K-FAC family: λ decays per step as λ·R^(epoch/E) with this R (1 = no decay).
-    damping_decay: f64 = 1.0;
-    /// K-FAC family: the E of `damping_decay`, in epochs.
-    damping_decay_epochs: f64 = 10.0;
-    /// K-FAC and SUA: the factors' moving average starts at the first batch (`first`) or at
-    /// the identity (`identity`).
-    factor_init: FactorInit = FactorInit::First;
-    /// Label smoothing ε of the training loss (0 = none).
-    label_smoothing: f64 = 0.0;
-    /// K-FAC family: steps between curvature-statistics refreshes (T_cov).
-    t_cov: usize = 20;
-    /// K-FAC family: steps between inverse refreshes (T_inv).
-    t_inv: usize = 200;
-    /// K-FAC family: moving-average decay β of the statistics (0 = latest batch only).
-    stat_decay: f64 = 0.95;
-    /// K-FAC family: KL-clip κ (0 = off).
-    kl_clip: f64 = 1e-3;
-    /// K-FAC family: where the output-gradient rows G come from.
-    fisher: Fisher = Fisher::Sampled;
-    /// skfac-ss: spatial positions sampled per example, s'.
-    samples: usize = 1;
-    /// SKFAC: the factor's rows: their moving average (`ema`, the paper's eqs. 26-27), the
-    /// current batch's (`batch`), or the last `row_stack` batches' stacked with moving-average
-    /// weights (`stack`: K-FAC's moving average, truncated, so SKFAC trains at K-FAC's λ).
-    row_average: RowAverage = RowAverage::Stack;
-    /// SKFAC with `row_average = stack`: how many batches are stacked.
-    row_stack: usize = 4;
-    /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
-    woodbury: WoodburyMode = WoodburyMode::Applied;
-    /// K-FAC: eigendecomposition or Cholesky for the dense factors.
-    dense_method: DenseMethod = DenseMethod::Eigen;
-    /// K-FAC family: the precision every factorisation runs in (K-FAC's and SUA's factors,
-    /// SKFAC's Woodbury systems): `f32` as kfac-pytorch, ASDL and kfac-jax invert, a failure
-    /// retried in `f64` before more damping; or `f64` throughout.
-    inverse_dtype: InverseDtype = InverseDtype::F32;
-    /// K-FAC and SUA in a data-parallel job: each layer's inverses computed by one process
-    /// (assigned greedily by cost) and shared (`on`), or by every process (`off`). A run on one
-    /// process computes them all either way.
-    distribute_inverses: DistributeInverses = DistributeInverses::On;
-    /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
-    seed: u64 = 0;
+kinds::settings! {
+    /// Hyper-parameters shared by the optimizers; each reads the fields it uses.
+    /// [`Hyper::for_kind`] gives the defaults a kind trains with. The training loop's own
+    /// settings (learning-rate schedule, warm-up, label smoothing) are the loop's, not these.
+    pub struct Hyper {
+        /// Learning rate; a schedule's peak (Adam's default is 0.001).
+        lr: f64 = 0.05;
+        /// Momentum μ of SGD and the K-FAC family.
+        momentum: f64 = 0.9;
+        /// Weight decay (an L2 term in the gradient; decoupled for Adam with
+        /// `decoupled_weight_decay`).
+        weight_decay: f64 = 5e-4;
+        /// SGD: Nesterov momentum.
+        nesterov: bool = false;
+        /// Adam: decay of the first moment.
+        beta1: f64 = 0.9;
+        /// Adam: decay of the second moment.
+        beta2: f64 = 0.999;
+        /// Adam: added to the root of the second moment.
+        eps: f64 = 1e-8;
+        /// Adam: decoupled weight decay (AdamW) instead of an L2 term in the gradient.
+        decoupled_weight_decay: bool = false;
+        /// K-FAC family: damping λ, shared between each layer's two factors as `damping_split`
+        /// says.
+        damping: f64 = 1e-3;
+        /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`, the paper's code), or
+        /// split by the factors' traces (`pi`).
+        damping_split: DampingSplit = DampingSplit::Sqrt;
+        /// K-FAC family: λ decays per step as λ·R^(epoch/E) with this R (1 = no decay).
+        damping_decay: f64 = 1.0;
+        /// K-FAC family: the E of `damping_decay`, in epochs.
+        damping_decay_epochs: f64 = 10.0;
+        /// K-FAC and SUA: the factors' moving average starts at the first batch (`first`) or at
+        /// the identity (`identity`).
+        factor_init: FactorInit = FactorInit::First;
+        /// K-FAC family: steps between curvature-statistics refreshes (T_cov).
+        t_cov: usize = 20;
+        /// K-FAC family: steps between inverse refreshes (T_inv).
+        t_inv: usize = 200;
+        /// K-FAC family: moving-average decay β of the statistics (0 = latest batch only).
+        stat_decay: f64 = 0.95;
+        /// K-FAC family: KL-clip κ (0 = off).
+        kl_clip: f64 = 1e-3;
+        /// K-FAC family: where the output-gradient rows G come from.
+        fisher: Fisher = Fisher::Sampled;
+        /// skfac-ss: spatial positions sampled per example, s'.
+        samples: usize = 1;
+        /// SKFAC: the factor's rows: their moving average (`ema`, the paper's eqs. 26-27), the
+        /// current batch's (`batch`), or the last `row_stack` batches' stacked with moving-average
+        /// weights (`stack`: K-FAC's moving average, truncated, so SKFAC trains at K-FAC's λ).
+        row_average: RowAverage = RowAverage::Stack;
+        /// SKFAC with `row_average = stack`: how many batches are stacked.
+        row_stack: usize = 4;
+        /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
+        woodbury: WoodburyMode = WoodburyMode::Applied;
+        /// K-FAC: eigendecomposition or Cholesky for the dense factors.
+        dense_method: DenseMethod = DenseMethod::Eigen;
+        /// K-FAC family: the precision every factorisation runs in (K-FAC's and SUA's factors,
+        /// SKFAC's Woodbury systems): `f32` as kfac-pytorch, ASDL and kfac-jax invert, a failure
+        /// retried in `f64` before more damping; or `f64` throughout.
+        inverse_dtype: InverseDtype = InverseDtype::F32;
+        /// K-FAC and SUA in a data-parallel job: each layer's inverses computed by one process
+        /// (assigned greedily by cost) and shared (`on`), or by every process (`off`). A run on one
+        /// process computes them all either way.
+        distribute_inverses: DistributeInverses = DistributeInverses::On;
+        /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
+        seed: u64 = 0;
+    }
 }
 
 impl Hyper {
@@ -152,19 +115,6 @@ impl Hyper {
         check("beta1", self.beta1, unit(self.beta1), "must be in [0, 1)")?;
         check("beta2", self.beta2, unit(self.beta2), "must be in [0, 1)")?;
         check("eps", self.eps, self.eps > 0.0, "must be > 0")?;
-        check(
-            "warmup_epochs",
-            self.warmup_epochs,
-            self.warmup_epochs >= 0.0,
-            "must be >= 0",
-        )?;
-        check("min_lr", self.min_lr, self.min_lr >= 0.0, "must be >= 0")?;
-        check(
-            "half_life_epochs",
-            self.half_life_epochs,
-            self.half_life_epochs > 0.0,
-            "must be > 0",
-        )?;
         check("damping", self.damping, self.damping > 0.0, "must be > 0")?;
         check(
             "damping_decay",
@@ -177,12 +127,6 @@ impl Hyper {
             self.damping_decay_epochs,
             self.damping_decay_epochs > 0.0,
             "must be > 0",
-        )?;
-        check(
-            "label_smoothing",
-            self.label_smoothing,
-            (0.0..1.0).contains(&self.label_smoothing),
-            "must be in [0, 1)",
         )?;
         check(
             "t_cov",
@@ -222,25 +166,6 @@ impl Hyper {
         )
     }
 
-    /// The learning-rate schedule of a run of `epochs` epochs of `steps_per_epoch` steps.
-    pub fn lr_schedule(&self, epochs: usize, steps_per_epoch: usize) -> LrSchedule {
-        let per = steps_per_epoch as f64;
-        match self.schedule {
-            ScheduleKind::Constant => LrSchedule::Constant { lr: self.lr },
-            ScheduleKind::WarmupCosine => LrSchedule::WarmupCosine {
-                lr: self.lr,
-                warmup: (self.warmup_epochs * per).round() as usize,
-                total: epochs * steps_per_epoch,
-                min_lr: self.min_lr,
-            },
-            ScheduleKind::Poly => LrSchedule::PolyHalfLife {
-                lr: self.lr,
-                half_life: self.half_life_epochs * per,
-                power: 1.0,
-            },
-        }
-    }
-
     /// How the K-FAC family inverts its factors.
     pub fn block_options(&self) -> BlockOptions {
         BlockOptions {
@@ -265,7 +190,7 @@ impl Hyper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::param::Kind;
+    use kinds::param::Kind;
 
     #[test]
     fn params_list_every_field_with_its_kind_and_doc() {
@@ -288,13 +213,12 @@ mod tests {
         Hyper::default().validate().unwrap();
         Hyper::for_kind(OptimizerKind::Adam).validate().unwrap();
         type Break = fn(&mut Hyper);
-        let cases: [(Break, &str); 6] = [
+        let cases: [(Break, &str); 5] = [
             (|h| h.lr = 0.0, "`lr`"),
             (|h| h.stat_decay = 1.0, "`stat_decay`"),
             (|h| h.t_inv = 0, "`t_inv`"),
             (|h| h.damping = f64::NAN, "`damping`"),
             (|h| h.samples = 0, "`samples`"),
-            (|h| h.half_life_epochs = 0.0, "`half_life_epochs`"),
         ];
         for (break_it, field) in cases {
             let mut h = Hyper::default();

@@ -18,12 +18,12 @@ use crate::curvature::{Approx, Block, FactorError};
 use crate::damping::FactorInit;
 use crate::error::{Error, Result};
 use crate::hyper::Hyper;
-use crate::kind::OptimizerKind;
 use crate::layer::{LayerStats, NamedVar, ParamSet};
 use crate::momentum::Momentum;
 use crate::optimizer::{Optimizer, StatsRequest};
 use crate::state::OptimizerState;
 use crate::timing::{StageTimes, Stopwatch};
+use kinds::OptimizerKind;
 
 /// The curvature approximation of a K-FAC-family `kind`, or `None` for a first-order one.
 pub fn approx_of(kind: OptimizerKind, samples: usize) -> Option<Approx> {
@@ -40,9 +40,14 @@ pub fn approx_of(kind: OptimizerKind, samples: usize) -> Option<Approx> {
 pub struct Kfac {
     kind: OptimizerKind,
     approx: Approx,
-    /// The damping of the next refresh: `hyper.damping`, or a schedule's value.
+    /// The damping of the next refresh: `hyper.damping`, the decay schedule's value
+    /// ([`Optimizer::set_steps_per_epoch`]), or what [`Optimizer::set_damping`] set.
     damping: f64,
+    /// Steps per epoch, which `damping_decay`'s schedule counts its epochs in.
+    steps_per_epoch: Option<usize>,
     hyper: Hyper,
+    /// The learning rate of the next step: `hyper.lr` until a schedule sets another.
+    lr: f64,
     blocks: Vec<Block>,
     others: Vec<NamedVar>,
     weight_momentum: Momentum,
@@ -59,6 +64,8 @@ pub struct Kfac {
     comm: Arc<dyn Communicator>,
     /// Where the parameters live, for the stopwatch.
     device: Device,
+    /// Whether steps time their stages ([`Optimizer::set_timing`]).
+    timing: bool,
 }
 
 impl Kfac {
@@ -67,7 +74,7 @@ impl Kfac {
     /// [`Hyper::validate`] or `kind` is first-order.
     pub fn new(params: &ParamSet, kind: OptimizerKind, hyper: Hyper) -> Result<Self> {
         hyper.validate()?;
-        let approx = approx_of(kind, hyper.samples).ok_or_else(|| Error::UnknownChoice {
+        let approx = approx_of(kind, hyper.samples).ok_or_else(|| kinds::UnknownChoice {
             what: "K-FAC-family optimizer",
             name: kind.name().to_string(),
             valid: "kfac, kfac-sua, skfac-rs, skfac-ss".into(),
@@ -93,6 +100,8 @@ impl Kfac {
             kind,
             approx,
             damping: hyper.damping,
+            steps_per_epoch: None,
+            lr: hyper.lr,
             hyper,
             blocks,
             others: params.others.clone(),
@@ -105,7 +114,13 @@ impl Kfac {
             failed_refreshes: 0,
             comm: Arc::new(Local),
             device: params.device(),
+            timing: false,
         })
+    }
+
+    /// The settings it was built with.
+    pub fn hyper(&self) -> &Hyper {
+        &self.hyper
     }
 
     /// The curvature blocks, one per [`ParamSet::layers`] entry (tests and diagnostics).
@@ -161,7 +176,7 @@ impl Kfac {
 
     /// The KL-clip factor `ν = min(1, sqrt(κ / (lr² Σ⟨∇̂W, ∇W⟩)))`.
     fn kl_scale(&self, vg: f64) -> f64 {
-        let denom = self.hyper.lr * self.hyper.lr * vg;
+        let denom = self.lr * self.lr * vg;
         if self.hyper.kl_clip > 0.0 && denom.is_finite() && denom > 0.0 {
             (self.hyper.kl_clip / denom).sqrt().min(1.0)
         } else {
@@ -185,8 +200,19 @@ impl Optimizer for Kfac {
 
     fn step(&mut self, grads: &GradStore, stats: Option<&[LayerStats]>) -> Result<StageTimes> {
         let mut times = StageTimes::default();
-        let mut sw = Stopwatch::start(&self.device);
+        let mut sw = Stopwatch::start_if(self.timing, &self.device);
         let k = self.steps;
+        if self.hyper.damping_decay != 1.0 {
+            let Some(per_epoch) = self.steps_per_epoch else {
+                return Err(Error::Unsupported {
+                    field: "damping_decay",
+                    value: "other than 1",
+                    optimizer: self.kind.name(),
+                    why: "the decay counts epochs: call set_steps_per_epoch before the first step",
+                });
+            };
+            self.damping = self.hyper.damping_at(k, per_epoch);
+        }
 
         if let Some(stats) = stats {
             if stats.len() != self.blocks.len() {
@@ -198,12 +224,7 @@ impl Optimizer for Kfac {
             }
             for (i, s) in stats.iter().enumerate() {
                 let rng = self.rng(k, i);
-                self.blocks[i].observe_shared(
-                    s,
-                    self.hyper.stat_decay,
-                    &rng,
-                    self.comm.as_ref(),
-                )?;
+                self.blocks[i].observe(s, self.hyper.stat_decay, &rng, self.comm.as_ref())?;
             }
             self.observed = true;
         }
@@ -267,22 +288,23 @@ impl Optimizer for Kfac {
         times.precondition = sw.lap();
 
         // The K-FAC family takes plain (not Nesterov) momentum steps.
-        let h = &self.hyper;
+        let (h, lr) = (&self.hyper, self.lr);
         for (i, p) in pre.into_iter().enumerate() {
             let Some(p) = p else { continue };
             let p = if nu < 1.0 { (p * nu)? } else { p };
             let (gw, gb) = self.blocks[i].split(&p)?;
             let spec = &self.blocks[i].spec;
             self.weight_momentum
-                .step(i, h, false, spec.weight.as_tensor(), &gw)?;
+                .step(i, lr, h, false, spec.weight.as_tensor(), &gw)?;
             if let (Some(b), Some(gb)) = (&spec.bias, gb) {
-                self.bias_momentum.step(i, h, false, b.as_tensor(), &gb)?;
+                self.bias_momentum
+                    .step(i, lr, h, false, b.as_tensor(), &gb)?;
             }
         }
         for (i, p) in self.others.iter().enumerate() {
             if let Some(g) = grads.get(p.var.as_tensor()) {
                 self.other_momentum
-                    .step(i, h, false, p.var.as_tensor(), g)?;
+                    .step(i, lr, h, false, p.var.as_tensor(), g)?;
             }
         }
         times.update = sw.lap();
@@ -290,12 +312,20 @@ impl Optimizer for Kfac {
         Ok(times)
     }
 
+    fn set_timing(&mut self, on: bool) {
+        self.timing = on;
+    }
+
     fn learning_rate(&self) -> f64 {
-        self.hyper.lr
+        self.lr
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        self.hyper.lr = lr;
+        self.lr = lr;
+    }
+
+    fn set_steps_per_epoch(&mut self, steps: usize) {
+        self.steps_per_epoch = Some(steps.max(1));
     }
 
     fn set_damping(&mut self, damping: f64) {
@@ -326,8 +356,9 @@ impl Optimizer for Kfac {
             "name": self.kind.name(),
             "approx": self.approx.name(),
             "steps": self.steps,
-            "lr": self.hyper.lr,
+            "lr": self.lr,
             "damping": self.damping,
+            "steps_per_epoch": self.steps_per_epoch,
             "observed": self.observed,
             "refreshed": self.refreshed,
             "layers": self.blocks.len(),
@@ -358,7 +389,10 @@ impl Optimizer for Kfac {
         self.bias_momentum.load("momentum.bias", &s.tensors)?;
         self.other_momentum.load("momentum.other", &s.tensors)?;
         self.steps = s.usize_field("steps")?;
-        self.hyper.lr = s.f64_field("lr")?;
+        self.lr = s.f64_field("lr")?;
+        if let Some(n) = s.meta.get("steps_per_epoch").and_then(|v| v.as_u64()) {
+            self.steps_per_epoch = Some(n as usize);
+        }
         // The current λ (a caller may have changed it with `set_damping`); states saved
         // before it was recorded keep the configured one.
         if let Some(d) = s.meta.get("damping").and_then(|v| v.as_f64()) {

@@ -22,9 +22,8 @@ pub enum LayerKind {
         /// Output features, `out`.
         outputs: usize,
     },
-    /// Weight stored as `[c_out, kh, kw, c_in]`, so that as a matrix it is `[c_out, kh*kw*c_in]`
-    /// and the im2col columns run (kernel row, kernel column, input channel); bias `[c_out]`.
-    /// With this order K-FAC-SUA's factor is `I_{kh*kw} ⊗ Ω_c`, as algorithms.md writes it.
+    /// A 2-d convolution whose weight, as a matrix, is `[c_out, kh*kw*c_in]` in the order
+    /// `layout` names, the order of the im2col columns of `A`; bias `[c_out]`.
     Conv2d {
         /// Input channels.
         c_in: usize,
@@ -38,7 +37,23 @@ pub enum LayerKind {
         stride: usize,
         /// Zero padding on each side, the same along both spatial axes.
         padding: usize,
+        /// How the weight (and so each row of `A`) orders channels and kernel offsets.
+        layout: ConvLayout,
     },
+}
+
+/// The order of a Conv2d weight's input axes, which the rows of its `A` follow. Only
+/// K-FAC-SUA's factor depends on it (`I_K ⊗ Ω_c` channel fastest, `Ω_c ⊗ I_K` offset fastest);
+/// every other approximation works on the weight as the `[c_out, in]` matrix it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvLayout {
+    /// `[c_out, kh, kw, c_in]`: channel fastest, for NHWC activations (this repository's
+    /// models; algorithms.md's convention).
+    #[default]
+    ChannelsLast,
+    /// `[c_out, c_in, kh, kw]`: kernel offset fastest, candle-nn's (and PyTorch's) `conv2d`
+    /// for NCHW activations.
+    ChannelsFirst,
 }
 
 impl LayerKind {
@@ -66,7 +81,8 @@ pub struct LayerSpec {
     pub name: String,
     /// The layer's shape; `weight` and `bias` must match it.
     pub kind: LayerKind,
-    /// `[out, in]` for Linear, `[c_out, kh, kw, c_in]` for Conv2d.
+    /// `[out, in]` for Linear; for Conv2d `[c_out, kh, kw, c_in]` or `[c_out, c_in, kh, kw]`
+    /// as its [`ConvLayout`] says.
     pub weight: Var,
     /// `[out]`, if the layer has a bias.
     pub bias: Option<Var>,

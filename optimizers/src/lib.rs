@@ -27,9 +27,9 @@
 //! On the steps it asks for them, a K-FAC-family optimizer also needs each layer's input rows
 //! `A` and pre-activation gradient rows `G` ([`LayerStats`]). For a candle model, the `models`
 //! crate of this repository provides K-FAC-ready layers in its `models::nn` module: a
-//! `Curvature` makes `Linear` and `Conv2d` layers, captures `A` and `G` on the passes the
-//! optimizer asks for, and hands over both the `ParamSet` (`Curvature::param_set`) and the
-//! statistics (`Curvature::statistics`).
+//! `Curvature` makes candle-nn's `Linear` and `Conv2d` layers that capture `A` and `G` on the
+//! passes the optimizer asks for, and `KfacOptimizer` wraps a K-FAC-family optimizer as
+//! candle-nn's `Optimizer` (one `backward_step(&loss)` a step) over them.
 //!
 //! # The training loop
 //!
@@ -96,8 +96,9 @@
 //! # }
 //! ```
 //!
-//! A learning-rate schedule is applied by the loop: [`Hyper::lr_schedule`] gives an
-//! [`LrSchedule`], whose rate for each step goes to [`Optimizer::set_learning_rate`].
+//! A learning-rate schedule is the loop's: an [`LrSchedule`] gives each step's rate, which goes
+//! to [`Optimizer::set_learning_rate`]. A decaying damping is the optimizer's own, once it
+//! knows the epoch length ([`Optimizer::set_steps_per_epoch`]).
 //!
 //! # Conventions
 //!
@@ -112,9 +113,10 @@
 //!   **multiplied by the batch size `M`** (the loss is a mean over the batch; this removes its
 //!   `1/M`), so that the ordinary gradient is `[∇W | ∇b] = Gᵀ A_aug / M`.
 //! - Linear weights are `[out, in]`, biases `[out]`.
-//! - Conv2d weights are `[c_out, kh, kw, c_in]`, a `[c_out, kh·kw·c_in]` matrix, and the rows
-//!   of `A` are im2col patches whose columns run (kernel row, kernel column, channel), channel
-//!   fastest, zeros where the window covers padding. Activations are NHWC.
+//! - Conv2d weights are `[c_out, kh, kw, c_in]` (NHWC activations) or candle-nn's
+//!   `[c_out, c_in, kh, kw]` (NCHW), as the layer's [`ConvLayout`] says: a `[c_out, kh·kw·c_in]`
+//!   matrix either way, and the rows of `A` are im2col patches whose columns run in the
+//!   weight's order, zeros where the window covers padding.
 //! - [`StatsRequest::Sampled`] asks for `G` from labels sampled from the model's predictive
 //!   distribution (true Fisher), [`StatsRequest::Empirical`] for `G` from the real labels
 //!   ([`Hyper::fisher`] chooses).
@@ -130,7 +132,6 @@
 
 #![warn(missing_docs)]
 
-pub mod choice;
 pub mod comm;
 pub mod curvature;
 pub mod damping;
@@ -140,7 +141,6 @@ pub mod kfac;
 pub mod layer;
 pub mod linalg;
 pub mod optimizer;
-pub mod param;
 pub mod schedule;
 pub mod state;
 pub mod timing;
@@ -151,22 +151,21 @@ mod candle_optimizer;
 mod fisher;
 mod fused;
 mod hyper;
-mod kind;
 mod momentum;
 mod sgd;
 
 pub use adam::Adam;
 pub use build::build;
 pub use candle_optimizer::{AdamConfig, SgdConfig};
-pub use choice::Choice;
 pub use comm::{Channel, Communicator, Local, Traffic};
 pub use damping::{DampingSplit, FactorInit};
 pub use error::{Error, Result};
 pub use fisher::Fisher;
 pub use hyper::Hyper;
 pub use kfac::Kfac;
-pub use kind::OptimizerKind;
-pub use layer::{device_of, LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet};
+pub use kinds::OptimizerKind;
+pub use kinds::{choice, param, Choice, Stage, UnknownChoice};
+pub use layer::{device_of, ConvLayout, LayerKind, LayerSpec, LayerStats, NamedVar, ParamSet};
 pub use optimizer::{Optimizer, StatsRequest};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use sgd::Sgd;

@@ -17,7 +17,7 @@ use faer::{Accum, Mat, MatMut, MatRef};
 mod cusolver;
 mod factor;
 
-pub use factor::{CandleError, DenseMethod, FactorError, InverseDtype, Real};
+pub use factor::{attempt, dtype_of, CandleError, DenseMethod, FactorError, InverseDtype, Real};
 
 fn check_finite<T: Real>(m: MatRef<'_, T>) -> Result<(), FactorError> {
     for j in 0..m.ncols() {
@@ -142,7 +142,7 @@ fn mirror_lower<T: Real>(mut m: MatMut<'_, T>) {
 
 /// `(stat + λI)⁻¹` for a symmetric `stat` tensor, factorised in `dtype` (f32 or f64) and
 /// returned in `stat`'s dtype and device: with cuSOLVER on a CUDA device (feature `cuda`),
-/// with faer on the host otherwise. No retry: [`InverseDtype::attempt`] adds that.
+/// with faer on the host otherwise. No retry: [`attempt`] adds that.
 pub fn damped_inverse_in(
     stat: &Tensor,
     damping: f64,
@@ -176,7 +176,9 @@ pub fn damped_inverse_tensor(
     method: DenseMethod,
     precision: InverseDtype,
 ) -> Result<Tensor, FactorError> {
-    precision.attempt(|dtype| damped_inverse_in(stat, damping, method, dtype))
+    attempt(precision, |dtype| {
+        damped_inverse_in(stat, damping, method, dtype)
+    })
 }
 
 /// [`damped_inverse_in`] with faer, in `T`.
@@ -270,7 +272,7 @@ mod tests {
     fn only_an_f32_numerical_failure_is_retried_and_only_in_f64() {
         let tried = |precision: InverseDtype, error: FactorError| {
             let calls = std::cell::RefCell::new(Vec::new());
-            let _ = precision.attempt(|dtype| -> Result<(), FactorError> {
+            let _ = attempt(precision, |dtype| -> Result<(), FactorError> {
                 calls.borrow_mut().push(dtype);
                 Err(error.clone())
             });

@@ -23,16 +23,17 @@ impl Momentum {
     }
 
     /// One step on parameter `i`, `w`, with the (possibly preconditioned) gradient `g`, in
-    /// place, with `h`'s learning rate, momentum and weight decay.
+    /// place, with learning rate `lr` and `h`'s momentum and weight decay.
     pub fn step(
         &mut self,
         i: usize,
+        lr: f64,
         h: &Hyper,
         nesterov: bool,
         w: &Tensor,
         g: &Tensor,
     ) -> Result<()> {
-        let (lr, mu, wd) = (h.lr, h.momentum, h.weight_decay);
+        let (mu, wd) = (h.momentum, h.weight_decay);
         if mu == 0.0 {
             return fused::update(
                 "sgd",

@@ -35,20 +35,30 @@ pub trait Optimizer: Send {
     /// Applies one update, in place, to every parameter that has a gradient in `grads`.
     /// `stats`, when given, holds one entry per [`crate::ParamSet::layers`] entry, in that
     /// order; SGD and Adam ignore them, the K-FAC family folds in any it is given (asked for
-    /// or not). Returns the seconds spent in the optimizer's own stages.
+    /// or not). Returns the seconds spent in the optimizer's own stages when timing is on
+    /// ([`Optimizer::set_timing`]), zeros otherwise.
     ///
     /// Fails on statistics for the wrong number of layers and on mismatched shapes or dtypes;
     /// after an `Err`, some parameters may have been updated.
     fn step(&mut self, grads: &GradStore, stats: Option<&[LayerStats]>) -> Result<StageTimes>;
+
+    /// Whether [`Optimizer::step`] times its stages (off by default: on a GPU every stage
+    /// boundary then waits for the device).
+    fn set_timing(&mut self, _on: bool) {}
 
     /// The learning rate the next step uses.
     fn learning_rate(&self) -> f64;
     /// Sets the learning rate of the following steps (a schedule calls this every step).
     fn set_learning_rate(&mut self, lr: f64);
 
-    /// Sets the damping λ of the following inverse refreshes (a decaying damping schedule,
-    /// [`crate::Hyper::damping_at`], calls this every step). First-order methods have none.
+    /// Sets the damping λ of the following inverse refreshes, until a decay schedule
+    /// (`damping_decay` ≠ 1) sets the next. First-order methods have none.
     fn set_damping(&mut self, _damping: f64) {}
+
+    /// The steps in an epoch, which a decaying damping (`damping_decay` ≠ 1,
+    /// [`crate::Hyper::damping_at`]) counts its epochs in: the K-FAC family then sets λ itself
+    /// every step, and refuses to step without it. Kept in the saved state.
+    fn set_steps_per_epoch(&mut self, _steps: usize) {}
 
     /// Steps taken so far.
     fn steps(&self) -> usize;

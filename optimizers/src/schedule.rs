@@ -1,10 +1,10 @@
 //! Learning-rate schedules of the paper's §4, as functions of the iteration.
 
-use crate::choice::choice;
 use crate::error::{check, Result};
+use kinds::choice;
 
 choice! {
-    /// Which [`LrSchedule`] a run uses; [`crate::Hyper::schedule`] builds it.
+    /// Which [`LrSchedule`] a training loop uses.
     pub enum ScheduleKind as "schedule" {
         /// Linear warm-up, then cosine annealing to `min_lr` (the paper's CIFAR-10 protocol).
         WarmupCosine = "warmup-cosine",

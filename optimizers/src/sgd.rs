@@ -19,8 +19,12 @@ pub struct Sgd {
     params: Vec<NamedVar>,
     /// Where the parameters live, for the stopwatch.
     device: Device,
+    /// Whether steps time their stages ([`Optimizer::set_timing`]).
+    timing: bool,
     momentum: Momentum,
     hyper: Hyper,
+    /// The learning rate of the next step: `hyper.lr` until a schedule sets another.
+    lr: f64,
     steps: usize,
 }
 
@@ -30,8 +34,10 @@ impl Sgd {
         hyper.validate()?;
         Ok(Sgd {
             device: device_of(&params),
+            timing: false,
             momentum: Momentum::new(params.len()),
             params,
+            lr: hyper.lr,
             hyper,
             steps: 0,
         })
@@ -44,27 +50,32 @@ impl Optimizer for Sgd {
     }
 
     fn step(&mut self, grads: &GradStore, _stats: Option<&[LayerStats]>) -> Result<StageTimes> {
-        let mut sw = Stopwatch::start(&self.device);
+        let mut sw = Stopwatch::start_if(self.timing, &self.device);
         for (i, p) in self.params.iter().enumerate() {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
             let h = &self.hyper;
-            self.momentum.step(i, h, h.nesterov, p.var.as_tensor(), g)?;
+            self.momentum
+                .step(i, self.lr, h, h.nesterov, p.var.as_tensor(), g)?;
         }
         self.steps += 1;
         Ok(StageTimes {
             update: sw.lap(),
-            ..Default::default()
+            ..StageTimes::default()
         })
     }
 
+    fn set_timing(&mut self, on: bool) {
+        self.timing = on;
+    }
+
     fn learning_rate(&self) -> f64 {
-        self.hyper.lr
+        self.lr
     }
 
     fn set_learning_rate(&mut self, lr: f64) {
-        self.hyper.lr = lr;
+        self.lr = lr;
     }
 
     fn steps(&self) -> usize {
@@ -74,7 +85,8 @@ impl Optimizer for Sgd {
     fn state(&self) -> Result<OptimizerState> {
         let mut tensors = BTreeMap::new();
         self.momentum.save("momentum", &mut tensors)?;
-        let meta = json!({"name": "sgd", "steps": self.steps, "lr": self.hyper.lr, "params": self.params.len()});
+        let meta =
+            json!({"name": "sgd", "steps": self.steps, "lr": self.lr, "params": self.params.len()});
         Ok(OptimizerState { meta, tensors })
     }
 
@@ -83,7 +95,7 @@ impl Optimizer for Sgd {
         s.expect_params(self.params.len())?;
         self.momentum.load("momentum", &s.tensors)?;
         self.steps = s.usize_field("steps")?;
-        self.hyper.lr = s.f64_field("lr")?;
+        self.lr = s.f64_field("lr")?;
         Ok(())
     }
 }

@@ -9,7 +9,9 @@ use optimizers::curvature::{
     Approx, Block, BlockOptions, Factor, LowRankFactor, SuaFactor, WoodburyMode,
 };
 use optimizers::curvature::{DenseMethod, InverseDtype};
-use optimizers::{DampingSplit, FactorInit, Hyper, LayerKind, LayerSpec, LayerStats};
+use optimizers::{
+    ConvLayout, DampingSplit, FactorInit, Hyper, LayerKind, LayerSpec, LayerStats, Local,
+};
 
 #[test]
 fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
@@ -27,7 +29,7 @@ fn woodbury_matches_the_dense_inverse_applied_and_formed() -> Result<()> {
                 let want = inverse(&damped_gram(&mat(&y), damping));
                 for mode in [WoodburyMode::Applied, WoodburyMode::Formed] {
                     let mut f = LowRankFactor::new(mode, precision, RowAverage::Ema, 1);
-                    f.observe(&y, 0.95)?;
+                    f.observe(&y, 0.95, &Local)?;
                     f.refresh(damping).unwrap();
                     let got = mat(&f.inverse_matrix()?);
                     let e = rel_err(&got, &want);
@@ -62,6 +64,7 @@ fn conv_spec(c_in: usize, c_out: usize, k: usize, bias: bool, dtype: DType) -> R
             kw: k,
             stride: 1,
             padding: 1,
+            layout: ConvLayout::ChannelsLast,
         },
         weight: w,
         bias: if bias {
@@ -115,7 +118,7 @@ fn precondition(
     damping: f64,
 ) -> Result<Vec<Vec<f64>>> {
     let mut b = Block::new(spec.clone(), approx, in_f64());
-    b.observe(st, 0.0, &rng(9))?;
+    b.observe(st, 0.0, &rng(9), &Local)?;
     b.refresh(damping).unwrap();
     Ok(mat(&b.precondition(v)?.expect("an inverse")))
 }
@@ -143,7 +146,7 @@ fn kfac_preconditions_with_the_damped_dense_factors() -> Result<()> {
                     ..Hyper::default().block_options()
                 },
             );
-            b.observe(&st, 0.0, &rng(0))?;
+            b.observe(&st, 0.0, &rng(0), &Local)?;
             b.refresh(lambda).unwrap();
             let got = mat(&b.precondition(&v)?.unwrap());
             let e = rel_err(&got, &want);
@@ -198,7 +201,7 @@ fn reduce_sum_factors_are_built_from_per_example_means() -> Result<()> {
     let spec = conv_spec(2, 3, 1, false, DType::F64)?;
     let st = stats(5, 4, 2, 3, false, &mut r)?;
     let mut b = Block::new(spec, Approx::ReduceSum, Hyper::default().block_options());
-    b.observe(&st, 0.0, &rng(0))?;
+    b.observe(&st, 0.0, &rng(0), &Local)?;
     let a = mat(&st.a);
     let means: Vec<Vec<f64>> = (0..5)
         .map(|e| {
@@ -229,6 +232,7 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
         let mut f = SuaFactor::new(
             k,
             c,
+            ConvLayout::ChannelsLast,
             bias,
             DenseMethod::Eigen,
             InverseDtype::F64,
@@ -237,13 +241,14 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
         let mut single = SuaFactor::new(
             k,
             c,
+            ConvLayout::ChannelsLast,
             bias,
             DenseMethod::Cholesky,
             InverseDtype::F32,
             FactorInit::First,
         );
-        f.observe(&a_rows, 0.0)?;
-        single.observe(&a_rows, 0.0)?;
+        f.observe(&a_rows, 0.0, &Local)?;
+        single.observe(&a_rows, 0.0, &Local)?;
         // Ω_c: the channel covariance over every (row, offset).
         let av = mat(&a);
         let mut omega_c = vec![vec![0.0; c]; c];
@@ -288,6 +293,88 @@ fn sua_factor_is_identity_kron_channel_covariance_and_inverts_exactly() -> Resul
 }
 
 #[test]
+fn sua_factor_on_channels_first_columns_is_the_channels_last_one_permuted() -> Result<()> {
+    // candle-nn's weights are `[c_out, c_in, kh, kw]`: column `c·K + o` holds what the
+    // channels-last column `o·C + c` does. Fed the same activations in each order, the two
+    // factors must be one matrix under that permutation, damped, inverted and applied.
+    let mut r = rng(16);
+    let (k, c, rows) = (4, 3, 9);
+    let last = |o: usize, ch: usize| o * c + ch;
+    let first = |o: usize, ch: usize| ch * k + o;
+    // perm[i]: the channels-last column that channels-first column i holds (bias stays last).
+    let mut perm = vec![0; k * c + 1];
+    for o in 0..k {
+        for ch in 0..c {
+            perm[first(o, ch)] = last(o, ch);
+        }
+    }
+    perm[k * c] = k * c;
+    let a = mat(&randn(rows, k * c, 1.0, DType::F64, &mut r)?);
+    let ones = |m: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        m.iter()
+            .map(|row| row.iter().copied().chain([1.0]).collect())
+            .collect()
+    };
+    let a_last = ones(&a);
+    let a_first: Vec<Vec<f64>> = a_last
+        .iter()
+        .map(|row| perm.iter().map(|&p| row[p]).collect())
+        .collect();
+    let tensor = |m: &[Vec<f64>]| {
+        let flat: Vec<f64> = m.iter().flatten().copied().collect();
+        Tensor::from_vec(flat, (m.len(), m[0].len()), &Device::Cpu)
+    };
+    let factor = |layout| {
+        SuaFactor::new(
+            k,
+            c,
+            layout,
+            true,
+            DenseMethod::Eigen,
+            InverseDtype::F64,
+            FactorInit::First,
+        )
+    };
+    let (mut fl, mut ff) = (
+        factor(ConvLayout::ChannelsLast),
+        factor(ConvLayout::ChannelsFirst),
+    );
+    fl.observe(&tensor(&a_last)?, 0.0, &Local)?;
+    ff.observe(&tensor(&a_first)?, 0.0, &Local)?;
+    let permuted = |m: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        perm.iter()
+            .map(|&i| perm.iter().map(|&j| m[i][j]).collect())
+            .collect()
+    };
+    let e = rel_err(&mat(&ff.matrix()?), &permuted(&mat(&fl.matrix()?)));
+    assert!(e < 1e-14, "Ω_c ⊗ I_K: {e:e}");
+    // Neither factor may be blind to the layout: the channels-last one on channels-first
+    // columns is a different matrix.
+    let mut wrong = factor(ConvLayout::ChannelsLast);
+    wrong.observe(&tensor(&a_first)?, 0.0, &Local)?;
+    assert!(rel_err(&mat(&wrong.matrix()?), &mat(&ff.matrix()?)) > 1e-2);
+    let lambda = 1e-2;
+    fl.refresh(lambda).unwrap();
+    ff.refresh(lambda).unwrap();
+    let mut damped = mat(&ff.matrix()?);
+    (0..damped.len()).for_each(|i| damped[i][i] += lambda);
+    assert!(rel_err(&mat(&ff.inverse_matrix()?), &inverse(&damped)) < 1e-10);
+    let v_last = mat(&randn(2, k * c + 1, 1.0, DType::F64, &mut r)?);
+    let v_first: Vec<Vec<f64>> = v_last
+        .iter()
+        .map(|row| perm.iter().map(|&p| row[p]).collect())
+        .collect();
+    let applied_first = mat(&ff.apply_right(&tensor(&v_first)?)?);
+    assert!(rel_err(&applied_first, &matmul(&v_first, &inverse(&damped))) < 1e-10);
+    let applied_last: Vec<Vec<f64>> = mat(&fl.apply_right(&tensor(&v_last)?)?)
+        .iter()
+        .map(|row| perm.iter().map(|&p| row[p]).collect())
+        .collect();
+    assert!(rel_err(&applied_first, &applied_last) < 1e-12);
+    Ok(())
+}
+
+#[test]
 fn moving_averages_follow_their_definitions() -> Result<()> {
     let mut r = rng(7);
     let (y1, y2) = (
@@ -296,12 +383,12 @@ fn moving_averages_follow_their_definitions() -> Result<()> {
     );
     // SKFAC averages the rows Y themselves (paper eqs. 26-27).
     let mut lr = LowRankFactor::new(WoodburyMode::Applied, InverseDtype::F32, RowAverage::Ema, 1);
-    lr.observe(&y1, 0.9)?;
-    lr.observe(&y2, 0.9)?;
+    lr.observe(&y1, 0.9, &Local)?;
+    lr.observe(&y2, 0.9, &Local)?;
     let ybar = ((&y1 * 0.9)? + (&y2 * 0.1)?)?;
     assert!(rel_err(&mat(&lr.matrix()?), &damped_gram(&mat(&ybar), 0.0)) < 1e-12);
     // A batch of another size is skipped, not mixed in.
-    lr.observe(&randn(3, 6, 1.0, DType::F64, &mut r)?, 0.9)?;
+    lr.observe(&randn(3, 6, 1.0, DType::F64, &mut r)?, 0.9, &Local)?;
     assert!(rel_err(&mat(&lr.matrix()?), &damped_gram(&mat(&ybar), 0.0)) < 1e-12);
     // K-FAC averages the factors.
     let mut d = optimizers::curvature::DenseFactor::new(
@@ -309,8 +396,8 @@ fn moving_averages_follow_their_definitions() -> Result<()> {
         InverseDtype::F32,
         FactorInit::First,
     );
-    d.observe(&y1, 0.9)?;
-    d.observe(&y2, 0.9)?;
+    d.observe(&y1, 0.9, &Local)?;
+    d.observe(&y2, 0.9, &Local)?;
     let g1 = damped_gram(&mat(&y1), 0.0);
     let g2 = damped_gram(&mat(&y2), 0.0);
     let want: Vec<Vec<f64>> = g1
@@ -329,7 +416,7 @@ fn a_failed_factorisation_falls_back_to_the_plain_gradient() -> Result<()> {
     let mut st = stats(4, 1, 5, 3, true, &mut r)?;
     st.a = (st.a * f64::NAN)?;
     let mut b = Block::new(spec, Approx::Kfac, Hyper::default().block_options());
-    b.observe(&st, 0.0, &rng(0))?;
+    b.observe(&st, 0.0, &rng(0), &Local)?;
     assert!(b.refresh(1e-3).is_err());
     assert!(b
         .precondition(&randn(3, 6, 1.0, DType::F64, &mut r)?)?
@@ -346,7 +433,7 @@ fn the_first_moving_average_step_from_the_identity_is_beta_i_plus_the_batch() ->
         InverseDtype::F32,
         FactorInit::Identity,
     );
-    d.observe(&y, 0.95)?;
+    d.observe(&y, 0.95, &Local)?;
     let want: Vec<Vec<f64>> = damped_gram(&mat(&y), 0.0)
         .iter()
         .enumerate()
@@ -387,7 +474,7 @@ fn each_damping_split_adds_what_it_says_to_each_factor() -> Result<()> {
         for approx in [Approx::Kfac, Approx::ReduceSum] {
             let opts = BlockOptions { split, ..in_f64() };
             let mut b = Block::new(spec.clone(), approx, opts);
-            b.observe(&st, 0.0, &rng(0))?;
+            b.observe(&st, 0.0, &rng(0), &Local)?;
             let (got_o, got_g) = b.damping_split(lambda).unwrap();
             assert!(
                 (got_o - lo).abs() < 1e-12 && (got_g - lg).abs() < 1e-12,
@@ -468,8 +555,8 @@ fn stacked_and_batch_rows_give_the_factors_they_define() -> Result<()> {
         4,
     );
     for (t, b) in batches.iter().enumerate() {
-        stack.observe(b, beta)?;
-        batch.observe(b, beta)?;
+        stack.observe(b, beta, &Local)?;
+        batch.observe(b, beta, &Local)?;
         // The newest min(t+1, 4) batches, newest first.
         let held: Vec<&Tensor> = batches[..=t].iter().rev().take(4).collect();
         assert!(
@@ -500,8 +587,8 @@ fn for_independent_rows_only_the_ema_of_rows_shrinks_the_factor() -> Result<()> 
         );
         for _ in 0..steps {
             let y = randn(4, 3, 1.0, DType::F64, &mut r)?;
-            ema.observe(&y, beta)?;
-            stack.observe(&y, beta)?;
+            ema.observe(&y, beta, &Local)?;
+            stack.observe(&y, beta, &Local)?;
         }
         ema_sum += ema.mean_diagonal()?;
         stack_sum += stack.mean_diagonal()?;

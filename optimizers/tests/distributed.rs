@@ -11,7 +11,8 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use common::*;
 use optimizers::curvature::shared::DistributeInverses;
 use optimizers::{
-    build, Channel, Communicator, Hyper, LayerKind, LayerSpec, LayerStats, OptimizerKind, ParamSet,
+    build, Channel, Communicator, ConvLayout, Hyper, LayerKind, LayerSpec, LayerStats,
+    OptimizerKind, ParamSet,
 };
 
 /// `size` threads' collectives over shared memory, in f64 (exact for f32 values too).
@@ -98,6 +99,7 @@ fn conv(name: &str, c_in: usize, c_out: usize, bias: bool) -> Result<LayerSpec> 
             kw: 3,
             stride: 1,
             padding: 1,
+            layout: ConvLayout::ChannelsLast,
         },
         weight: Var::from_tensor(
             &randn(c_out, 9 * c_in, 0.1, DType::F32, &mut r)?.reshape((c_out, 3, 3, c_in))?,

@@ -85,3 +85,103 @@ fn a_kfac_step_is_the_kl_clipped_preconditioned_gradient() -> Result<()> {
     }
     Ok(())
 }
+
+/// One bias-free Linear layer `inputs → outputs` of zeros, its statistics from `m` random rows,
+/// and the weight to read back.
+fn one_layer(
+    inputs: usize,
+    outputs: usize,
+    m: usize,
+    dtype: DType,
+    seed: u64,
+) -> Result<(Var, ParamSet, LayerStats)> {
+    let mut r = rng(seed);
+    let st = LayerStats {
+        a: randn(m, inputs, 1.0, dtype, &mut r)?,
+        g: randn(m, outputs, 0.3, dtype, &mut r)?,
+        batch: m,
+        positions: 1,
+        has_bias: false,
+    };
+    let w = Var::zeros((outputs, inputs), dtype, &Device::Cpu)?;
+    let params = ParamSet {
+        layers: vec![LayerSpec {
+            name: "fc".into(),
+            kind: LayerKind::Linear { inputs, outputs },
+            weight: w.clone(),
+            bias: None,
+        }],
+        others: vec![],
+    };
+    Ok((w, params, st))
+}
+
+#[test]
+fn stage_timing_is_opt_in_for_every_optimizer() -> Result<()> {
+    for kind in OptimizerKind::ALL.iter().copied() {
+        // A layer large enough that each timed stage takes measurable time.
+        let (w, params, st) = one_layer(64, 32, 16, DType::F32, 12)?;
+        let h = Hyper {
+            t_cov: 1,
+            t_inv: 1,
+            ..Hyper::for_kind(kind)
+        };
+        let mut opt = build(kind, &params, &h).unwrap();
+        let step = |opt: &mut Box<dyn optimizers::Optimizer>| -> Result<_> {
+            let loss = w.as_tensor().sqr()?.sum_all()?;
+            Ok(opt
+                .step(&loss.backward()?, Some(std::slice::from_ref(&st)))
+                .unwrap())
+        };
+        let off = step(&mut opt)?;
+        assert_eq!(
+            off,
+            optimizers::StageTimes::default(),
+            "{kind}: off by default"
+        );
+        opt.set_timing(true);
+        let on = step(&mut opt)?;
+        assert!(on.update > 0.0, "{kind}: {on:?}");
+        if kind.is_second_order() {
+            assert!(on.statistics > 0.0 && on.inverse > 0.0, "{kind}: {on:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_k_fac_family_decays_its_own_damping_and_resumes_the_schedule() -> Result<()> {
+    let (w, params, st) = one_layer(6, 4, 8, DType::F64, 13)?;
+    // λ halves every 2 epochs of 3 steps: λ_k = 0.1 · 0.5^(k / 6).
+    let h = Hyper {
+        damping: 0.1,
+        damping_decay: 0.5,
+        damping_decay_epochs: 2.0,
+        t_cov: 1,
+        t_inv: 1,
+        ..Hyper::default()
+    };
+    let step = |opt: &mut Box<dyn optimizers::Optimizer>| {
+        let loss = w.as_tensor().sqr()?.sum_all()?;
+        opt.step(&loss.backward()?, Some(std::slice::from_ref(&st)))
+            .map_err(candle_core::Error::from)
+    };
+    let damping =
+        |opt: &dyn optimizers::Optimizer| opt.state().unwrap().meta["damping"].as_f64().unwrap();
+
+    let mut opt = build(OptimizerKind::Kfac, &params, &h).unwrap();
+    let e = step(&mut opt).expect_err("no epoch length");
+    assert!(e.to_string().contains("set_steps_per_epoch"), "{e}");
+    opt.set_steps_per_epoch(3);
+    for k in 0..4 {
+        step(&mut opt)?;
+        let want = 0.1 * 0.5f64.powf(k as f64 / 6.0);
+        assert!((damping(opt.as_ref()) - want).abs() < 1e-15, "step {k}");
+    }
+    // A resumed optimizer is not told the epoch length again: its state holds it.
+    let mut resumed = build(OptimizerKind::Kfac, &params, &h).unwrap();
+    resumed.load_state(&opt.state().unwrap()).unwrap();
+    step(&mut resumed)?;
+    assert!((damping(resumed.as_ref()) - 0.1 * 0.5f64.powf(4.0 / 6.0)).abs() < 1e-15);
+    Ok(())
+}

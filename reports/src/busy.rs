@@ -170,7 +170,7 @@ mod tests {
         RunResult {
             model: "resnet8".into(),
             dataset: "cifar10".into(),
-            optimizer: optimizers::OptimizerKind::Sgd,
+            optimizer: kinds::OptimizerKind::Sgd,
             samples: None,
             seed: 0,
             status: "finished".into(),

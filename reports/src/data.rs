@@ -1,9 +1,9 @@
 //! The values a report is made from, as loaded from the results store.
 
-use optimizers::{OptimizerKind, StageTimes};
+use kinds::{OptimizerKind, Stage};
 
 /// The stages of a training step, in the order the store and the paper's Fig. 3 list them.
-pub const STAGES: [&str; 7] = StageTimes::NAMES;
+pub const STAGES: [&str; Stage::COUNT] = Stage::NAMES;
 
 /// A sweep and all of its runs.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! The figures: convergence curves (the paper's Fig. 1-2) and stage-time bars (Fig. 3), each
 //! drawn once per backend so the PNG and the SVG show the same thing.
 
-use optimizers::OptimizerKind;
+use kinds::OptimizerKind;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 

@@ -5,7 +5,7 @@
 //! every τ. The area under ρ over [1, TAU_MAX], divided by the range's width, sums it up: 1 for
 //! the fastest everywhere, 0 for never within TAU_MAX of the fastest.
 
-use optimizers::OptimizerKind;
+use kinds::OptimizerKind;
 
 use crate::data::SweepResults;
 use crate::document::Block;

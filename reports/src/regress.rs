@@ -2,8 +2,8 @@
 //! in one benchmark run (so they carry across machines, unlike seconds), compared between a
 //! baseline record and the newest one.
 
-use optimizers::curvature::{DenseMethod, InverseDtype};
-use optimizers::OptimizerKind;
+use kinds::OptimizerKind;
+use kinds::{DenseMethod, InverseDtype};
 
 use crate::data::STAGES;
 

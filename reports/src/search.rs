@@ -1,7 +1,7 @@
 //! A sweep's search in its report: each trial's setting and validation accuracy with the pick
 //! marked, and which setting each row of the time-to-target table was timed with.
 
-use optimizers::OptimizerKind;
+use kinds::OptimizerKind;
 
 use crate::data::SearchTrial;
 use crate::document::Block;

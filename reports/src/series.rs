@@ -1,7 +1,7 @@
 //! Runs grouped for display: one group per (model, dataset), one series per optimizer (and
 //! per sampling count for skfac-ss), seeds pooled within a series.
 
-use optimizers::OptimizerKind;
+use kinds::OptimizerKind;
 
 use crate::data::{RunResult, SweepResults};
 

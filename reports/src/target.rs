@@ -1,7 +1,7 @@
 //! The time-to-target table (the paper's Table 1): epochs and training minutes until a run
 //! first reaches the target test accuracy, and the time gap to K-FAC.
 
-use optimizers::OptimizerKind;
+use kinds::OptimizerKind;
 
 use crate::busy::{probe_reference, MachineLoad};
 use crate::series::Group;

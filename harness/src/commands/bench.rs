@@ -10,12 +10,13 @@ use optimizers::{Hyper, OptimizerKind};
 use reports::regress::KfacConfig;
 use reports::StageRow;
 
-use crate::bench_gains::{self, GainsConfig};
+use crate::bench::gains::{self, GainsConfig};
+use crate::bench::{inverse as bench_inverse, regress, step as bench_step};
 use crate::console::say;
 use crate::device::{self, DeviceSpec};
 use crate::hyper_flags::choice;
 use crate::store::{self, Store};
-use crate::{bench_inverse, bench_step, meta, regress, threads};
+use crate::{meta, threads};
 
 #[derive(clap::Args)]
 pub struct BenchStepArgs {
@@ -63,7 +64,7 @@ pub struct BenchGainsArgs {
     /// K-FAC's configurations, comma-separated (eigen-f32, cholesky-f64, ...), each a row;
     /// the fastest is chosen among these. Fewer rows take less memory (each keeps its own
     /// network, factors and inverses alive) [default: all four].
-    #[arg(long, value_delimiter = ',', value_parser = bench_gains::parse_kfac_config)]
+    #[arg(long, value_delimiter = ',', value_parser = gains::parse_kfac_config)]
     pub kfac_configs: Option<Vec<KfacConfig>>,
     /// Also draw the amortised stage times as stacked bars, to this .svg or .png file.
     #[arg(long)]
@@ -202,7 +203,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         kfac_configs: a
             .kfac_configs
             .clone()
-            .unwrap_or_else(|| bench_gains::KFAC_CONFIGS.to_vec()),
+            .unwrap_or_else(|| gains::KFAC_CONFIGS.to_vec()),
         device: a.device.open()?,
     };
     // Checked before the benchmark runs, not after it.
@@ -220,7 +221,7 @@ pub fn gains(a: &BenchGainsArgs) -> Result<()> {
         cfg.t_inv,
         cfg.cycles,
     );
-    let gains = bench_gains::run(&cfg, |m| eprintln!("{m}"))?;
+    let gains = gains::run(&cfg, |m| eprintln!("{m}"))?;
     let rec = &gains.record;
     let hyper = serde_json::to_string(&gains.hyper)?;
     let id = store.add_bench(rec, &meta::crate_versions(), &hyper)?;
@@ -272,7 +273,7 @@ fn plot_format(p: &Path) -> Result<&'static str> {
 /// Milliseconds per optimizer: the three step kinds measured and the amortised iteration by
 /// stage, with the amortised iteration of K-FAC as its peers run it (`peers/this`) and of the
 /// fastest K-FAC that trains (`fastest/this`) over each optimizer's.
-fn gains_table(g: &bench_gains::Gains) -> String {
+fn gains_table(g: &gains::Gains) -> String {
     let rec = &g.record;
     let ms = |v: f64| format!("{:.1}", 1e3 * v);
     let peers_row = rec.kfac(reports::regress::PEERS);
@@ -282,7 +283,7 @@ fn gains_table(g: &bench_gains::Gains) -> String {
         "{:<20} {:>9} {:>9} {:>9} | {:>10} {:>10} {:>12}",
         "optimizer", "plain", "stats", "inverse", "iteration", "peers/this", "fastest/this"
     );
-    for name in optimizers::StageTimes::NAMES {
+    for name in crate::train::StepTimes::NAMES {
         s.push_str(&format!(" {:>9}", &name[..name.len().min(9)]));
     }
     s.push('\n');

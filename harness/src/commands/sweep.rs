@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 
-use crate::comm::Job;
 use crate::console::{say, Output};
 use crate::device::{self, DeviceSpec};
+use crate::job::Job;
 use crate::store::Store;
 use crate::sweep::processes::{self, SweepTarget};
 use crate::sweep::{self, Sweep, SweepOutcome};
@@ -77,7 +77,7 @@ pub fn run(args: &SweepArgs, job: &Job) -> Result<()> {
         );
     }
     let cores = crate::train::machine_load::cores();
-    let per_process = (cores / crate::comm::local_size().max(args.jobs)).max(1);
+    let per_process = (cores / crate::job::local_size().max(args.jobs)).max(1);
     let threads = args.threads.unwrap_or(per_process);
     ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed))
         .context("cannot install the Ctrl-C handler")?;

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use optimizers::{Error as HyperError, OptimizerKind};
 
-use crate::comm::Job;
 use crate::console::{duration, say, stage_line, Console, Output};
 use crate::device::{self, DeviceSpec};
 use crate::hyper_flags::{choice, HyperFlags};
+use crate::job::Job;
 use crate::overrides::OverrideError;
 use crate::train::{self, Outcome, TrainConfig};
 use crate::{checkpoint, data, sweep, threads};
@@ -66,7 +66,7 @@ impl TrainArgs {
         let flag = |key: &str| format!("--{}", key.replace('_', "-"));
         self.hyper
             .0
-            .apply(&mut c.hyper)
+            .apply(&mut c)
             .map_err(|e: OverrideError| anyhow::anyhow!("{}: {}", flag(&e.key), e.message))?;
         c.validate()
             .map_err(|e| match e.downcast_ref::<HyperError>() {
@@ -82,7 +82,7 @@ impl TrainArgs {
 pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     let threads = threads::configure(args.threads.or_else(|| {
         let cores = crate::train::machine_load::cores();
-        (job.size() > 1).then(|| (cores / crate::comm::local_size()).max(1))
+        (job.size() > 1).then(|| (cores / crate::job::local_size()).max(1))
     }))?;
     let cfg = args.config()?;
     let device = args.device.open()?;
@@ -119,15 +119,18 @@ pub fn run(args: &TrainArgs, job: &Job) -> Result<()> {
     }
     let mut console = Console::new(cfg.epochs, output);
     let (net, mut opt) = train::build_run(&cfg, &splits, &device, job.comm.clone())?;
-    let summary = train::train_from_shared(
+    let learner = train::Learner {
+        net: &net,
+        opt: opt.as_mut(),
+        device: &device,
+        comm: job.comm.as_ref(),
+    };
+    let summary = train::train(
         &cfg,
         &splits,
-        &net,
-        opt.as_mut(),
-        &device,
+        learner,
         &mut console,
         train::Progress::default(),
-        job.comm.as_ref(),
     )?;
     if output == Output::Silent {
         return Ok(());

@@ -73,7 +73,7 @@ impl DeviceSpec {
     ///
     /// As [`DeviceSpec::open_slot`].
     pub fn open(self) -> Result<Device> {
-        self.open_slot(crate::comm::local_rank())
+        self.open_slot(crate::job::local_rank())
     }
 
     /// Opens the device for the process in `slot` (for `cuda`, the GPU

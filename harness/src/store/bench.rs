@@ -4,7 +4,9 @@ use reports::regress::{BenchRecord, BenchStage, FORMER_KFAC};
 use sqlx::Row;
 
 use optimizers::curvature::{DenseMethod, InverseDtype};
-use optimizers::{OptimizerKind, StageTimes};
+use optimizers::OptimizerKind;
+
+use crate::train::StepTimes;
 
 use super::{now, stage_columns, Result, Store};
 
@@ -111,7 +113,7 @@ impl Store {
                         stages: stages
                             .iter()
                             .map(|s| {
-                                let bad = |e: optimizers::Error| {
+                                let bad = |e: optimizers::UnknownChoice| {
                                     sqlx::Error::Decode(format!("record {id}: {e}").into())
                                 };
                                 let optimizer =
@@ -132,7 +134,7 @@ impl Store {
                                     samples: s.get::<Option<i64>, _>(1).map(|v| v as u32),
                                     kfac,
                                     failed_refreshes: s.get::<i64, _>(4) as u32,
-                                    seconds: StageTimes::NAMES.map(|n| s.get::<f64, _>(n)),
+                                    seconds: StepTimes::NAMES.map(|n| s.get::<f64, _>(n)),
                                 })
                             })
                             .collect::<std::result::Result<_, sqlx::Error>>()?,

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use optimizers::{OptimizerKind, StageTimes, Traffic};
+use optimizers::{OptimizerKind, Traffic};
+
+use crate::train::StepTimes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -15,10 +17,10 @@ mod report;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// One SQL term per stage, in [`StageTimes::NAMES`]' order, joined by commas: the stage
+/// One SQL term per stage, in [`StepTimes::NAMES`]' order, joined by commas: the stage
 /// columns of `iterations` and `bench_stages` are named as the stages are.
 pub(crate) fn stage_columns(term: impl Fn(&str) -> String) -> String {
-    StageTimes::NAMES
+    StepTimes::NAMES
         .iter()
         .map(|n| term(n))
         .collect::<Vec<_>>()
@@ -157,7 +159,7 @@ pub struct IterationRow {
     pub epoch: usize,
     pub loss: f64,
     pub lr: f64,
-    pub times: StageTimes,
+    pub times: StepTimes,
     pub traffic: Traffic,
 }
 

@@ -4,7 +4,9 @@
 use reports::{CommMeans, EpochPoint, RunResult, StageMeans, SweepResults};
 use sqlx::Row;
 
-use optimizers::{OptimizerKind, StageTimes};
+use optimizers::OptimizerKind;
+
+use crate::train::StepTimes;
 
 use super::{fetch_epochs, stage_columns, Result, Store};
 
@@ -123,7 +125,7 @@ impl Store {
                             })
                             .collect(),
                         stages: (steps > 0).then(|| StageMeans {
-                            seconds: StageTimes::NAMES
+                            seconds: StepTimes::NAMES
                                 .map(|n| stages.get::<f64, _>(format!("mean_{n}").as_str())),
                             steps: steps as usize,
                         }),

@@ -22,7 +22,7 @@ use crate::console::{duration, say, Output};
 use crate::data::{self, Splits};
 use crate::meta;
 use crate::store::{RunMeta, Status, Store, StoreError};
-use crate::train::{build_run, run_key, train_from_shared, Outcome, TrainConfig};
+use crate::train::{build_run, run_key, train, Learner, Outcome, TrainConfig};
 
 pub struct SweepOptions {
     pub db: PathBuf,
@@ -112,16 +112,13 @@ pub fn follow_sweep(sweep: &Sweep, opts: &SweepOptions, stop: &AtomicBool) -> Re
             opts.results.display()
         );
         let mut obs = Follower { stop };
-        let summary = train_from_shared(
-            cfg,
-            splits,
-            &net,
-            opt.as_mut(),
-            &device,
-            &mut obs,
-            progress,
+        let learner = Learner {
+            net: &net,
+            opt: opt.as_mut(),
+            device: &device,
             comm,
-        )?;
+        };
+        let summary = train(cfg, splits, learner, &mut obs, progress)?;
         if matches!(summary.outcome, Outcome::Interrupted { .. }) {
             return Ok(());
         }
@@ -343,7 +340,7 @@ impl Stage<'_> {
                 optimizer: cfg.optimizer,
                 samples: cfg.samples(),
                 seed: cfg.hyper.seed,
-                hyper_json: serde_json::to_string(&cfg.hyper)?,
+                hyper_json: crate::train::settings_json(cfg),
                 git_commit: git_commit.clone(),
                 crate_versions: crate_versions.clone(),
                 cpu_model: cpu_model.clone(),
@@ -440,16 +437,13 @@ impl Stage<'_> {
                         note(format!("{label}: resuming at step {}", progress.step));
                     }
                     store.truncate_run(run, progress.step, progress.epochs.len())?;
-                    let summary = train_from_shared(
-                        cfg,
-                        splits,
-                        &net,
-                        opt.as_mut(),
-                        &device,
-                        &mut rec,
-                        progress,
+                    let learner = Learner {
+                        net: &net,
+                        opt: opt.as_mut(),
+                        device: &device,
                         comm,
-                    )?;
+                    };
+                    let summary = train(cfg, splits, learner, &mut rec, progress)?;
                     rec.flush()?;
                     Ok(summary.outcome)
                 })();

@@ -102,7 +102,7 @@ impl Trial {
     pub fn apply_to(&self, cfg: &TrainConfig) -> anyhow::Result<TrainConfig> {
         let mut c = cfg.clone();
         for v in &self.values {
-            v.apply(&mut c.hyper)
+            v.apply(&mut c)
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
         }
         Ok(c)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use optimizers::{Error as HyperError, Hyper, OptimizerKind};
+use optimizers::{Error as HyperError, OptimizerKind};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -304,15 +304,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Sweep, SpecError> {
         }
         c.train_subset = subset;
         c.validation = validation;
-        let mut h: Hyper = c.hyper.clone();
-        h.seed = seed;
+        c.hyper.seed = seed;
         for o in [&shared, &own] {
-            o.apply(&mut h).map_err(|e| cx.overrides(e))?;
+            o.apply(&mut c).map_err(|e| cx.overrides(e))?;
         }
         if let Some(s) = s {
-            h.samples = s;
+            c.hyper.samples = s;
         }
-        c.hyper = h;
         checked(&cx, c, &[&own, &shared])
     };
     let mut rows: Vec<(&str, OptimizerKind, Option<usize>)> = Vec::new();
@@ -454,7 +452,7 @@ fn parse_search(
             let mut shown = Vec::new();
             for (d, &i) in dims.iter().zip(&choice) {
                 let (v, o) = &d.values[i];
-                o.apply(&mut c.hyper).map_err(|e| cx.overrides(e))?;
+                o.apply(&mut c).map_err(|e| cx.overrides(e))?;
                 values.push(o.clone());
                 shown.push(format!("{} {}", d.key, search::show(v.get_ref())));
             }

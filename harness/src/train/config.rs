@@ -1,9 +1,10 @@
 //! What a training run is configured with: the model, the data, the optimizer kind and its
-//! [`Hyper`]-parameters.
+//! [`Hyper`]-parameters, and the loop's own settings ([`LoopSettings`]).
 
 use anyhow::Result;
 use optimizers::{Hyper, OptimizerKind};
 
+use super::LoopSettings;
 use crate::data::DATASET_NAMES;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -20,6 +21,8 @@ pub struct TrainConfig {
     pub validation: usize,
     /// The optimizer's hyper-parameters and the run's seed.
     pub hyper: Hyper,
+    /// The learning-rate schedule and the loss's label smoothing.
+    pub loop_settings: LoopSettings,
 }
 
 impl TrainConfig {
@@ -35,6 +38,7 @@ impl TrainConfig {
             train_subset: None,
             validation: 0,
             hyper: Hyper::for_kind(optimizer),
+            loop_settings: LoopSettings::default(),
         }
     }
 
@@ -63,6 +67,7 @@ impl TrainConfig {
             "--train-subset must be at least 1"
         );
         self.hyper.validate()?;
+        self.loop_settings.validate()?;
         Ok(())
     }
 
@@ -100,9 +105,9 @@ mod tests {
         let cases: [(Break, &str); 6] = [
             (|c| c.batch_size = 0, "--batch-size"),
             (|c| c.epochs = 0, "--epochs"),
-            (|c| c.hyper.warmup_epochs = -1.0, "`warmup_epochs`"),
+            (|c| c.loop_settings.warmup_epochs = -1.0, "`warmup_epochs`"),
             (
-                |c| c.hyper.half_life_epochs = f64::NAN,
+                |c| c.loop_settings.half_life_epochs = f64::NAN,
                 "`half_life_epochs`",
             ),
             (|c| c.model = "resnet9".into(), "valid choices"),

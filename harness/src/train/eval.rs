@@ -4,7 +4,7 @@ use anyhow::Result;
 use candle_core::Device;
 use candle_nn::loss::cross_entropy;
 use models::{Ctx, Network};
-use optimizers::{Channel, Communicator, Local};
+use optimizers::{Channel, Communicator};
 
 use super::step::count_correct;
 use crate::data::{loader::make_batch, BatchPlan, ImageSet, Normalisation};
@@ -15,19 +15,10 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
+/// The loss and accuracy of `net` on `set`. In a data-parallel job the batches are split over
+/// the processes (process `r` takes batches `r, r + P, ...`) and every process gets the totals;
+/// alone, `comm` is [`optimizers::Local`].
 pub fn evaluate(
-    net: &Network,
-    set: &ImageSet,
-    norm: &Normalisation,
-    batch_size: usize,
-    device: &Device,
-) -> Result<Evaluation> {
-    evaluate_shared(net, set, norm, batch_size, device, &Local)
-}
-
-/// [`evaluate`] split over the processes of a data-parallel job (process `r` takes batches
-/// `r, r + P, ...`); every process gets the totals.
-pub fn evaluate_shared(
     net: &Network,
     set: &ImageSet,
     norm: &Normalisation,

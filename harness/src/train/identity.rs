@@ -52,10 +52,23 @@ fn flat(cfg: &TrainConfig) -> Map<String, Value> {
     let Value::Object(mut m) = serde_json::to_value(cfg).expect("a config serialises") else {
         unreachable!("a config is a JSON object")
     };
-    if let Some(Value::Object(h)) = m.remove("hyper") {
-        m.extend(h);
+    // The optimizer's and the loop's settings were once one struct: their fields sit beside
+    // the run's in the key, as then.
+    for part in ["hyper", "loop_settings"] {
+        if let Some(Value::Object(h)) = m.remove(part) {
+            m.extend(h);
+        }
     }
     m
+}
+
+/// The optimizer's and the loop's settings as one JSON object, as the store records them:
+/// each struct's fields in declaration order (a JSON map would sort them).
+pub fn settings_json(cfg: &TrainConfig) -> String {
+    let hyper = serde_json::to_string(&cfg.hyper).expect("settings serialise");
+    let loop_settings = serde_json::to_string(&cfg.loop_settings).expect("settings serialise");
+    // Two non-empty objects, `{…}` and `{…}`, joined into one.
+    format!("{},{}", &hyper[..hyper.len() - 1], &loop_settings[1..])
 }
 
 /// The store's key for a run of `cfg`.

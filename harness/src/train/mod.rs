@@ -6,14 +6,18 @@ mod config;
 pub mod distributed;
 mod eval;
 mod identity;
+pub mod loop_settings;
 pub mod loss;
 pub mod machine_load;
 mod step;
+pub mod times;
 
 pub use config::{default_dataset, TrainConfig};
-pub use eval::{evaluate, evaluate_shared, Evaluation};
-pub use identity::{run_key, stable_key};
-pub use step::{train_step, train_step_shared, StepOutcome};
+pub use eval::{evaluate, Evaluation};
+pub use identity::{run_key, settings_json, stable_key};
+pub use loop_settings::LoopSettings;
+pub use step::{train_step, StepJob, StepOutcome};
+pub use times::StepTimes;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +25,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use models::{ModelConfig, Network};
-use optimizers::{build as build_optimizer, Communicator, Local, Optimizer, StageTimes, Traffic};
+use optimizers::{Communicator, Local, Optimizer, Traffic};
 
 use crate::data::{loader::make_shard, BatchPlan, Splits};
 
@@ -84,7 +88,7 @@ pub struct RunSummary {
     pub outcome: Outcome,
     pub steps: usize,
     /// Mean seconds per step in each stage.
-    pub mean_stage_times: StageTimes,
+    pub mean_stage_times: StepTimes,
 }
 
 /// Where a run stands between two steps: with the model's and the optimizer's state, enough
@@ -116,7 +120,7 @@ pub struct Progress {
     #[serde(default)]
     pub epoch_probe_seconds: Option<f64>,
     /// Sums of the stage times of every step so far.
-    pub totals: StageTimes,
+    pub totals: StepTimes,
     pub epochs: Vec<EpochMetrics>,
 }
 
@@ -127,7 +131,7 @@ pub struct StepRecord {
     pub step: usize,
     pub loss: f64,
     pub lr: f64,
-    pub times: StageTimes,
+    pub times: StepTimes,
     /// Collective calls of a data-parallel step (zero alone).
     pub traffic: Traffic,
 }
@@ -171,7 +175,8 @@ impl Observer for Silent {}
 pub fn run(cfg: &TrainConfig, data: &Splits, obs: &mut dyn Observer) -> Result<RunSummary> {
     let device = Device::Cpu;
     let (net, mut opt) = build_run(cfg, data, &device, Arc::new(Local))?;
-    train(cfg, data, &net, opt.as_mut(), &device, obs)
+    let learner = Learner::alone(&net, opt.as_mut(), &device);
+    train(cfg, data, learner, obs, Progress::default())
 }
 
 /// The model and optimizer `cfg` names, shaped for `data`, the optimizer reaching the other
@@ -183,7 +188,7 @@ pub fn build_run(
     comm: Arc<dyn Communicator>,
 ) -> Result<(Network, Box<dyn Optimizer>)> {
     let net = build_model(cfg, data, device)?;
-    let mut opt = build_optimizer(cfg.optimizer, &net.param_set(), &cfg.hyper)?;
+    let mut opt = optimizers::build(cfg.optimizer, &net.param_set(), &cfg.hyper)?;
     opt.set_communicator(comm);
     Ok((net, opt))
 }
@@ -199,16 +204,26 @@ pub fn build_model(cfg: &TrainConfig, data: &Splits, device: &Device) -> Result<
     Ok(models::build(&cfg.model, &model_cfg, device)?)
 }
 
-/// Trains `net` with `opt` for `cfg.epochs` epochs.
-pub fn train(
-    cfg: &TrainConfig,
-    data: &Splits,
-    net: &Network,
-    opt: &mut dyn Optimizer,
-    device: &Device,
-    obs: &mut dyn Observer,
-) -> Result<RunSummary> {
-    train_from(cfg, data, net, opt, device, obs, Progress::default())
+/// What a run trains, and where: the model and its optimizer on a device, in a job of
+/// processes ([`Local`] alone). In a job the optimizer must hold the same `comm`
+/// ([`Optimizer::set_communicator`]).
+pub struct Learner<'a> {
+    pub net: &'a Network,
+    pub opt: &'a mut dyn Optimizer,
+    pub device: &'a Device,
+    pub comm: &'a dyn Communicator,
+}
+
+impl<'a> Learner<'a> {
+    /// `net` and `opt` on `device`, in one process.
+    pub fn alone(net: &'a Network, opt: &'a mut dyn Optimizer, device: &'a Device) -> Self {
+        Learner {
+            net,
+            opt,
+            device,
+            comm: &Local,
+        }
+    }
 }
 
 fn summary(p: &Progress, outcome: Outcome) -> RunSummary {
@@ -220,33 +235,23 @@ fn summary(p: &Progress, outcome: Outcome) -> RunSummary {
     }
 }
 
-/// Continues training from `p` (with `net` and `opt` restored to the same step boundary).
-pub fn train_from(
+/// Trains for `cfg.epochs` epochs from `p` (`Progress::default()` for a new run; otherwise the
+/// model and optimizer are restored to the same step boundary). In a data-parallel job every
+/// process walks the same global batches and trains on its equal shard of each; metrics are
+/// global.
+pub fn train(
     cfg: &TrainConfig,
     data: &Splits,
-    net: &Network,
-    opt: &mut dyn Optimizer,
-    device: &Device,
-    obs: &mut dyn Observer,
-    p: Progress,
-) -> Result<RunSummary> {
-    train_from_shared(cfg, data, net, opt, device, obs, p, &Local)
-}
-
-/// [`train_from`] on one process of a data-parallel job over `comm`: every process walks the
-/// same global batches and trains on its equal shard of each; metrics are global. `opt` must
-/// hold the same `comm` ([`Optimizer::set_communicator`]).
-#[allow(clippy::too_many_arguments)]
-pub fn train_from_shared(
-    cfg: &TrainConfig,
-    data: &Splits,
-    net: &Network,
-    opt: &mut dyn Optimizer,
-    device: &Device,
+    learner: Learner,
     obs: &mut dyn Observer,
     mut p: Progress,
-    comm: &dyn Communicator,
 ) -> Result<RunSummary> {
+    let Learner {
+        net,
+        opt,
+        device,
+        comm,
+    } = learner;
     cfg.validate()?;
     let held;
     let (data, validation) = match cfg.validation {
@@ -272,8 +277,12 @@ pub fn train_from_shared(
         "the training set ({n_train} images) is smaller than one batch ({}): lower --batch-size or raise --train-subset",
         cfg.batch_size
     );
-    let schedule = cfg.hyper.lr_schedule(cfg.epochs, steps_per_epoch);
+    let schedule = cfg
+        .loop_settings
+        .lr_schedule(cfg.hyper.lr, cfg.epochs, steps_per_epoch);
     schedule.validate().context("learning-rate schedule")?;
+    // The K-FAC family decays its damping itself, counting epochs in these steps.
+    opt.set_steps_per_epoch(steps_per_epoch);
     let mut load = machine_load::LoadSampler::default();
     while p.epoch < cfg.epochs {
         let epoch = p.epoch;
@@ -289,28 +298,19 @@ pub fn train_from_shared(
             let cpu_started = machine_load::cpu_seconds();
             let lr = schedule.at(p.step);
             opt.set_learning_rate(lr);
-            opt.set_damping(cfg.hyper.damping_at(p.step, steps_per_epoch));
             let aug = data.augment.then_some((cfg.hyper.seed, epoch, b));
             let keep = rank * shard..(rank + 1) * shard;
             let batch = make_shard(&data.train, plan.indices(b), keep, &data.norm, aug, device)?;
-            // A stream of its own: at step 0 the seed must not equal the model-init seed.
-            let fisher_seed = cfg.hyper.seed
-                ^ (p.step as u64)
-                    .wrapping_add(1)
-                    .wrapping_mul(0xA24B_AED4_963E_E407);
+            let fisher_seed = models::label_sampling::fisher_seed(cfg.hyper.seed, p.step);
             // Read before the step so that, in a job, the answer travels with its all-reduce.
             let asked_to_stop = obs.should_stop();
             let stop;
-            let smoothing = cfg.hyper.label_smoothing;
-            match train_step_shared(
-                net,
-                opt,
-                &batch,
-                fisher_seed,
-                smoothing,
+            let job = StepJob {
+                smoothing: cfg.loop_settings.label_smoothing,
                 comm,
-                asked_to_stop,
-            )? {
+                stop: asked_to_stop,
+            };
+            match train_step(net, opt, &batch, fisher_seed, job)? {
                 StepOutcome::Diverged { loss } => {
                     return Ok(summary(&p, Outcome::Diverged { step: p.step, loss }));
                 }
@@ -356,7 +356,7 @@ pub fn train_from_shared(
         }
         p.train_seconds += p.epoch_seconds;
         distributed::sync_buffers(net, comm)?;
-        let test = evaluate_shared(
+        let test = evaluate(
             net,
             &data.test,
             &data.norm,
@@ -365,7 +365,7 @@ pub fn train_from_shared(
             comm,
         )?;
         let validation = validation
-            .map(|v| evaluate_shared(net, v, &data.norm, cfg.eval_batch_size, device, comm))
+            .map(|v| evaluate(net, v, &data.norm, cfg.eval_batch_size, device, comm))
             .transpose()?;
         let m = EpochMetrics {
             epoch: epoch + 1,

@@ -2,13 +2,12 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor, D};
-use models::fisher::sampled_gradients;
+use models::label_sampling::sampled_gradients;
 use models::{Ctx, Network};
-use optimizers::{
-    Communicator, LayerStats, Local, Optimizer, StageTimes, StatsRequest, Stopwatch, Traffic,
-};
+use optimizers::{Communicator, LayerStats, Local, Optimizer, StatsRequest, Stopwatch, Traffic};
 
 use super::distributed::average_gradients;
+use super::times::StepTimes;
 use crate::data::Batch;
 
 pub enum StepOutcome {
@@ -16,7 +15,7 @@ pub enum StepOutcome {
     Done {
         loss: f64,
         correct: usize,
-        times: StageTimes,
+        times: StepTimes,
         /// Seconds and bytes of this step's collective calls.
         traffic: Traffic,
         /// Whether any process of the job was asked to stop (Ctrl-C) before this step.
@@ -36,34 +35,43 @@ pub fn count_correct(logits: &Tensor, labels: &Tensor) -> candle_core::Result<us
         .map(|c| c as usize)
 }
 
+/// What a step needs besides its model, optimizer and batch: the loss's label smoothing, the
+/// processes of its job, and whether this process was asked to stop.
+#[derive(Clone, Copy)]
+pub struct StepJob<'a> {
+    /// The training loss's label smoothing ε.
+    pub smoothing: f64,
+    /// The job's processes ([`Local`] alone). The optimizer must hold the same for its
+    /// statistics ([`Optimizer::set_communicator`]).
+    pub comm: &'a dyn Communicator,
+    /// This process was asked to stop; in a job it rides along in the gradient all-reduce, so
+    /// that every process learns at the same step whether any of them was.
+    pub stop: bool,
+}
+
+impl StepJob<'static> {
+    /// One process, no label smoothing, not stopping.
+    pub const ALONE: StepJob<'static> = StepJob {
+        smoothing: 0.0,
+        comm: &Local,
+        stop: false,
+    };
+}
+
 /// Forward, backward, statistics (when the optimizer asks) and the optimizer's update.
-/// `fisher_seed` seeds the labels sampled for the true Fisher.
+/// `fisher_seed` seeds the labels sampled for the true Fisher. In a data-parallel job `batch`
+/// is this process's equal shard of the global batch, and the gradients are averaged over the
+/// processes (one fused all-reduce, timed as communication) before the optimizer steps, so
+/// every process applies the same update.
 pub fn train_step(
     net: &Network,
     opt: &mut dyn Optimizer,
     batch: &Batch,
     fisher_seed: u64,
-) -> Result<StepOutcome> {
-    train_step_shared(net, opt, batch, fisher_seed, 0.0, &Local, false)
-}
-
-/// [`train_step`] on one process of a data-parallel job: `batch` is this process's equal
-/// shard of the global batch; gradients are averaged over the processes (one fused
-/// all-reduce, timed as communication) before the optimizer steps, so every process applies
-/// the same update. The optimizer must hold the same `comm` for its statistics. `stop` (this
-/// process was asked to stop) rides along in the all-reduce, so that every process learns at
-/// the same step whether any of them was. `smoothing` is the loss's label smoothing.
-pub fn train_step_shared(
-    net: &Network,
-    opt: &mut dyn Optimizer,
-    batch: &Batch,
-    fisher_seed: u64,
-    smoothing: f64,
-    comm: &dyn Communicator,
-    stop: bool,
+    job: StepJob,
 ) -> Result<StepOutcome> {
     // On a pool worker every parallel op shares its work with the calling thread.
-    crate::threads::on_pool(|| step_here(net, opt, batch, fisher_seed, smoothing, comm, stop))
+    crate::threads::on_pool(|| step_here(net, opt, batch, fisher_seed, job))
 }
 
 fn step_here(
@@ -71,12 +79,17 @@ fn step_here(
     opt: &mut dyn Optimizer,
     batch: &Batch,
     fisher_seed: u64,
-    smoothing: f64,
-    comm: &dyn Communicator,
-    stop: bool,
+    job: StepJob,
 ) -> Result<StepOutcome> {
+    let StepJob {
+        smoothing,
+        comm,
+        stop,
+    } = job;
     // Whatever ran between steps (evaluation) is not this step's traffic.
     comm.take_traffic();
+    // Every step the harness takes is timed, stage by stage, however the optimizer was built.
+    opt.set_timing(true);
     let req = opt.stats_request();
     let ctx = if req == StatsRequest::None {
         Ctx::TRAIN
@@ -121,10 +134,8 @@ fn step_here(
         }
     };
     let statistics = sw.lap();
-    let mut times = opt.step(&grads, stats.as_deref())?;
+    let mut times = StepTimes::around(forward, backward, &opt.step(&grads, stats.as_deref())?);
     let traffic = comm.take_traffic();
-    times.forward = forward;
-    times.backward = backward;
     // The optimizer timed its statistics exchange as part of its statistics stage, and the
     // sharing of its inverses as part of its inverse stage.
     times.statistics = (times.statistics + statistics - traffic.statistics_seconds).max(0.0);

@@ -11,7 +11,7 @@ use super::{
     rows, DenseFactor, DenseMethod, Factor, FactorError, InverseDtype, LowRankFactor, RowAverage,
     SuaFactor, WoodburyMode,
 };
-use crate::comm::{Communicator, Local};
+use crate::comm::Communicator;
 use crate::damping::{DampingSplit, FactorInit};
 use crate::layer::{LayerKind, LayerSpec, LayerStats};
 
@@ -83,10 +83,20 @@ impl Block {
                 Box::new(DenseFactor::new(opts.dense, opts.precision, opts.init)),
                 Box::new(DenseFactor::new(opts.dense, opts.precision, opts.init)),
             ),
-            (Approx::KfacSua, LayerKind::Conv2d { c_in, kh, kw, .. }) => (
+            (
+                Approx::KfacSua,
+                LayerKind::Conv2d {
+                    c_in,
+                    kh,
+                    kw,
+                    layout,
+                    ..
+                },
+            ) => (
                 Box::new(SuaFactor::new(
                     kh * kw,
                     c_in,
+                    layout,
                     bias,
                     opts.dense,
                     opts.precision,
@@ -124,14 +134,10 @@ impl Block {
     }
 
     /// Folds one batch of this layer's statistics into both factors. `rng` seeds the
-    /// spatial subsampling (one stream per example).
-    pub fn observe(&mut self, stats: &LayerStats, decay: f64, rng: &ChaCha8Rng) -> Result<()> {
-        self.observe_shared(stats, decay, rng, &Local)
-    }
-
-    /// [`Block::observe`] in a data-parallel job: `stats` hold this process's equal shard of
-    /// the global batch, and the factors exchange what they need through `comm`.
-    pub fn observe_shared(
+    /// spatial subsampling (one stream per example). In a data-parallel job `stats` hold this
+    /// process's equal shard of the global batch, and the factors exchange what they need
+    /// through `comm` ([`crate::Local`] alone).
+    pub fn observe(
         &mut self,
         stats: &LayerStats,
         decay: f64,
@@ -143,8 +149,8 @@ impl Block {
             Approx::ReduceSum => rows::reduce_sum(stats)?,
             Approx::Subsample(s) => rows::subsample(stats, s, rng, comm.rank() * stats.batch)?,
         };
-        self.omega.observe_shared(&a, decay, comm)?;
-        self.gamma.observe_shared(&g, decay, comm)
+        self.omega.observe(&a, decay, comm)?;
+        self.gamma.observe(&g, decay, comm)
     }
 
     /// `(λ_Ω, λ_Γ)`: the damping `lambda` shared between the two factors as the block's

@@ -34,7 +34,7 @@ impl DenseFactor {
 }
 
 impl Factor for DenseFactor {
-    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
+    fn observe(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
         let n = rows.dim(0)? as f64;
         // Equal shards: the mean of the shards' statistics is the global batch's.
         let batch = all_reduce_mean(comm, &(rows.t()?.matmul(rows)? / n)?, Channel::Statistics)?;

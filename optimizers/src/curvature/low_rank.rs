@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, VecDeque};
 use candle_core::{DType, Result, Tensor};
 
 use super::{missing, moving_average, Factor};
-use crate::choice::choice;
 use crate::comm::{all_gather_rows, Channel, Communicator};
 use crate::damping::FactorInit;
 use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
 use crate::state::{put, take};
+use kinds::choice;
 
 choice! {
     /// How the Woodbury inverse is used.
@@ -145,7 +145,7 @@ impl LowRankFactor {
 }
 
 impl Factor for LowRankFactor {
-    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
+    fn observe(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
         // SKFAC sends its rows, not an n×n statistic: every process gets the global batch's
         // `Y` (before the shape check, which must then agree on every process).
         let gathered = all_gather_rows(comm, rows, Channel::Statistics)?;
@@ -178,9 +178,7 @@ impl Factor for LowRankFactor {
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError> {
         let y = self.ema.as_ref().ok_or_else(|| missing("statistic"))?;
         // In f32, a failure is retried with the Gram matrix formed again in f64.
-        let inv = self
-            .precision
-            .attempt(|dtype| self.inverse_in(y, damping, dtype))?;
+        let inv = linalg::attempt(self.precision, |dtype| self.inverse_in(y, damping, dtype))?;
         self.inv = Some(inv);
         Ok(())
     }

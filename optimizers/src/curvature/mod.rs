@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 
-use crate::comm::{Communicator, Local};
+use crate::comm::Communicator;
 use crate::damping::FactorInit;
 pub use crate::linalg::{DenseMethod, FactorError, InverseDtype};
 pub use block::{Approx, Block, BlockOptions};
@@ -37,15 +37,11 @@ pub use sua::SuaFactor;
 /// One Kronecker factor `F` of a layer's curvature block.
 pub trait Factor: Send {
     /// Folds one batch of rows `[N, n]` into the running statistic with moving-average decay
-    /// `decay` (`new = decay·old + (1-decay)·batch`); the first batch is taken as it is.
-    fn observe(&mut self, rows: &Tensor, decay: f64) -> Result<()> {
-        self.observe_shared(rows, decay, &Local)
-    }
-
-    /// [`Factor::observe`] for a data-parallel job whose processes each hold a shard of the
-    /// global batch: the statistic (or, for low-rank factors, the rows) is exchanged through
-    /// `comm` so that every process folds in the global batch's.
-    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()>;
+    /// `decay` (`new = decay·old + (1-decay)·batch`); the first batch is taken as it is. In a
+    /// data-parallel job each process holds a shard of the global batch, and the statistic
+    /// (or, for low-rank factors, the rows) is exchanged through `comm` so that every process
+    /// folds in the global batch's; alone, `comm` is [`crate::Local`].
+    fn observe(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()>;
 
     /// Recomputes `(F + λI)⁻¹` from the running statistic.
     fn refresh(&mut self, damping: f64) -> std::result::Result<(), FactorError>;

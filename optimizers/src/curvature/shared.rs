@@ -9,8 +9,8 @@
 use candle_core::{DType, Tensor};
 
 use super::{Block, FactorError};
-use crate::choice::choice;
 use crate::comm::{all_gather_rows, Channel, Communicator};
+use kinds::choice;
 
 choice! {
     /// Whether a data-parallel K-FAC or SUA spreads its inverses over the processes.

@@ -1,6 +1,7 @@
 //! K-FAC with spatially uncorrelated activations (Grosse & Martens 2016) for a Conv2d input
 //! factor: `Ω ≈ I_K ⊗ Ω_c`, `K = kh·kw` kernel offsets sharing one `c_in × c_in` channel
-//! covariance, so only `Ω_c` is inverted.
+//! covariance, so only `Ω_c` is inverted. For candle-nn's channels-first weights the columns
+//! run offset fastest and the factor is `Ω_c ⊗ I_K`: the same matrix, permuted.
 //!
 //! With a bias, the homogeneous coordinate gets its own diagonal entry (its mean square, 1) and
 //! no coupling to the channels: the coupled form `[[I⊗Ω_c, 1⊗μ], [1ᵀ⊗μᵀ, 1]]` is indefinite
@@ -13,6 +14,7 @@ use candle_core::{Result, Tensor, D};
 use super::{mean_diagonal, missing, moving_average, square, Factor};
 use crate::comm::{all_reduce_mean, Channel, Communicator};
 use crate::damping::FactorInit;
+use crate::layer::ConvLayout;
 use crate::linalg::{self, DenseMethod, FactorError, InverseDtype};
 use crate::state::{put, take};
 
@@ -21,6 +23,7 @@ use crate::state::{put, take};
 pub struct SuaFactor {
     offsets: usize,
     channels: usize,
+    layout: ConvLayout,
     bias: bool,
     method: DenseMethod,
     precision: InverseDtype,
@@ -32,12 +35,13 @@ pub struct SuaFactor {
 }
 
 impl SuaFactor {
-    /// For rows laid out as `offsets` groups of `channels` columns (channel fastest), plus a
-    /// trailing column of ones when `bias`, inverted with `method` in `precision`; `init`
-    /// starts the channel covariance's moving average.
+    /// For rows of `offsets × channels` columns in the order `layout` names, plus a trailing
+    /// column of ones when `bias`, inverted with `method` in `precision`; `init` starts the
+    /// channel covariance's moving average.
     pub fn new(
         offsets: usize,
         channels: usize,
+        layout: ConvLayout,
         bias: bool,
         method: DenseMethod,
         precision: InverseDtype,
@@ -46,6 +50,7 @@ impl SuaFactor {
         SuaFactor {
             offsets,
             channels,
+            layout,
             bias,
             method,
             precision,
@@ -65,7 +70,44 @@ impl SuaFactor {
         self.offsets * self.channels
     }
 
-    /// `I_K ⊗ c`, plus the bias corner `corner` when there is a bias.
+    /// The column of channel `c` at kernel offset `o`.
+    fn column(&self, o: usize, c: usize) -> usize {
+        match self.layout {
+            ConvLayout::ChannelsLast => o * self.channels + c,
+            ConvLayout::ChannelsFirst => c * self.offsets + o,
+        }
+    }
+
+    /// The first `width` columns of `v` (`[r, width(+1)]`) as `[r·K, c_in]`: one row per
+    /// (row, kernel offset), the channels along it.
+    fn channel_rows(&self, v: &Tensor) -> Result<Tensor> {
+        let (r, (k, c)) = (v.dim(0)?, (self.offsets, self.channels));
+        let x = v.narrow(1, 0, self.width())?;
+        match self.layout {
+            ConvLayout::ChannelsLast => x.contiguous()?.reshape((r * k, c)),
+            ConvLayout::ChannelsFirst => x
+                .reshape((r, c, k))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((r * k, c)),
+        }
+    }
+
+    /// The inverse of [`SuaFactor::channel_rows`] for `r` rows.
+    fn columns_of_channel_rows(&self, x: &Tensor, r: usize) -> Result<Tensor> {
+        let (k, c) = (self.offsets, self.channels);
+        match self.layout {
+            ConvLayout::ChannelsLast => x.reshape((r, self.width())),
+            ConvLayout::ChannelsFirst => x
+                .reshape((r, k, c))?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((r, self.width())),
+        }
+    }
+
+    /// `I_K ⊗ c` (or `c ⊗ I_K`, as the layout orders the columns), plus the bias corner
+    /// `corner` when there is a bias.
     fn expand(&self, c: &Tensor, corner: f64) -> Result<Tensor> {
         let (k, ch) = (self.offsets, self.channels);
         let n = self.width() + usize::from(self.bias);
@@ -74,7 +116,7 @@ impl SuaFactor {
         for o in 0..k {
             for i in 0..ch {
                 for j in 0..ch {
-                    out[(o * ch + i) * n + o * ch + j] = cv[i][j];
+                    out[self.column(o, i) * n + self.column(o, j)] = cv[i][j];
                 }
             }
         }
@@ -86,12 +128,9 @@ impl SuaFactor {
 }
 
 impl Factor for SuaFactor {
-    fn observe_shared(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
+    fn observe(&mut self, rows: &Tensor, decay: f64, comm: &dyn Communicator) -> Result<()> {
         let n = rows.dim(0)?;
-        let x = rows
-            .narrow(1, 0, self.width())?
-            .contiguous()?
-            .reshape((n * self.offsets, self.channels))?;
+        let x = self.channel_rows(rows)?;
         let batch = (x.t()?.matmul(&x)? / (n * self.offsets) as f64)?;
         let batch = all_reduce_mean(comm, &batch, Channel::Statistics)?;
         self.stat = Some(moving_average(self.stat.as_ref(), batch, decay, self.init)?);
@@ -135,12 +174,7 @@ impl Factor for SuaFactor {
     fn apply_right(&self, v: &Tensor) -> Result<Tensor> {
         let inv = self.inv.as_ref().ok_or_else(|| missing("inverse"))?;
         let r = v.dim(0)?;
-        let x = v
-            .narrow(1, 0, self.width())?
-            .contiguous()?
-            .reshape((r * self.offsets, self.channels))?
-            .matmul(inv)?
-            .reshape((r, self.width()))?;
+        let x = self.columns_of_channel_rows(&self.channel_rows(v)?.matmul(inv)?, r)?;
         if !self.bias {
             return Ok(x);
         }

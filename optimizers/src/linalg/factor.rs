@@ -4,8 +4,6 @@
 use candle_core::{DType, WithDType};
 use faer::traits::RealField;
 
-use crate::choice::choice;
-
 /// Why a factorisation gave no inverse.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FactorError {
@@ -34,49 +32,29 @@ impl From<candle_core::Error> for FactorError {
     }
 }
 
-choice! {
-    /// How a dense symmetric factor is inverted.
-    pub enum DenseMethod as "dense method" {
-        /// Symmetric eigendecomposition (K-FAC as the paper runs it, §3.4); negative round-off
-        /// eigenvalues are clamped to zero before damping.
-        Eigen = "eigen",
-        /// Cholesky factorisation.
-        Cholesky = "cholesky",
+pub use kinds::{DenseMethod, InverseDtype};
+
+/// The candle dtype of `precision`.
+pub fn dtype_of(precision: InverseDtype) -> DType {
+    match precision {
+        InverseDtype::F32 => DType::F32,
+        InverseDtype::F64 => DType::F64,
     }
 }
 
-choice! {
-    /// The precision a factorisation runs in (docs/algorithms.md, "Precision of the
-    /// inverses").
-    pub enum InverseDtype as "inverse dtype" {
-        /// Single precision, as the reference K-FAC implementations invert; a numerical failure
-        /// is retried in f64 before any extra damping.
-        F32 = "f32",
-        /// Double precision.
-        F64 = "f64",
-    }
-}
-
-impl InverseDtype {
-    /// The candle dtype of this precision.
-    pub fn dtype(self) -> DType {
-        match self {
-            InverseDtype::F32 => DType::F32,
-            InverseDtype::F64 => DType::F64,
+/// `f(dtype)` in `precision`. In f32 a numerical failure (not a failed tensor operation) is
+/// retried once in f64: single precision loses what double would keep, and the retry costs
+/// nothing where f32 succeeds.
+pub fn attempt<R>(
+    precision: InverseDtype,
+    f: impl Fn(DType) -> Result<R, FactorError>,
+) -> Result<R, FactorError> {
+    match (precision, f(dtype_of(precision))) {
+        (InverseDtype::F32, Err(e)) if !matches!(e, FactorError::Candle(_)) => {
+            tracing::debug!(error = %e, "the f32 factorisation failed; retrying in f64");
+            f(DType::F64)
         }
-    }
-
-    /// `f(dtype)` in this precision. In f32 a numerical failure (not a failed tensor
-    /// operation) is retried once in f64: single precision loses what double would keep, and
-    /// the retry costs nothing where f32 succeeds.
-    pub fn attempt<R>(self, f: impl Fn(DType) -> Result<R, FactorError>) -> Result<R, FactorError> {
-        match (self, f(self.dtype())) {
-            (InverseDtype::F32, Err(e)) if !matches!(e, FactorError::Candle(_)) => {
-                tracing::debug!(error = %e, "the f32 factorisation failed; retrying in f64");
-                f(DType::F64)
-            }
-            (_, result) => result,
-        }
+        (_, result) => result,
     }
 }
 

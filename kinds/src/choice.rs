@@ -2,7 +2,17 @@
 //! enum declares its names once, through `choice!`, and every reader — the command line,
 //! sweep files, serde, checkpoints — parses them through [`Choice::parse`].
 
-use crate::error::{Error, Result};
+/// A name that is not one of a [`Choice`]'s values.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`; valid choices: {valid}")]
+pub struct UnknownChoice {
+    /// What was being chosen ("optimizer", "fisher").
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+    /// The valid names, comma-separated.
+    pub valid: String,
+}
 
 /// An enum whose values have stable lower-case names.
 pub trait Choice: Sized + Copy + PartialEq + 'static {
@@ -20,12 +30,12 @@ pub trait Choice: Sized + Copy + PartialEq + 'static {
     }
 
     /// The value named `name`, or an error that lists the valid names.
-    fn parse(name: &str) -> Result<Self> {
+    fn parse(name: &str) -> Result<Self, UnknownChoice> {
         Self::ALL
             .iter()
             .copied()
             .find(|c| c.name() == name)
-            .ok_or_else(|| Error::UnknownChoice {
+            .ok_or_else(|| UnknownChoice {
                 what: Self::WHAT,
                 name: name.to_string(),
                 valid: Self::names().join(", "),
@@ -35,6 +45,7 @@ pub trait Choice: Sized + Copy + PartialEq + 'static {
 
 /// Declares a [`Choice`] enum: its variants with their names, plus `Display`, `FromStr`, serde
 /// and [`crate::param::ParamValue`] through the same names.
+#[macro_export]
 macro_rules! choice {
     (
         $(#[$meta:meta])*
@@ -53,12 +64,12 @@ macro_rules! choice {
             pub const ALL: &'static [Self] = &[$($name::$variant),+];
 
             /// The value's name, as the command line and sweep files spell it.
-            pub fn name(self) -> &'static str {
+            pub const fn name(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
 
             /// The value named `name`, or an error that lists the valid names.
-            pub fn parse(name: &str) -> $crate::Result<Self> {
+            pub fn parse(name: &str) -> std::result::Result<Self, $crate::UnknownChoice> {
                 <$name as $crate::choice::Choice>::parse(name)
             }
         }
@@ -83,33 +94,32 @@ macro_rules! choice {
         }
 
         impl std::str::FromStr for $name {
-            type Err = $crate::Error;
-            fn from_str(s: &str) -> $crate::Result<Self> {
+            type Err = $crate::UnknownChoice;
+            fn from_str(s: &str) -> std::result::Result<Self, $crate::UnknownChoice> {
                 <$name as $crate::choice::Choice>::parse(s)
             }
         }
 
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        impl $crate::serde::Serialize for $name {
+            fn serialize<S: $crate::serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 s.serialize_str($crate::choice::Choice::name(*self))
             }
         }
 
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-                <$name as $crate::choice::Choice>::parse(&s).map_err(serde::de::Error::custom)
+        impl<'de> $crate::serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as $crate::serde::Deserialize>::deserialize(d)?;
+                <$name as $crate::choice::Choice>::parse(&s).map_err($crate::serde::de::Error::custom)
             }
         }
     };
 }
-pub(crate) use choice;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    choice! {
+    crate::choice! {
         enum Colour as "colour" {
             Red = "red",
             DarkBlue = "dark-blue",

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use optimizers::curvature::{DenseMethod, InverseDtype};
 use optimizers::linalg;
 
-use crate::bench_step::median;
+use crate::bench::step::median;
 
 /// The damping of the benchmark's inverses (the paper's λ).
 const DAMPING: f64 = 1e-3;
@@ -78,7 +78,7 @@ pub fn run(
             for &precision in precisions {
                 // No fallback to f64: the figure is the precision's own. The statistic is
                 // stored in it too, so the residual shows the precision's round-off.
-                let dtype = precision.dtype();
+                let dtype = optimizers::linalg::dtype_of(precision);
                 let stat = stat.to_dtype(dtype)?;
                 let (on_device, a) = time(device, reps, || {
                     Ok(linalg::damped_inverse_in(&stat, DAMPING, method, dtype)?)

@@ -35,6 +35,16 @@ pub fn sample_labels(logits: &Tensor, seed: u64, first_row: usize) -> Result<Ten
     Tensor::from_vec(labels, probs.len(), logits.device())
 }
 
+/// The seed of the labels sampled on step `step` of a run seeded with `seed`: a fresh stream
+/// per step, reproducible from the step count alone (a resumed run draws what an uninterrupted
+/// one would), and at step 0 not the model-initialisation seed. The harness's loop and
+/// [`crate::nn::KfacOptimizer`] both draw with it.
+pub fn fisher_seed(seed: u64, step: usize) -> u64 {
+    seed ^ (step as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0xA24B_AED4_963E_E407)
+}
+
 /// The gradients that define the true Fisher's `G`: those of the cross-entropy of `logits`
 /// against labels sampled from them ([`sample_labels`] with `seed` and `first_row`). `logits`
 /// must be the output of the capturing forward pass, whose probes receive these gradients.

@@ -16,11 +16,11 @@ pub mod amortise;
 
 use anyhow::Result;
 use optimizers::curvature::{DenseMethod, InverseDtype, RowAverage};
-use optimizers::{build, DampingSplit, Hyper, Optimizer, OptimizerKind, StageTimes};
+use optimizers::{build, DampingSplit, Hyper, Optimizer, OptimizerKind};
 use reports::regress::{BenchRecord, BenchStage, KfacConfig, PEERS};
 
-use crate::bench_step::{network, random_batch};
-use crate::train::{train_step, StepOutcome};
+use crate::bench::step::{network, random_batch};
+use crate::train::{train_step, StepJob, StepOutcome, StepTimes};
 use amortise::{KindTimes, StepKind, MEASURE_T_COV, MEASURE_T_INV};
 
 /// One row of the benchmark: the optimizer, skfac-ss's s', and a K-FAC row's configuration.
@@ -151,8 +151,8 @@ pub fn run(cfg: &GainsConfig, mut note: impl FnMut(&str)) -> Result<Gains> {
         let opt = build(kind, &net.param_set(), &h)?;
         runs.push((net, opt, 0, KindTimes::default()));
     }
-    let step = |net: &models::Network, opt: &mut dyn Optimizer, i: usize| -> Result<StageTimes> {
-        match train_step(net, opt, &batch, i as u64)? {
+    let step = |net: &models::Network, opt: &mut dyn Optimizer, i: usize| -> Result<StepTimes> {
+        match train_step(net, opt, &batch, i as u64, StepJob::ALONE)? {
             StepOutcome::Done { times, .. } => Ok(times),
             StepOutcome::Diverged { loss } => {
                 anyhow::bail!("the benchmark diverged at step {i} (loss {loss})")

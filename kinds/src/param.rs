@@ -1,5 +1,5 @@
 //! What kind of value each hyper-parameter takes, so that a command line or a configuration
-//! file can offer, parse and check every [`crate::Hyper`] field without naming it.
+//! file can offer, parse and check every field of the optimizers' `Hyper` without naming it.
 
 /// The kind of value of one hyper-parameter.
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +36,7 @@ impl ParamValue for bool {
     const KIND: Kind = Kind::Flag;
 }
 
-/// One hyper-parameter as [`crate::Hyper::PARAMS`] lists it.
+/// One hyper-parameter as the optimizers' `Hyper::PARAMS` lists it.
 #[derive(Clone, Copy, Debug)]
 pub struct Param {
     /// The field's name, which is also the sweep-file key (`t_cov`).

@@ -5,15 +5,15 @@
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use models::ModelConfig;
-use optimizers::{build, Hyper, OptimizerKind, StageTimes};
+use optimizers::{Hyper, OptimizerKind};
 
 use crate::data::Batch;
-use crate::train::{train_step, StepOutcome};
+use crate::train::{train_step, StepJob, StepOutcome, StepTimes};
 
 /// Median times of one training step.
 #[derive(Clone, Debug)]
 pub struct StepBench {
-    pub median: StageTimes,
+    pub median: StepTimes,
     pub median_total: f64,
     pub images_per_second: f64,
 }
@@ -86,17 +86,17 @@ pub fn run(
         lr: 0.01,
         ..Hyper::default()
     };
-    let mut opt = build(optimizer, &net.param_set(), &h)?;
+    let mut opt = optimizers::build(optimizer, &net.param_set(), &h)?;
     let b = random_batch(model, batch, device)?;
-    let mut runs: Vec<StageTimes> = Vec::with_capacity(steps);
+    let mut runs: Vec<StepTimes> = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
-        match train_step(&net, opt.as_mut(), &b, i as u64)? {
+        match train_step(&net, opt.as_mut(), &b, i as u64, StepJob::ALONE)? {
             StepOutcome::Done { times, .. } if i >= warmup => runs.push(times),
             StepOutcome::Done { .. } => {}
             StepOutcome::Diverged { loss } => anyhow::bail!("the benchmark diverged (loss {loss})"),
         }
     }
-    let median_times = StageTimes::from_values(std::array::from_fn(|k| {
+    let median_times = StepTimes::from_values(std::array::from_fn(|k| {
         median(runs.iter().map(|t| t.values()[k]).collect())
     }));
     let total = median(runs.iter().map(|t| t.total()).collect());

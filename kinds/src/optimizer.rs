@@ -1,9 +1,9 @@
-//! Which optimizer: the names [`crate::build`] accepts.
+//! Which optimizer: the names the optimizers crate builds and the store records.
 
-use crate::choice::choice;
+use crate::choice;
 
 choice! {
-    /// The optimizers this crate builds.
+    /// The optimizers of this workspace.
     pub enum OptimizerKind as "optimizer" {
         /// SGD with momentum, weight decay and optional Nesterov momentum.
         Sgd = "sgd",
@@ -15,7 +15,7 @@ choice! {
         KfacSua = "kfac-sua",
         /// SKFAC with Reduce Sum: per-example means over spatial positions.
         SkfacRs = "skfac-rs",
-        /// Spatial subsampling; its sampling count is [`crate::Hyper::samples`].
+        /// Spatial subsampling; its sampling count is the optimizers' `Hyper::samples`.
         SkfacSs = "skfac-ss",
     }
 }

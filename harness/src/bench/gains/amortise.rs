@@ -9,9 +9,9 @@
 //! plain step, `S` the statistics step without its inverse stage, and `I` the inverse stage
 //! of a refresh. That holds for any pair of periods, multiples of each other or not.
 
-use optimizers::StageTimes;
+use crate::train::StepTimes;
 
-/// Index of the inverse stage in [`StageTimes::values`].
+/// Index of the inverse stage in [`StepTimes::values`].
 const INVERSE: usize = 3;
 
 /// Which kind a step of the measuring schedule is: the optimizer runs with `t_cov` =
@@ -59,7 +59,7 @@ fn mean(sum: &[f64; 7], n: usize) -> [f64; 7] {
 impl KindTimes {
     /// Adds a timed step of `kind`. A first-order optimizer's steps are all plain whatever
     /// their index (`second_order` false).
-    pub fn add(&mut self, kind: StepKind, second_order: bool, t: &StageTimes) {
+    pub fn add(&mut self, kind: StepKind, second_order: bool, t: &StepTimes) {
         let v = t.values();
         let add = |sum: &mut [f64; 7], n: &mut usize, skip_inverse: bool| {
             for (i, (s, x)) in sum.iter_mut().zip(v).enumerate() {
@@ -119,8 +119,8 @@ impl KindTimes {
 mod tests {
     use super::*;
 
-    fn times(v: [f64; 7]) -> StageTimes {
-        StageTimes::from_values(v)
+    fn times(v: [f64; 7]) -> StepTimes {
+        StepTimes::from_values(v)
     }
 
     const P: [f64; 7] = [1.0, 2.0, 0.0, 0.0, 0.5, 0.0, 0.1];
