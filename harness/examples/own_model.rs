@@ -14,8 +14,8 @@ use anyhow::Result;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{loss::cross_entropy, Conv2dConfig, Optimizer, VarBuilder, VarMap};
 use harness::data::{self, ImageSet};
-use models::nn::{Conv2d, Curvature, KfacConfig, KfacOptimizer, Linear};
-use optimizers::{Hyper, OptimizerKind};
+use models::nn::{Conv2d, Curvature, KfacOptimizer, KfacOptimizerConfig, Linear};
+use optimizers::{OptimizerKind, Periods};
 use rand::{seq::SliceRandom, SeedableRng};
 
 /// Two 3×3 convolutions with 2×2 max-pooling, then one Linear layer; NCHW, as candle-nn.
@@ -78,15 +78,13 @@ pub fn train(o: &Options) -> Result<Vec<(f64, f64)>> {
     let curv = Curvature::new();
     let net = ConvNet::new(&curv, VarBuilder::from_varmap(&varmap, DType::F32, &dev))?;
     // SKFAC-RS, statistics every 10 steps and inverses every 50; λ = 0.3 trains this problem.
-    let config = KfacConfig {
-        hyper: Hyper {
-            lr: 0.05,
-            damping: 0.3,
-            t_cov: 10,
-            t_inv: 50,
-            ..Hyper::default()
-        },
-        ..KfacConfig::new(OptimizerKind::SkfacRs, &curv)
+    let mut config = KfacOptimizerConfig::new(OptimizerKind::SkfacRs, &curv);
+    config.settings.step.lr = 0.05;
+    config.settings.damping.damping = 0.3;
+    config.settings.periods = Periods {
+        t_cov: 10,
+        t_inv: 50,
+        ..Periods::default()
     };
     let mut opt = KfacOptimizer::new(varmap.all_vars(), config)?;
     let mut order: Vec<usize> = (0..o.train_images.min(splits.train.len())).collect();

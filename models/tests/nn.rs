@@ -6,8 +6,8 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2dConfig, Optimizer as _, VarBuilder, VarMap};
-use models::nn::{fisher_seed, Curvature, KfacConfig, KfacOptimizer};
-use optimizers::{build, Fisher, Hyper, Optimizer as _, OptimizerKind, StatsRequest};
+use models::nn::{fisher_seed, Curvature, KfacOptimizer, KfacOptimizerConfig};
+use optimizers::{build, Fisher, Hyper, KfacConfig, Optimizer as _, OptimizerKind, StatsRequest};
 
 /// A user's candle-nn model: which functions make its layers is the only thing that differs
 /// between its candle-nn and its K-FAC-ready version.
@@ -299,9 +299,9 @@ fn train(
             opt.step(&grads, stats.as_deref()).expect("a step");
         }
     } else {
-        let config = KfacConfig {
-            hyper,
-            ..KfacConfig::new(kind, &curv)
+        let config = KfacOptimizerConfig {
+            settings: KfacConfig::from(&hyper),
+            ..KfacOptimizerConfig::new(kind, &curv)
         };
         let mut opt = KfacOptimizer::new(varmap.all_vars(), config)?;
         for (x, y) in &batches {
@@ -379,9 +379,9 @@ fn a_resumed_kfac_optimizer_takes_the_uninterrupted_steps() -> Result<()> {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(v)
     };
-    let config = |curv: &Curvature| KfacConfig {
-        hyper: hyper.clone(),
-        ..KfacConfig::new(kind, curv)
+    let config = |curv: &Curvature| KfacOptimizerConfig {
+        settings: KfacConfig::from(&hyper),
+        ..KfacOptimizerConfig::new(kind, curv)
     };
     let step = |opt: &mut KfacOptimizer, model: &Net| -> Result<()> {
         opt.backward_step(&candle_nn::loss::cross_entropy(&model.forward(&x)?, &y)?)
@@ -425,13 +425,8 @@ fn a_failed_step_leaves_the_next_pass_capturing() -> Result<()> {
     // must take that step's statistics and form its inverses.
     let (varmap, curv) = (VarMap::new(), Curvature::new());
     let model = net(Some(&curv), &varmap, DType::F32)?;
-    let config = KfacConfig {
-        hyper: Hyper {
-            damping_decay: 0.5,
-            ..Hyper::default()
-        },
-        ..KfacConfig::new(OptimizerKind::Kfac, &curv)
-    };
+    let mut config = KfacOptimizerConfig::new(OptimizerKind::Kfac, &curv);
+    config.settings.damping.damping_decay = 0.5;
     let mut opt = KfacOptimizer::from_varmap(&varmap, config)?;
     let (x, y) = batch(4, DType::F32)?;
     let loss = candle_nn::loss::cross_entropy(&model.forward(&x)?, &y)?;
@@ -450,7 +445,7 @@ fn the_wrapper_refuses_what_it_cannot_train() -> Result<()> {
     // A Curvature layer missing from the variables given.
     let (varmap, curv) = (VarMap::new(), Curvature::new());
     net(Some(&curv), &varmap, DType::F32)?;
-    let e = KfacOptimizer::new(vec![], KfacConfig::new(OptimizerKind::Kfac, &curv))
+    let e = KfacOptimizer::new(vec![], KfacOptimizerConfig::new(OptimizerKind::Kfac, &curv))
         .err()
         .expect("refused");
     assert!(e.to_string().contains("varmap.all_vars()"), "{e}");
@@ -462,7 +457,7 @@ fn the_wrapper_refuses_what_it_cannot_train() -> Result<()> {
     let conv = curv.conv2d(2, 5, 6, Conv2dConfig::default(), vb.pp("conv"))?;
     let mut opt = KfacOptimizer::new(
         varmap.all_vars(),
-        KfacConfig::new(OptimizerKind::Kfac, &curv),
+        KfacOptimizerConfig::new(OptimizerKind::Kfac, &curv),
     )?;
     let (x, y) = batch(4, DType::F32)?;
     let logits = conv.forward(&x)?.flatten_from(1)?;

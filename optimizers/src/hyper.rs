@@ -3,6 +3,7 @@
 //! fields it uses; [`Hyper::PARAMS`] lists them for command lines and configuration files, so
 //! a new field becomes a flag (`--t-cov`) and a sweep key (`t_cov`) without further code.
 
+use crate::config::{AdamConfig, KfacConfig, SgdConfig};
 use crate::curvature::shared::DistributeInverses;
 use crate::curvature::{BlockOptions, DenseMethod, InverseDtype, RowAverage, WoodburyMode};
 use crate::damping::{DampingSplit, FactorInit};
@@ -11,83 +12,115 @@ use crate::fisher::Fisher;
 use kinds::OptimizerKind;
 
 kinds::settings! {
-    /// Hyper-parameters shared by the optimizers; each reads the fields it uses.
+    /// Hyper-parameters of every optimizer: the union of the parts each one's config is built
+    /// from ([`crate::SgdConfig`], [`crate::AdamConfig`], [`crate::KfacConfig`]), flat, so
+    /// that each field is one flag and one sweep key. Each optimizer reads the fields it uses;
     /// [`Hyper::for_kind`] gives the defaults a kind trains with. The training loop's own
     /// settings (learning-rate schedule, warm-up, label smoothing) are the loop's, not these.
     pub struct Hyper {
-        /// Learning rate; a schedule's peak (Adam's default is 0.001).
-        lr: f64 = 0.05;
-        /// Momentum μ of SGD and the K-FAC family.
-        momentum: f64 = 0.9;
-        /// Weight decay (an L2 term in the gradient; decoupled for Adam with
-        /// `decoupled_weight_decay`).
-        weight_decay: f64 = 5e-4;
-        /// SGD: Nesterov momentum.
-        nesterov: bool = false;
-        /// Adam: decay of the first moment.
-        beta1: f64 = 0.9;
-        /// Adam: decay of the second moment.
-        beta2: f64 = 0.999;
-        /// Adam: added to the root of the second moment.
-        eps: f64 = 1e-8;
-        /// Adam: decoupled weight decay (AdamW) instead of an L2 term in the gradient.
-        decoupled_weight_decay: bool = false;
-        /// K-FAC family: damping λ, shared between each layer's two factors as `damping_split`
-        /// says.
-        damping: f64 = 1e-3;
-        /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`, the paper's code), or
-        /// split by the factors' traces (`pi`).
-        damping_split: DampingSplit = DampingSplit::Sqrt;
-        /// K-FAC family: λ decays per step as λ·R^(epoch/E) with this R (1 = no decay).
-        damping_decay: f64 = 1.0;
-        /// K-FAC family: the E of `damping_decay`, in epochs.
-        damping_decay_epochs: f64 = 10.0;
-        /// K-FAC and SUA: the factors' moving average starts at the first batch (`first`) or at
-        /// the identity (`identity`).
-        factor_init: FactorInit = FactorInit::First;
-        /// K-FAC family: steps between curvature-statistics refreshes (T_cov).
-        t_cov: usize = 20;
-        /// K-FAC family: steps between inverse refreshes (T_inv).
-        t_inv: usize = 200;
-        /// K-FAC family: moving-average decay β of the statistics (0 = latest batch only).
-        stat_decay: f64 = 0.95;
-        /// K-FAC family: KL-clip κ (0 = off).
-        kl_clip: f64 = 1e-3;
-        /// K-FAC family: where the output-gradient rows G come from.
-        fisher: Fisher = Fisher::Sampled;
-        /// skfac-ss: spatial positions sampled per example, s'.
-        samples: usize = 1;
-        /// SKFAC: the factor's rows: their moving average (`ema`, the paper's eqs. 26-27), the
-        /// current batch's (`batch`), or the last `row_stack` batches' stacked with moving-average
-        /// weights (`stack`: K-FAC's moving average, truncated, so SKFAC trains at K-FAC's λ).
-        row_average: RowAverage = RowAverage::Stack;
-        /// SKFAC with `row_average = stack`: how many batches are stacked.
-        row_stack: usize = 4;
-        /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
-        woodbury: WoodburyMode = WoodburyMode::Applied;
-        /// K-FAC: eigendecomposition or Cholesky for the dense factors.
-        dense_method: DenseMethod = DenseMethod::Eigen;
-        /// K-FAC family: the precision every factorisation runs in (K-FAC's and SUA's factors,
-        /// SKFAC's Woodbury systems): `f32` as kfac-pytorch, ASDL and kfac-jax invert, a failure
-        /// retried in `f64` before more damping; or `f64` throughout.
-        inverse_dtype: InverseDtype = InverseDtype::F32;
-        /// K-FAC and SUA in a data-parallel job: each layer's inverses computed by one process
-        /// (assigned greedily by cost) and shared (`on`), or by every process (`off`). A run on one
-        /// process computes them all either way.
-        distribute_inverses: DistributeInverses = DistributeInverses::On;
-        /// Seeds the run: initialisation, data order, sampled labels, spatial subsampling.
-        seed: u64 = 0;
+        /// The step every optimizer takes: its rate and weight decay.
+        part Step {
+            /// Learning rate; a schedule's peak (Adam's default is 0.001).
+            lr: f64 = 0.05;
+            /// Weight decay (an L2 term in the gradient; decoupled for Adam with
+            /// `decoupled_weight_decay`).
+            weight_decay: f64 = 5e-4;
+        }
+        /// Momentum of SGD and the K-FAC family (PyTorch's convention).
+        part Momentum {
+            /// Momentum μ of SGD and the K-FAC family.
+            momentum: f64 = 0.9;
+            /// Nesterov momentum.
+            nesterov: bool = false;
+        }
+        /// Adam's moment estimates.
+        part Moments {
+            /// Adam: decay of the first moment.
+            beta1: f64 = 0.9;
+            /// Adam: decay of the second moment.
+            beta2: f64 = 0.999;
+            /// Adam: added to the root of the second moment.
+            eps: f64 = 1e-8;
+            /// Adam: decoupled weight decay (AdamW) instead of an L2 term in the gradient.
+            decoupled_weight_decay: bool = false;
+        }
+        /// How far the K-FAC family trusts its curvature: damping and KL clipping.
+        part Damping {
+            /// K-FAC family: damping λ, shared between each layer's two factors as
+            /// `damping_split` says.
+            damping: f64 = 1e-3;
+            /// K-FAC family: λ on each factor (`each`), √λ on each (`sqrt`, the paper's code),
+            /// or split by the factors' traces (`pi`).
+            damping_split: DampingSplit = DampingSplit::Sqrt;
+            /// K-FAC family: λ decays per step as λ·R^(epoch/E) with this R (1 = no decay).
+            damping_decay: f64 = 1.0;
+            /// K-FAC family: the E of `damping_decay`, in epochs.
+            damping_decay_epochs: f64 = 10.0;
+            /// K-FAC family: KL-clip κ (0 = off).
+            kl_clip: f64 = 1e-3;
+        }
+        /// When the K-FAC family refreshes its statistics and inverses.
+        part Periods {
+            /// K-FAC family: steps between curvature-statistics refreshes (T_cov).
+            t_cov: usize = 20;
+            /// K-FAC family: steps between inverse refreshes (T_inv).
+            t_inv: usize = 200;
+            /// K-FAC family: moving-average decay β of the statistics (0 = latest batch only).
+            stat_decay: f64 = 0.95;
+        }
+        /// How the K-FAC family forms and factorises its curvature.
+        part Factors {
+            /// K-FAC family: where the output-gradient rows G come from.
+            fisher: Fisher = Fisher::Sampled;
+            /// K-FAC and SUA: the factors' moving average starts at the first batch (`first`)
+            /// or at the identity (`identity`).
+            factor_init: FactorInit = FactorInit::First;
+            /// K-FAC: eigendecomposition or Cholesky for the dense factors.
+            dense_method: DenseMethod = DenseMethod::Eigen;
+            /// K-FAC family: the precision every factorisation runs in (K-FAC's and SUA's
+            /// factors, SKFAC's Woodbury systems): `f32` as kfac-pytorch, ASDL and kfac-jax
+            /// invert, a failure retried in `f64` before more damping; or `f64` throughout.
+            inverse_dtype: InverseDtype = InverseDtype::F32;
+            /// K-FAC and SUA in a data-parallel job: each layer's inverses computed by one
+            /// process (assigned greedily by cost) and shared (`on`), or by every process
+            /// (`off`). A run on one process computes them all either way.
+            distribute_inverses: DistributeInverses = DistributeInverses::On;
+        }
+        /// SKFAC's low-rank factors: which rows they hold and how they are inverted.
+        part Rows {
+            /// skfac-ss: spatial positions sampled per example, s'.
+            samples: usize = 1;
+            /// SKFAC: the factor's rows: their moving average (`ema`, the paper's eqs. 26-27),
+            /// the current batch's (`batch`), or the last `row_stack` batches' stacked with
+            /// moving-average weights (`stack`: K-FAC's moving average, truncated, so SKFAC
+            /// trains at K-FAC's λ).
+            row_average: RowAverage = RowAverage::Stack;
+            /// SKFAC with `row_average = stack`: how many batches are stacked.
+            row_stack: usize = 4;
+            /// SKFAC: apply the Woodbury inverse without forming it, or form the n×n matrix.
+            woodbury: WoodburyMode = WoodburyMode::Applied;
+        }
+        /// The run's seed.
+        part Seed {
+            /// Seeds the run: initialisation, data order, sampled labels, spatial
+            /// subsampling.
+            seed: u64 = 0;
+        }
     }
 }
 
 impl Hyper {
-    /// The defaults `kind` trains with: [`Hyper::default`], with Adam's learning rate.
+    /// The defaults `kind` trains with: its config's `Default` ([`crate::SgdConfig`],
+    /// [`crate::AdamConfig`], [`crate::KfacConfig`]), the other fields at theirs.
     pub fn for_kind(kind: OptimizerKind) -> Self {
-        let mut h = Hyper::default();
-        if kind == OptimizerKind::Adam {
-            h.lr = 1e-3;
+        match kind {
+            OptimizerKind::Sgd => SgdConfig::default().hyper(),
+            OptimizerKind::Adam => AdamConfig::default().hyper(),
+            OptimizerKind::Kfac
+            | OptimizerKind::KfacSua
+            | OptimizerKind::SkfacRs
+            | OptimizerKind::SkfacSs => KfacConfig::default().hyper(),
         }
-        h
     }
 
     /// Rejects a value no optimizer can use, naming the field and its allowed range.

@@ -19,7 +19,7 @@ use crate::damping::FactorInit;
 use crate::error::{Error, Result};
 use crate::hyper::Hyper;
 use crate::layer::{LayerStats, NamedVar, ParamSet};
-use crate::momentum::Momentum;
+use crate::momentum::MomentumBuffers;
 use crate::optimizer::{Optimizer, StatsRequest};
 use crate::state::OptimizerState;
 use crate::timing::{StageTimes, Stopwatch};
@@ -36,7 +36,7 @@ pub fn approx_of(kind: OptimizerKind, samples: usize) -> Option<Approx> {
     }
 }
 
-/// Reads `lr`, `momentum`, `weight_decay` and the K-FAC-family fields of its [`Hyper`].
+/// Reads the fields of its [`Hyper`] that a [`crate::KfacConfig`] holds.
 pub struct Kfac {
     kind: OptimizerKind,
     approx: Approx,
@@ -50,9 +50,9 @@ pub struct Kfac {
     lr: f64,
     blocks: Vec<Block>,
     others: Vec<NamedVar>,
-    weight_momentum: Momentum,
-    bias_momentum: Momentum,
-    other_momentum: Momentum,
+    weight_momentum: MomentumBuffers,
+    bias_momentum: MomentumBuffers,
+    other_momentum: MomentumBuffers,
     steps: usize,
     /// Whether any statistics have been folded in (the first inverse waits for them).
     observed: bool,
@@ -105,9 +105,9 @@ impl Kfac {
             hyper,
             blocks,
             others: params.others.clone(),
-            weight_momentum: Momentum::new(n),
-            bias_momentum: Momentum::new(n),
-            other_momentum: Momentum::new(params.others.len()),
+            weight_momentum: MomentumBuffers::new(n),
+            bias_momentum: MomentumBuffers::new(n),
+            other_momentum: MomentumBuffers::new(params.others.len()),
             steps: 0,
             observed: false,
             refreshed: false,
@@ -287,7 +287,6 @@ impl Optimizer for Kfac {
         let nu = self.kl_scale(vg);
         times.precondition = sw.lap();
 
-        // The K-FAC family takes plain (not Nesterov) momentum steps.
         let (h, lr) = (&self.hyper, self.lr);
         for (i, p) in pre.into_iter().enumerate() {
             let Some(p) = p else { continue };
@@ -295,16 +294,14 @@ impl Optimizer for Kfac {
             let (gw, gb) = self.blocks[i].split(&p)?;
             let spec = &self.blocks[i].spec;
             self.weight_momentum
-                .step(i, lr, h, false, spec.weight.as_tensor(), &gw)?;
+                .step(i, lr, h, spec.weight.as_tensor(), &gw)?;
             if let (Some(b), Some(gb)) = (&spec.bias, gb) {
-                self.bias_momentum
-                    .step(i, lr, h, false, b.as_tensor(), &gb)?;
+                self.bias_momentum.step(i, lr, h, b.as_tensor(), &gb)?;
             }
         }
         for (i, p) in self.others.iter().enumerate() {
             if let Some(g) = grads.get(p.var.as_tensor()) {
-                self.other_momentum
-                    .step(i, lr, h, false, p.var.as_tensor(), g)?;
+                self.other_momentum.step(i, lr, h, p.var.as_tensor(), g)?;
             }
         }
         times.update = sw.lap();

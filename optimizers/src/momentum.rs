@@ -11,28 +11,21 @@ use crate::hyper::Hyper;
 use crate::state::{put_list, take_list};
 
 /// One momentum buffer per parameter, each created at zero on its first step.
-pub(crate) struct Momentum {
+pub(crate) struct MomentumBuffers {
     bufs: Vec<Option<Tensor>>,
 }
 
-impl Momentum {
+impl MomentumBuffers {
     pub fn new(params: usize) -> Self {
-        Momentum {
+        MomentumBuffers {
             bufs: vec![None; params],
         }
     }
 
     /// One step on parameter `i`, `w`, with the (possibly preconditioned) gradient `g`, in
-    /// place, with learning rate `lr` and `h`'s momentum and weight decay.
-    pub fn step(
-        &mut self,
-        i: usize,
-        lr: f64,
-        h: &Hyper,
-        nesterov: bool,
-        w: &Tensor,
-        g: &Tensor,
-    ) -> Result<()> {
+    /// place, with learning rate `lr` and `h`'s momentum (Nesterov's if `h.nesterov`) and
+    /// weight decay.
+    pub fn step(&mut self, i: usize, lr: f64, h: &Hyper, w: &Tensor, g: &Tensor) -> Result<()> {
         let (mu, wd) = (h.momentum, h.weight_decay);
         if mu == 0.0 {
             return fused::update(
@@ -58,7 +51,7 @@ impl Momentum {
             |b, g, w| mu * b + g + wd * w,
             |b, g, w| (b.affine(mu, 0.0)? + g)? + w.affine(wd, 0.0)?,
         )?;
-        if nesterov {
+        if h.nesterov {
             fused::update(
                 "sgd-nesterov",
                 w,
@@ -87,7 +80,7 @@ impl Momentum {
         put_list(out, prefix, &self.bufs)
     }
 
-    /// Restores what [`Momentum::save`] wrote; absent buffers start at zero again.
+    /// Restores what [`MomentumBuffers::save`] wrote; absent buffers start at zero again.
     pub fn load(&mut self, prefix: &str, src: &BTreeMap<String, Tensor>) -> Result<()> {
         self.bufs = take_list(src, prefix, self.bufs.len())?;
         Ok(())

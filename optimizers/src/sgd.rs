@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::error::Result;
 use crate::hyper::Hyper;
 use crate::layer::{device_of, LayerStats, NamedVar};
-use crate::momentum::Momentum;
+use crate::momentum::MomentumBuffers;
 use crate::optimizer::Optimizer;
 use crate::state::OptimizerState;
 use crate::timing::{StageTimes, Stopwatch};
@@ -21,7 +21,7 @@ pub struct Sgd {
     device: Device,
     /// Whether steps time their stages ([`Optimizer::set_timing`]).
     timing: bool,
-    momentum: Momentum,
+    momentum: MomentumBuffers,
     hyper: Hyper,
     /// The learning rate of the next step: `hyper.lr` until a schedule sets another.
     lr: f64,
@@ -35,7 +35,7 @@ impl Sgd {
         Ok(Sgd {
             device: device_of(&params),
             timing: false,
-            momentum: Momentum::new(params.len()),
+            momentum: MomentumBuffers::new(params.len()),
             params,
             lr: hyper.lr,
             hyper,
@@ -56,8 +56,7 @@ impl Optimizer for Sgd {
                 continue;
             };
             let h = &self.hyper;
-            self.momentum
-                .step(i, self.lr, h, h.nesterov, p.var.as_tensor(), g)?;
+            self.momentum.step(i, self.lr, h, p.var.as_tensor(), g)?;
         }
         self.steps += 1;
         Ok(StageTimes {

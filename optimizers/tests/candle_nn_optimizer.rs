@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::Optimizer;
-use optimizers::{Adam, AdamConfig, Sgd, SgdConfig};
+use optimizers::{Adam, AdamConfig, Moments, Momentum, Sgd, SgdConfig, Step};
 
 /// Least squares on fixed data: the loss of weights `w` ([3, 1]).
 fn loss(w: &Var) -> Result<Tensor> {
@@ -36,10 +36,14 @@ fn max_diff(a: &Var, b: &Var) -> Result<f32> {
 fn sgd_without_momentum_steps_as_candle_nns_sgd() -> Result<()> {
     let (a, b) = (start()?, start()?);
     let cfg = SgdConfig {
-        lr: 0.05,
-        momentum: 0.0,
-        weight_decay: 0.0,
-        ..SgdConfig::default()
+        step: Step {
+            lr: 0.05,
+            weight_decay: 0.0,
+        },
+        momentum: Momentum {
+            momentum: 0.0,
+            nesterov: false,
+        },
     };
     let mut ours = Sgd::new(vec![a.clone()], cfg)?;
     let mut theirs = candle_nn::SGD::new(vec![b.clone()], 0.05)?;
@@ -58,10 +62,14 @@ fn sgd_with_momentum_is_heavy_ball_worked_out_by_hand() -> Result<()> {
     // f(w) = (w − 3)², ∇ = 2(w − 3); b ← μb + ∇ + wd·w, w ← w − lr·b.
     let w = Var::from_tensor(&Tensor::new(&[0.0f64], &Device::Cpu)?)?;
     let cfg = SgdConfig {
-        lr: 0.1,
-        momentum: 0.9,
-        weight_decay: 0.01,
-        nesterov: false,
+        step: Step {
+            lr: 0.1,
+            weight_decay: 0.01,
+        },
+        momentum: Momentum {
+            momentum: 0.9,
+            nesterov: false,
+        },
     };
     let mut opt = Sgd::new(vec![w.clone()], cfg)?;
     let (mut want, mut buf) = (0.0f64, 0.0f64);
@@ -80,10 +88,14 @@ fn sgd_with_momentum_is_heavy_ball_worked_out_by_hand() -> Result<()> {
 fn adam_with_decoupled_decay_steps_as_candle_nns_adamw() -> Result<()> {
     let (a, b) = (start()?, start()?);
     let cfg = AdamConfig {
-        lr: 0.01,
-        weight_decay: 0.01,
-        decoupled_weight_decay: true,
-        ..AdamConfig::default()
+        step: Step {
+            lr: 0.01,
+            weight_decay: 0.01,
+        },
+        moments: Moments {
+            decoupled_weight_decay: true,
+            ..Moments::default()
+        },
     };
     let mut ours = Adam::new(vec![a.clone()], cfg)?;
     let params = candle_nn::ParamsAdamW {
@@ -108,6 +120,6 @@ fn integer_variables_are_skipped_and_defaults_are_the_crates() -> Result<()> {
     let ints = Var::from_tensor(&Tensor::zeros(3, DType::U32, &Device::Cpu)?)?;
     let opt = Sgd::new(vec![ints, start()?], SgdConfig::default())?;
     assert_eq!(opt.learning_rate(), 0.05);
-    assert_eq!(AdamConfig::default().lr, 1e-3);
+    assert_eq!(AdamConfig::default().step.lr, 1e-3);
     Ok(())
 }

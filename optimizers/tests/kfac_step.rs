@@ -86,6 +86,44 @@ fn a_kfac_step_is_the_kl_clipped_preconditioned_gradient() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_kfac_familys_momentum_is_nesterovs_when_asked() -> Result<()> {
+    // A linear loss and the same statistics every step keep the preconditioned gradient P the
+    // same, so two steps move the weight by −lr·(2 + μ)·P with plain momentum and by
+    // −lr·(2 + 2μ + μ²)·P with Nesterov's (algorithms.md, "The step").
+    let mu = 0.7;
+    let after_two_steps = |nesterov: bool| -> Result<Vec<Vec<f64>>> {
+        let (w, params, st) = one_layer(4, 3, 6, DType::F64, 5)?;
+        let c = randn(3, 4, 1.0, DType::F64, &mut rng(6))?;
+        let h = Hyper {
+            momentum: mu,
+            nesterov,
+            weight_decay: 0.0,
+            kl_clip: 0.0,
+            stat_decay: 0.0,
+            t_cov: 1,
+            t_inv: 1,
+            ..Hyper::default()
+        };
+        let mut opt = build(OptimizerKind::Kfac, &params, &h).unwrap();
+        for _ in 0..2 {
+            let loss = (w.as_tensor() * &c)?.sum_all()?;
+            opt.step(&loss.backward()?, Some(std::slice::from_ref(&st)))
+                .unwrap();
+        }
+        Ok(mat(w.as_tensor()))
+    };
+    let (plain, nesterov) = (after_two_steps(false)?, after_two_steps(true)?);
+    let ratio = (2.0 + 2.0 * mu + mu * mu) / (2.0 + mu);
+    let want: Vec<Vec<f64>> = plain
+        .iter()
+        .map(|row| row.iter().map(|x| x * ratio).collect())
+        .collect();
+    let e = rel_err(&nesterov, &want);
+    assert!(e < 1e-9, "{e:e}");
+    Ok(())
+}
+
 /// One bias-free Linear layer `inputs → outputs` of zeros, its statistics from `m` random rows,
 /// and the weight to read back.
 fn one_layer(

@@ -10,7 +10,7 @@
 //! ```
 //! use candle_core::{DType, Device, Module, Tensor};
 //! use candle_nn::{loss::cross_entropy, Conv2dConfig, Optimizer, VarBuilder, VarMap};
-//! use models::nn::{Curvature, KfacConfig, KfacOptimizer};
+//! use models::nn::{Curvature, KfacOptimizer, KfacOptimizerConfig};
 //! use optimizers::OptimizerKind;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +20,7 @@
 //! // candle_nn::conv2d(1, 8, 3, ..) and candle_nn::linear(..), from the Curvature instead.
 //! let conv = curv.conv2d(1, 8, 3, Conv2dConfig::default(), vb.pp("conv"))?;
 //! let fc = curv.linear(8 * 26 * 26, 10, vb.pp("fc"))?;
-//! let config = KfacConfig::new(OptimizerKind::SkfacRs, &curv);
+//! let config = KfacOptimizerConfig::new(OptimizerKind::SkfacRs, &curv);
 //! let mut opt = KfacOptimizer::new(varmap.all_vars(), config)?;
 //!
 //! let x = Tensor::zeros((4, 1, 28, 28), DType::F32, &Device::Cpu)?;
@@ -42,7 +42,7 @@ mod optimizer;
 
 pub use crate::label_sampling::fisher_seed;
 pub use layers::{Conv2d, Linear};
-pub use optimizer::{KfacConfig, KfacOptimizer};
+pub use optimizer::{KfacOptimizer, KfacOptimizerConfig};
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,8 +8,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::VarMap;
 use optimizers::{
-    Communicator, Hyper, Kfac, NamedVar, Optimizer as _, OptimizerKind, OptimizerState, ParamSet,
-    StatsRequest,
+    Communicator, Kfac, KfacConfig, NamedVar, Optimizer as _, OptimizerKind, OptimizerState,
+    ParamSet, StatsRequest,
 };
 
 use super::Curvature;
@@ -18,23 +18,23 @@ use crate::label_sampling::fisher_seed;
 /// What a [`KfacOptimizer`] is: its kind (`kfac`, `kfac-sua`, `skfac-rs`, `skfac-ss`), the
 /// [`Curvature`] whose layers it preconditions, and its settings.
 #[derive(Clone)]
-pub struct KfacConfig {
+pub struct KfacOptimizerConfig {
     /// Which member of the family.
     pub kind: OptimizerKind,
     /// The layers to precondition; the model must have been built from it.
     pub curvature: Curvature,
-    /// Learning rate, momentum, weight decay, damping, `t_cov`/`t_inv`, Fisher, ... (the
-    /// K-FAC family's fields of [`Hyper`]); [`KfacConfig::new`] gives the kind's defaults.
-    pub hyper: Hyper,
+    /// Learning rate, momentum, damping, periods, factors, SKFAC's rows, seed;
+    /// [`KfacOptimizerConfig::new`] gives the defaults.
+    pub settings: KfacConfig,
 }
 
-impl KfacConfig {
-    /// `kind` over `curvature`'s layers with the defaults `kind` trains with.
+impl KfacOptimizerConfig {
+    /// `kind` over `curvature`'s layers with the defaults it trains with.
     pub fn new(kind: OptimizerKind, curvature: &Curvature) -> Self {
-        KfacConfig {
+        KfacOptimizerConfig {
             kind,
             curvature: curvature.clone(),
-            hyper: Hyper::for_kind(kind),
+            settings: KfacConfig::default(),
         }
     }
 }
@@ -95,13 +95,13 @@ impl KfacOptimizer {
     /// # Errors
     ///
     /// As [`candle_nn::Optimizer::new`].
-    pub fn from_varmap(varmap: &VarMap, config: KfacConfig) -> Result<Self> {
+    pub fn from_varmap(varmap: &VarMap, config: KfacOptimizerConfig) -> Result<Self> {
         let params = config.curvature.param_set(varmap);
         Self::over(params, config)
     }
 
-    fn over(params: ParamSet, config: KfacConfig) -> Result<Self> {
-        let inner = Kfac::new(&params, config.kind, config.hyper)?;
+    fn over(params: ParamSet, config: KfacOptimizerConfig) -> Result<Self> {
+        let inner = Kfac::new(&params, config.kind, config.settings.hyper())?;
         config.curvature.capture_next(inner.stats_request());
         Ok(KfacOptimizer {
             inner,
@@ -159,12 +159,12 @@ impl KfacOptimizer {
 }
 
 impl candle_nn::Optimizer for KfacOptimizer {
-    type Config = KfacConfig;
+    type Config = KfacOptimizerConfig;
 
     /// The optimizer over `vars`: the [`Curvature`]'s layers among them are preconditioned,
     /// the rest (BatchNorm scales, embeddings) take momentum SGD steps, in the order given.
     /// Every layer of the `Curvature` must be among `vars`.
-    fn new(vars: Vec<Var>, config: KfacConfig) -> Result<Self> {
+    fn new(vars: Vec<Var>, config: KfacOptimizerConfig) -> Result<Self> {
         let vars: Vec<NamedVar> = vars
             .into_iter()
             .filter(|v| v.dtype().is_float())
