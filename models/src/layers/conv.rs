@@ -4,7 +4,7 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::capture::Capture;
 use crate::module::{Ctx, Module};
-use crate::ops::{conv2d_tiled, im2col, tiling_pays, Window};
+use crate::ops::{conv2d_tiled, im2col, matmul_t, tiling_pays, Window};
 
 /// 2-d convolution as im2col + matmul: NHWC input `[N, H, W, c_in]` to output
 /// `[N, Ho, Wo, c_out]`. The weight is `[c_out, kh, kw, c_in]`, the bias (if any) `[c_out]`.
@@ -50,12 +50,12 @@ impl Module for Conv2d {
         let pointwise = kh == 1 && kw == 1 && self.win.stride == 1 && self.win.padding == 0;
         let (mut s, a) = if pointwise {
             let a = x.reshape((rows, k))?;
-            (a.matmul(&w2.t()?)?, Some(a))
+            (matmul_t(&a, &w2)?, Some(a))
         } else if ctx.capture || !tiling_pays(rows, k, c_out) {
             // Statistics steps need the im2col rows themselves (they are K-FAC's `A`), and wide
             // layers run faster as one large matmul.
             let a = im2col(x, self.win)?.reshape((rows, k))?;
-            (a.matmul(&w2.t()?)?, Some(a))
+            (matmul_t(&a, &w2)?, Some(a))
         } else {
             (conv2d_tiled(x, &w2, self.win)?, None)
         };

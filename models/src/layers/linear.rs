@@ -4,6 +4,7 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::capture::Capture;
 use crate::module::{Ctx, Module};
+use crate::ops::matmul_t;
 
 /// `y = x Wᵀ + b` on rows `[M, in]`, giving `[M, out]`; the weight is `[out, in]`, the bias
 /// (if any) `[out]`. Made by [`crate::Builder::linear`]. A capturing pass records `A = x` and
@@ -26,7 +27,7 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let mut s = x.matmul(&ctx.param(&self.weight).t()?)?;
+        let mut s = matmul_t(x, &ctx.param(&self.weight))?;
         if let Some(b) = &self.bias {
             s = s.broadcast_add(&ctx.param(b))?;
         }

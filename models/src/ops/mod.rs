@@ -1,6 +1,7 @@
 //! CPU kernels as candle custom ops, for NHWC tensors: the im2col/col2im pair behind Conv2d,
-//! max pooling, batch norm and ReLU. Each has a hand-written backward. On other devices (and
-//! on the CPU under [`composed_ops`]) the same ops run composed from candle's own.
+//! the product with a transposed weight, max pooling, batch norm and ReLU. Each has a
+//! hand-written backward. On other devices (and on the CPU under [`composed_ops`]) the same ops
+//! run composed from candle's own.
 
 mod batchnorm;
 mod composed;
@@ -9,6 +10,7 @@ mod cpu;
 mod gemm_isa;
 mod geometry;
 mod im2col;
+mod matmul_t;
 mod maxpool;
 mod relu;
 
@@ -17,6 +19,7 @@ pub use conv::{conv2d_tiled, tiling_pays};
 pub use gemm_isa::{gemm_isa, GemmIsa};
 pub use geometry::Window;
 pub use im2col::{col2im, im2col};
+pub use matmul_t::matmul_t;
 pub use maxpool::max_pool2d;
 pub(crate) use optimizers::kernels::native;
 pub use optimizers::kernels::{composed_ops, ComposedOps};
