@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use super::composed;
-use super::cpu::{par_fill, run_float, Kernel};
+use super::cpu::{par_fill, run_float, write_copy, Kernel};
 use super::geometry::Window;
 use super::native;
 
@@ -24,32 +24,23 @@ pub fn max_pool2d(x: &Tensor, win: Window) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool(win))
 }
 
-/// For output (b, oy, ox, ch): the flat input index of the window's first maximum.
-fn argmax<T: WithDType>(
-    x: &[T],
+/// The flat index of channel 0 of each input pixel in output pixel (b, oy, ox)'s window, row
+/// by row, padding skipped. Channels are innermost (NHWC), so each pixel's `c` values are
+/// contiguous and the kernels below compare whole channel runs at once, which vectorises.
+fn window_pixels(
     win: Window,
     (h, w, c): (usize, usize, usize),
     b: usize,
     oy: usize,
     ox: usize,
-    ch: usize,
-) -> Option<usize> {
-    let mut best: Option<(usize, T)> = None;
-    for ki in 0..win.kh {
-        let Some(iy) = win.source(oy, ki, h) else {
-            continue;
-        };
-        for kj in 0..win.kw {
-            let Some(ix) = win.source(ox, kj, w) else {
-                continue;
-            };
-            let at = ((b * h + iy) * w + ix) * c + ch;
-            if best.is_none_or(|(_, v)| x[at] > v) {
-                best = Some((at, x[at]));
-            }
-        }
-    }
-    best.map(|(at, _)| at)
+) -> impl Iterator<Item = usize> {
+    (0..win.kh)
+        .filter_map(move |ki| win.source(oy, ki, h))
+        .flat_map(move |iy| {
+            (0..win.kw)
+                .filter_map(move |kj| win.source(ox, kj, w))
+                .map(move |ix| ((b * h + iy) * w + ix) * c)
+        })
 }
 
 struct MaxPool(Window);
@@ -72,11 +63,22 @@ impl Kernel for MaxPool {
         };
         let fill = |row: usize, dst: &mut [MaybeUninit<T>]| {
             let (b, oy) = (row / ho, row % ho);
-            for (i, d) in dst.iter_mut().enumerate() {
-                let (ox, ch) = (i / c, i % c);
+            for (ox, out) in dst.chunks_mut(c).enumerate() {
                 // Padding is smaller than the window, so every window holds an input pixel.
-                let at = argmax(x, win, (h, w, c), b, oy, ox, ch).expect("window inside input");
-                d.write(x[at]);
+                let mut pixels = window_pixels(win, (h, w, c), b, oy, ox);
+                let first = pixels.next().expect("window inside input");
+                write_copy(out, &x[first..first + c]);
+                // SAFETY: write_copy initialised all of `out`.
+                let out = unsafe { &mut *(out as *mut [MaybeUninit<T>] as *mut [T]) };
+                // A later pixel wins only when strictly larger: the first maximum, as the
+                // backward pass routes it.
+                for p in pixels {
+                    for (o, &v) in out.iter_mut().zip(&x[p..p + c]) {
+                        if v > *o {
+                            *o = v;
+                        }
+                    }
+                }
             }
         };
         // SAFETY: the loop above writes every element of each output row.
@@ -127,12 +129,27 @@ impl Kernel for MaxPoolBackward {
         dx.par_chunks_mut(h * w * c)
             .enumerate()
             .for_each(|(b, img)| {
+                // Per channel, the window's first maximum so far: its value and flat index.
+                let (mut best, mut at) = (vec![T::zero(); c], vec![0usize; c]);
                 for oy in 0..ho {
                     for ox in 0..wo {
-                        for ch in 0..c {
-                            let at = argmax(x, win, (h, w, c), b, oy, ox, ch)
-                                .expect("window inside input");
-                            img[at - b * h * w * c] += g[((b * ho + oy) * wo + ox) * c + ch];
+                        let mut pixels = window_pixels(win, (h, w, c), b, oy, ox);
+                        let first = pixels.next().expect("window inside input");
+                        best.copy_from_slice(&x[first..first + c]);
+                        at.iter_mut()
+                            .enumerate()
+                            .for_each(|(ch, a)| *a = first + ch);
+                        for p in pixels {
+                            for (ch, (bv, a)) in best.iter_mut().zip(at.iter_mut()).enumerate() {
+                                if x[p + ch] > *bv {
+                                    *bv = x[p + ch];
+                                    *a = p + ch;
+                                }
+                            }
+                        }
+                        let go = ((b * ho + oy) * wo + ox) * c;
+                        for (a, &gv) in at.iter().zip(&g[go..go + c]) {
+                            img[a - b * h * w * c] += gv;
                         }
                     }
                 }
@@ -201,6 +218,34 @@ mod tests {
             let fd = (f(&up)? - f(&down)?) / 2e-6;
             assert!((fd - g[i]).abs() < 1e-6, "element {i}: fd {fd} vs {}", g[i]);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tied_window_routes_its_gradient_to_its_first_maximum() -> Result<()> {
+        // PyTorch's rule: row by row, the first of equal maxima takes the whole gradient. Two
+        // channels, the second with its maximum tied at the window's last two pixels.
+        let x = Tensor::from_vec(
+            vec![1f64, 0., 1., 0., 1., 2., 1., 2.],
+            (1, 2, 2, 2),
+            &Device::Cpu,
+        )?;
+        let x = Var::from_tensor(&x)?;
+        let win = Window {
+            kh: 2,
+            kw: 2,
+            stride: 2,
+            padding: 0,
+        };
+        let y = max_pool2d(x.as_tensor(), win)?;
+        assert_eq!(y.flatten_all()?.to_vec1::<f64>()?, [1., 2.]);
+        let g = y.sum_all()?.backward()?;
+        let g = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        assert_eq!(g, [1., 0., 0., 0., 0., 1., 0., 0.]);
         Ok(())
     }
 
