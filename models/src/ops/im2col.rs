@@ -38,6 +38,19 @@ pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> 
     cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, h, w })
 }
 
+/// The window columns `kj` whose input column lies inside the image at output column `ox`:
+/// one contiguous range, since the input column grows with `kj`. Their input pixels are
+/// consecutive in a row of an NHWC image, and their patch entries consecutive too, so each
+/// kernel row moves as one run of `len·C` values instead of `len` runs of `C`.
+#[inline]
+fn inside(win: Window, ox: usize, w: usize) -> std::ops::Range<usize> {
+    let lo = win.padding.saturating_sub(ox * win.stride).min(win.kw);
+    let hi = (w + win.padding)
+        .saturating_sub(ox * win.stride)
+        .clamp(lo, win.kw);
+    lo..hi
+}
+
 /// Writes the patch of output pixel `(oy, ox)` of one `[H, W, C]` image: `kh·kw·C` values,
 /// zeros where the window covers padding.
 #[inline]
@@ -48,22 +61,25 @@ fn write_patch<T: WithDType>(
     (oy, ox): (usize, usize),
     patch: &mut [MaybeUninit<T>],
 ) {
-    for ki in 0..win.kh {
-        let iy = win.source(oy, ki, h);
-        for kj in 0..win.kw {
-            let at = (ki * win.kw + kj) * c;
-            let dst = &mut patch[at..at + c];
-            match (iy, win.source(ox, kj, w)) {
-                (Some(iy), Some(ix)) => {
-                    let src = (iy * w + ix) * c;
-                    write_copy(dst, &img[src..src + c]);
-                }
-                // The window covers padding.
-                _ => dst.iter_mut().for_each(|d| {
-                    d.write(T::zero());
-                }),
-            }
-        }
+    let cols = inside(win, ox, w);
+    let zero = |d: &mut [MaybeUninit<T>]| {
+        d.iter_mut().for_each(|d| {
+            d.write(T::zero());
+        })
+    };
+    for (ki, row) in patch.chunks_exact_mut(win.kw * c).enumerate() {
+        let Some(iy) = win.source(oy, ki, h).filter(|_| !cols.is_empty()) else {
+            // The window's row covers padding.
+            zero(row);
+            continue;
+        };
+        let (before, rest) = row.split_at_mut(cols.start * c);
+        let (run, after) = rest.split_at_mut(cols.len() * c);
+        zero(before);
+        zero(after);
+        // The first inside column's input pixel: ix = ox·stride + kj − padding.
+        let src = (iy * w + ox * win.stride + cols.start - win.padding) * c;
+        write_copy(run, &img[src..src + run.len()]);
     }
 }
 
@@ -96,19 +112,20 @@ pub(crate) fn add_patch<T: WithDType>(
     (oy, ox): (usize, usize),
     patch: &[T],
 ) {
+    let cols = inside(win, ox, w);
+    if cols.is_empty() {
+        return;
+    }
     for ki in 0..win.kh {
         let Some(iy) = win.source(oy, ki, h) else {
             continue;
         };
-        for kj in 0..win.kw {
-            let Some(ix) = win.source(ox, kj, w) else {
-                continue;
-            };
-            let at = (ki * win.kw + kj) * c;
-            let dst = &mut img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
-            for (d, s) in dst.iter_mut().zip(&patch[at..at + c]) {
-                *d += *s;
-            }
+        let at = (ki * win.kw + cols.start) * c;
+        let src = &patch[at..at + cols.len() * c];
+        let first = (iy * w + ox * win.stride + cols.start - win.padding) * c;
+        let dst = &mut img[first..first + src.len()];
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += *s;
         }
     }
 }
