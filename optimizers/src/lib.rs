@@ -2,7 +2,10 @@
 //! K-FAC-SUA, SKFAC-RS and SKFAC-SS), all behind one [`Optimizer`] trait.
 //!
 //! Every optimizer is configured by one [`Hyper`] (each reads the fields it uses) and built by
-//! [`build`], as `build(kind, &params, &hyper)`, which returns a `Box<dyn Optimizer>`:
+//! [`build`], as `build(kind, &params, &hyper)`, which returns a `Box<dyn Optimizer>`. `Hyper`
+//! is the union of parts ([`Step`], [`Momentum`], [`Damping`], [`Periods`], ...), and each
+//! optimizer's own config is built from the parts it reads ([`SgdConfig`], [`AdamConfig`],
+//! [`KfacConfig`]; `config.hyper()` gives its `Hyper`):
 //!
 //! | [`OptimizerKind`] | method |
 //! |---|---|
