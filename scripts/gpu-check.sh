@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, in one go, into OUTDIR (about 8 minutes on one H200):
+# The GPU checks, in one go, into OUTDIR (about 4 minutes on one H200, 2026-12-04):
 #   1. nvidia-smi;
 #   2. training-step throughput, skfac (`bench-step --device cuda`) beside PyTorch
 #      (bench/pytorch_step.py --device cuda) on the same GPU: resnet8, resnet20, vgg11 and
