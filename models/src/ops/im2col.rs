@@ -38,17 +38,19 @@ pub fn col2im(cols: &Tensor, win: Window, h: usize, w: usize) -> Result<Tensor> 
     cols.contiguous()?.apply_op1_no_bwd(&Col2Im { win, h, w })
 }
 
-/// The window columns `kj` whose input column lies inside the image at output column `ox`:
-/// one contiguous range, since the input column grows with `kj`. Their input pixels are
-/// consecutive in a row of an NHWC image, and their patch entries consecutive too, so each
+/// The window columns `kj` whose input column lies inside the image at output column `ox`,
+/// and the input column of the first of them; `None` when the window's columns all cover
+/// padding. The range is contiguous, since the input column grows with `kj`: those input pixels
+/// are consecutive in a row of an NHWC image, and their patch entries consecutive too, so each
 /// kernel row moves as one run of `len·C` values instead of `len` runs of `C`.
 #[inline]
-fn inside(win: Window, ox: usize, w: usize) -> std::ops::Range<usize> {
+fn inside(win: Window, ox: usize, w: usize) -> Option<(std::ops::Range<usize>, usize)> {
     let lo = win.padding.saturating_sub(ox * win.stride).min(win.kw);
     let hi = (w + win.padding)
         .saturating_sub(ox * win.stride)
         .clamp(lo, win.kw);
-    lo..hi
+    // ix = ox·stride + kj − padding, which is ≥ 0 from kj = lo on.
+    (lo < hi).then(|| (lo..hi, ox * win.stride + lo - win.padding))
 }
 
 /// Writes the patch of output pixel `(oy, ox)` of one `[H, W, C]` image: `kh·kw·C` values,
@@ -61,14 +63,17 @@ fn write_patch<T: WithDType>(
     (oy, ox): (usize, usize),
     patch: &mut [MaybeUninit<T>],
 ) {
-    let cols = inside(win, ox, w);
     let zero = |d: &mut [MaybeUninit<T>]| {
         d.iter_mut().for_each(|d| {
             d.write(T::zero());
         })
     };
+    let Some((cols, ix)) = inside(win, ox, w) else {
+        zero(patch);
+        return;
+    };
     for (ki, row) in patch.chunks_exact_mut(win.kw * c).enumerate() {
-        let Some(iy) = win.source(oy, ki, h).filter(|_| !cols.is_empty()) else {
+        let Some(iy) = win.source(oy, ki, h) else {
             // The window's row covers padding.
             zero(row);
             continue;
@@ -77,8 +82,7 @@ fn write_patch<T: WithDType>(
         let (run, after) = rest.split_at_mut(cols.len() * c);
         zero(before);
         zero(after);
-        // The first inside column's input pixel: ix = ox·stride + kj − padding.
-        let src = (iy * w + ox * win.stride + cols.start - win.padding) * c;
+        let src = (iy * w + ix) * c;
         write_copy(run, &img[src..src + run.len()]);
     }
 }
@@ -112,17 +116,16 @@ pub(crate) fn add_patch<T: WithDType>(
     (oy, ox): (usize, usize),
     patch: &[T],
 ) {
-    let cols = inside(win, ox, w);
-    if cols.is_empty() {
+    let Some((cols, ix)) = inside(win, ox, w) else {
         return;
-    }
+    };
     for ki in 0..win.kh {
         let Some(iy) = win.source(oy, ki, h) else {
             continue;
         };
         let at = (ki * win.kw + cols.start) * c;
         let src = &patch[at..at + cols.len() * c];
-        let first = (iy * w + ox * win.stride + cols.start - win.padding) * c;
+        let first = (iy * w + ix) * c;
         let dst = &mut img[first..first + src.len()];
         for (d, s) in dst.iter_mut().zip(src) {
             *d += *s;
