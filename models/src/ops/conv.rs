@@ -7,6 +7,8 @@
 //! buffer that stays in cache, multiplies it at once, and the backward pass does the same
 //! (`dX` per image: the patch gradients of a tile are folded into the image straight away;
 //! `dW`: per-task partial sums of `Gᵀ·cols`). Nothing of im2col's size is ever stored.
+//! Stride-1 windows build no patches at all: they run as GEMMs over shifted views of the
+//! padded input (`shifted.rs`), with the same bands of work and the same results.
 //!
 //! Layout: input `[N, H, W, C]`, weight `[c_out, kh·kw·C]` (columns in im2col order), output
 //! `[N·Ho·Wo, c_out]` (NHWC rows).
@@ -14,13 +16,13 @@
 use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::cpu::{flat, float_dispatch, par_fill};
+use super::cpu::{flat, float_dispatch, matmul_into, par_fill};
 use super::geometry::Window;
 use super::im2col::{add_patch, im2col, write_patches};
 use super::native;
+use super::shifted;
 
 /// Bytes of patches one task builds at a time: half a Zen 3 / Skylake L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -110,6 +112,11 @@ impl Geom {
         }
     }
 
+    /// The input's dims `(n, h, w, c)`.
+    fn dims(&self) -> (usize, usize, usize, usize) {
+        (self.n, self.h, self.w, self.c)
+    }
+
     fn pixels(&self) -> usize {
         self.n * self.ho * self.wo
     }
@@ -141,48 +148,6 @@ unsafe fn assume_init<T>(cols: &[MaybeUninit<T>]) -> &[T] {
     unsafe { std::slice::from_raw_parts(cols.as_ptr().cast::<T>(), cols.len()) }
 }
 
-/// Single-threaded `dst (m×n, row-major) = [dst +] lhs · rhs` with explicit strides
-/// (`lhs[i][l] = lhs[i·lrs + l·lcs]`, `rhs[l][j] = rhs[l·rrs + j·rcs]`); the tasks around it
-/// are the parallelism.
-#[allow(clippy::too_many_arguments)]
-fn matmul_into<T: WithDType>(
-    dst: &mut [T],
-    (m, n, k): (usize, usize, usize),
-    accumulate: bool,
-    lhs: &[T],
-    (lrs, lcs): (usize, usize),
-    rhs: &[T],
-    (rrs, rcs): (usize, usize),
-) {
-    assert!(dst.len() >= m * n, "conv2d: gemm destination too small");
-    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lrs + (k - 1) * lcs);
-    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rrs + (n - 1) * rcs);
-    // SAFETY: the asserts keep every index gemm touches inside the three slices.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lcs as isize,
-            lrs as isize,
-            rhs.as_ptr(),
-            rcs as isize,
-            rrs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
-}
-
 fn forward<T: WithDType>(x: &[T], wt: &[T], g: Geom) -> Vec<T> {
     let tile = g.tile::<T>();
     let fill = |t: usize, out: &mut [MaybeUninit<T>]| {
@@ -197,6 +162,7 @@ fn forward<T: WithDType>(x: &[T], wt: &[T], g: Geom) -> Vec<T> {
         // out = cols · wᵀ: cols is [rows, k] row-major, wᵀ[l][j] = w[j·k + l].
         matmul_into(
             out,
+            (g.c_out, 1),
             (rows, g.c_out, g.k),
             false,
             cols,
@@ -224,6 +190,7 @@ fn input_grad<T: WithDType>(dy: &[T], wt: &[T], g: Geom) -> Vec<T> {
                 // dcols = dy_t · w: dy_t is [rows, c_out], w is [c_out, k], both row-major.
                 matmul_into(
                     &mut dcols,
+                    (g.k, 1),
                     (rows, g.k, g.c_out),
                     false,
                     dy_t,
@@ -263,6 +230,7 @@ fn weight_grad<T: WithDType>(x: &[T], dy: &[T], g: Geom) -> Vec<T> {
                 // acc += dy_tᵀ · cols: dy_tᵀ[i][l] = dy_t[l·c_out + i].
                 matmul_into(
                     &mut acc,
+                    (g.k, 1),
                     (g.c_out, g.k, rows),
                     true,
                     dy_t,
@@ -301,11 +269,14 @@ impl CustomOp2 for TiledConv {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(self.win, dims4(l1)?, l2.shape().dims())?;
-        let out = float_dispatch!("conv2d", s1, |T| forward::<T>(
-            flat(s1, l1, "conv2d")?,
-            flat(s2, l2, "conv2d")?,
-            g
-        ));
+        let out = float_dispatch!("conv2d", s1, |T| {
+            let (x, w) = (flat(s1, l1, "conv2d")?, flat(s2, l2, "conv2d")?);
+            if shifted::fits(g.win) {
+                shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out)
+            } else {
+                forward::<T>(x, w, g)
+            }
+        });
         Ok((out, Shape::from((g.pixels(), g.c_out))))
     }
 
@@ -358,19 +329,25 @@ impl CustomOp2 for Grad {
         let (a, b) = (s1, s2);
         Ok(match self {
             Grad::Input(_, dims) => (
-                float_dispatch!(OP, a, |T| input_grad::<T>(
-                    flat(a, l1, OP)?,
-                    flat(b, l2, OP)?,
-                    g
-                )),
+                float_dispatch!(OP, a, |T| {
+                    let (dy, w) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
+                    if shifted::fits(g.win) {
+                        shifted::input_grad::<T>(dy, w, g.win, g.dims(), g.c_out)
+                    } else {
+                        input_grad::<T>(dy, w, g)
+                    }
+                }),
                 Shape::from(dims.to_vec()),
             ),
             Grad::Weight(..) => (
-                float_dispatch!(OP, a, |T| weight_grad::<T>(
-                    flat(a, l1, OP)?,
-                    flat(b, l2, OP)?,
-                    g
-                )),
+                float_dispatch!(OP, a, |T| {
+                    let (x, dy) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
+                    if shifted::fits(g.win) {
+                        shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
+                    } else {
+                        weight_grad::<T>(x, dy, g)
+                    }
+                }),
                 Shape::from((g.c_out, g.k)),
             ),
         })
@@ -389,7 +366,16 @@ mod tests {
     #[test]
     fn matches_im2col_and_matmul() -> Result<()> {
         let dev = Device::Cpu;
-        let wins = [(3, 1, 1), (3, 2, 1), (1, 2, 0), (7, 2, 3)];
+        // Stride 1 runs the shifted-view kernels (`shifted.rs`), the others the patch tiles.
+        let wins = [
+            (3, 1, 1),
+            (5, 1, 2),
+            (3, 1, 0),
+            (2, 1, 1),
+            (3, 2, 1),
+            (1, 2, 0),
+            (7, 2, 3),
+        ];
         for (kk, stride, padding) in wins {
             let win = Window {
                 kh: kk,

@@ -4,6 +4,7 @@
 use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, Layout, Result, Shape, WithDType};
+use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 /// A kernel over contiguous inputs of one float type; the first input's shape is `dims`.
@@ -76,6 +77,55 @@ pub(crate) unsafe fn par_fill<T: Send>(
     // SAFETY: the caller's `fill` initialised all `len` elements.
     unsafe { v.set_len(len) };
     v
+}
+
+/// Single-threaded `dst (m×n) = [dst +] lhs · rhs`, every operand through its strides
+/// (`dst[i][j] = dst[i·drs + j·dcs]`, `lhs[i][l] = lhs[i·lrs + l·lcs]`,
+/// `rhs[l][j] = rhs[l·rrs + j·rcs]`); the tasks around it are the parallelism.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_into<T: WithDType>(
+    dst: &mut [T],
+    (drs, dcs): (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    lhs: &[T],
+    (lrs, lcs): (usize, usize),
+    rhs: &[T],
+    (rrs, rcs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        dst.len() > (m - 1) * drs + (n - 1) * dcs,
+        "gemm destination too small"
+    );
+    assert!(k == 0 || lhs.len() > (m - 1) * lrs + (k - 1) * lcs);
+    assert!(k == 0 || rhs.len() > (k - 1) * rrs + (n - 1) * rcs);
+    // SAFETY: the asserts keep every index gemm touches inside the three slices.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dcs as isize,
+            drs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            rcs as isize,
+            rrs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
 }
 
 /// Writes `src` into the uninitialised `dst` (same length).

@@ -13,6 +13,7 @@ mod im2col;
 mod matmul_t;
 mod maxpool;
 mod relu;
+mod shifted;
 
 pub use batchnorm::{batch_norm, Moments};
 pub use conv::{conv2d_tiled, tiling_pays};
