@@ -4,7 +4,8 @@
 
 use candle_core::{backprop::GradStore, DType, Device, Result, Tensor, Var};
 use models::ops::{
-    add_relu, batch_norm, composed_ops, conv2d_tiled, im2col, max_pool2d, relu, Window,
+    add_relu, batch_norm, batch_norm_relu, composed_ops, conv2d_tiled, im2col, max_pool2d, relu,
+    Window,
 };
 use models::{Ctx, ModelConfig};
 use optimizers::{Hyper, OptimizerKind, StatsRequest};
@@ -151,6 +152,13 @@ fn relu_and_batch_norm_agree() {
         "batch_norm",
         both_paths(&[x.clone(), gamma.clone(), beta.clone()], |t| {
             Ok(batch_norm(&t[0], &t[1], &t[2], 1e-5)?.0)
+        }),
+        1e-10,
+    );
+    assert_paths_agree(
+        "batch_norm_relu",
+        both_paths(&[x.clone(), gamma.clone(), beta.clone()], |t| {
+            Ok(batch_norm_relu(&t[0], &t[1], &t[2], 1e-5)?.0)
         }),
         1e-10,
     );

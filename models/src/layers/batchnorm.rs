@@ -1,7 +1,7 @@
 use candle_core::{Result, Tensor, Var, D};
 
 use crate::module::{Ctx, Module};
-use crate::ops::{batch_norm, Moments};
+use crate::ops::{batch_norm, batch_norm_relu, relu, Moments};
 
 /// Batch normalisation over the channel (last) axis of an NHWC tensor (or `[M, C]` rows).
 /// Training uses the batch statistics and updates the running ones (momentum 0.1, unbiased
@@ -43,21 +43,44 @@ impl BatchNorm {
     }
 }
 
+impl BatchNorm {
+    /// `max(bn(x), 0)`: in training one fused op ([`batch_norm_relu`]), which saves ReLU's
+    /// passes over the activations.
+    ///
+    /// # Errors
+    ///
+    /// As [`Module::forward`].
+    pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        if ctx.train {
+            self.train_forward(x, ctx, true)
+        } else {
+            relu(&self.forward(x, ctx)?)
+        }
+    }
+
+    /// Normalised with the batch's statistics (ReLU'd if `relu`); updates the running ones.
+    fn train_forward(&self, x: &Tensor, ctx: &Ctx, relu: bool) -> Result<Tensor> {
+        let c = x.dim(D::Minus1)?;
+        let rows = x.reshape(((), c))?;
+        let (gamma, beta) = (ctx.param(&self.gamma), ctx.param(&self.beta));
+        let (y, batch) = if relu {
+            batch_norm_relu(&rows, &gamma, &beta, self.eps)?
+        } else {
+            batch_norm(&rows, &gamma, &beta, self.eps)?
+        };
+        self.update_running(&batch)?;
+        y.reshape(x.shape())
+    }
+}
+
 impl Module for BatchNorm {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
+        if ctx.train {
+            return self.train_forward(x, ctx, false);
+        }
         let c = x.dim(D::Minus1)?;
         let shape = x.shape().clone();
         let rows = x.reshape(((), c))?;
-        if ctx.train {
-            let (y, batch) = batch_norm(
-                &rows,
-                &ctx.param(&self.gamma),
-                &ctx.param(&self.beta),
-                self.eps,
-            )?;
-            self.update_running(&batch)?;
-            return y.reshape(shape);
-        }
         let centred = rows.broadcast_sub(&self.running_mean.as_tensor().detach().unsqueeze(0)?)?;
         let var = self.running_var.as_tensor().detach().unsqueeze(0)?;
         let inv_std = (var + self.eps)?.sqrt()?.recip()?;

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d};
 use crate::module::{Ctx, Module};
-use crate::ops::{add_relu, relu};
+use crate::ops::add_relu;
 
 /// How a block's input reaches its output.
 pub enum Shortcut {
@@ -126,7 +126,7 @@ fn shortcut(
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let h = relu(&self.bn1.forward(&self.conv1.forward(x, ctx)?, ctx)?)?;
+        let h = self.bn1.forward_relu(&self.conv1.forward(x, ctx)?, ctx)?;
         let h = self.bn2.forward(&self.conv2.forward(&h, ctx)?, ctx)?;
         add_relu(&h, &self.shortcut.forward(x, ctx)?)
     }
@@ -181,10 +181,13 @@ impl Module for Bottleneck {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
-            h = bn.forward(&conv.forward(&h, ctx)?, ctx)?;
-            if i < 2 {
-                h = relu(&h)?;
-            }
+            let s = conv.forward(&h, ctx)?;
+            // The last BatchNorm's ReLU comes after the shortcut's sum.
+            h = if i < 2 {
+                bn.forward_relu(&s, ctx)?
+            } else {
+                bn.forward(&s, ctx)?
+            };
         }
         add_relu(&h, &self.shortcut.forward(x, ctx)?)
     }

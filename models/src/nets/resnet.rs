@@ -4,7 +4,7 @@ use super::{global_avg_pool, BasicBlock, Bottleneck};
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d, Linear};
 use crate::module::{Ctx, Module};
-use crate::ops::{max_pool2d, relu, Window};
+use crate::ops::{max_pool2d, Window};
 
 /// Residual networks (He et al. 2016): a stem, stages of residual blocks (the first block of
 /// every stage after the first halves the resolution), global average pooling, a classifier.
@@ -165,7 +165,9 @@ impl ResNet {
 
 impl Module for ResNet {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
-        let mut h = relu(&self.stem_bn.forward(&self.stem.forward(x, ctx)?, ctx)?)?;
+        let mut h = self
+            .stem_bn
+            .forward_relu(&self.stem.forward(x, ctx)?, ctx)?;
         if self.stem_pool {
             h = max_pool2d(
                 &h,

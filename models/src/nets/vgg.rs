@@ -3,7 +3,7 @@ use candle_core::{Result, Tensor};
 use crate::builder::Builder;
 use crate::layers::{BatchNorm, Conv2d, Linear};
 use crate::module::{Ctx, Module};
-use crate::ops::{max_pool2d, relu, Window};
+use crate::ops::{max_pool2d, Window};
 
 enum Stage {
     Conv(Conv2d, BatchNorm),
@@ -50,7 +50,7 @@ impl Module for Vgg {
         let mut h = x.clone();
         for s in &self.stages {
             h = match s {
-                Stage::Conv(conv, bn) => relu(&bn.forward(&conv.forward(&h, ctx)?, ctx)?)?,
+                Stage::Conv(conv, bn) => bn.forward_relu(&conv.forward(&h, ctx)?, ctx)?,
                 Stage::Pool => max_pool2d(
                     &h,
                     Window {

@@ -5,6 +5,10 @@
 //!
 //! Forward: `μ, σ² = mean, biased variance per channel`, `x̂ = (x−μ)/√(σ²+ε)`, `y = γx̂ + β`.
 //! Backward: `dβ = Σ dy`, `dγ = Σ dy·x̂`, `dx = γ/√(σ²+ε) · (dy − dβ/R − x̂·dγ/R)`.
+//!
+//! [`batch_norm_relu`] is `max(y, 0)` in the same passes: a separate ReLU read and wrote the
+//! activations once more forward and three times more backward, where here the backward pass
+//! recomputes `y` from `x` (bit for bit the forward's value) and keeps `dy` where `y > 0`.
 
 use std::sync::{Arc, Mutex};
 
@@ -53,13 +57,39 @@ pub fn batch_norm(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Moments)> {
+    normalise(x, gamma, beta, eps, false)
+}
+
+/// `max(y, 0)` of [`batch_norm`]'s `y`, in its passes (gradient 0 where `y ≤ 0`, PyTorch's
+/// rule at 0), with the batch's statistics.
+///
+/// # Errors
+///
+/// As [`batch_norm`].
+pub fn batch_norm_relu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Moments)> {
+    normalise(x, gamma, beta, eps, true)
+}
+
+fn normalise(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Moments)> {
     let rows = x.dim(0)?;
     if !native(x) {
         let (y, mean, var) = composed::batch_norm(x, gamma, beta, eps)?;
+        let y = if relu { composed::relu(&y)? } else { y };
         return Ok((y, Moments { mean, var, rows }));
     }
     let stats = Arc::new(Mutex::new(BatchStats::default()));
-    let y = batch_norm_train(x, gamma, beta, eps, &stats)?;
+    let y = batch_norm_train(x, gamma, beta, eps, relu, &stats)?;
     let st = std::mem::take(&mut *stats.lock().expect("batch-norm statistics lock"));
     let c = st.mean.len();
     let moment = |v: Vec<f64>| Tensor::from_vec(v, c, x.device())?.to_dtype(x.dtype());
@@ -75,7 +105,7 @@ pub fn batch_norm(
 
 /// Training-mode batch norm `y = γ(x−μ)/√(σ²+ε) + β` for `x: [R, C]` (made contiguous),
 /// `gamma`, `beta: [C]`, with the batch's per-channel mean and biased variance; those land in
-/// `stats`. Differentiable in `x`, `gamma` and `beta`.
+/// `stats`; with `relu`, `max(y, 0)`. Differentiable in `x`, `gamma` and `beta`.
 ///
 /// # Errors
 ///
@@ -85,6 +115,7 @@ pub(crate) fn batch_norm_train(
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    relu: bool,
     stats: &Arc<Mutex<BatchStats>>,
 ) -> Result<Tensor> {
     x.contiguous()?.apply_op3(
@@ -92,6 +123,7 @@ pub(crate) fn batch_norm_train(
         &beta.contiguous()?,
         BatchNormTrain {
             eps,
+            relu,
             own: Mutex::default(),
             report: stats.clone(),
         },
@@ -100,6 +132,8 @@ pub(crate) fn batch_norm_train(
 
 struct BatchNormTrain {
     eps: f64,
+    /// Whether the output is `max(y, 0)`.
+    relu: bool,
     /// This pass's statistics, for its backward (even if the layer runs again meanwhile).
     own: Mutex<BatchStats>,
     /// Where the layer reads them for its running averages.
@@ -150,6 +184,23 @@ fn cast<T: WithDType>(v: impl Iterator<Item = f64>) -> Vec<T> {
     v.map(T::from_f64).collect()
 }
 
+/// `max(v, 0)` where `RELU`, `v` otherwise.
+#[inline(always)]
+fn gate<T: WithDType, const RELU: bool>(v: T) -> T {
+    if RELU && v <= T::zero() {
+        T::zero()
+    } else {
+        v
+    }
+}
+
+/// The per-channel `μ` and `γ/√(σ²+ε)` of the element-wise passes, in the tensor's type; the
+/// backward pass of the fused ReLU recomputes `y` from the very same values.
+fn coefficients<T: WithDType>(st: &BatchStats, gamma: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+    let scale = (0..gamma.len()).map(|j| gamma[j].to_f64() / (st.var[j] + eps).sqrt());
+    (cast(st.mean.iter().copied()), cast(scale))
+}
+
 impl BatchNormTrain {
     fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Result<Vec<T>> {
         let c = gamma.len();
@@ -171,59 +222,95 @@ impl BatchNormTrain {
             }
         });
         let rf = r as f64;
-        let mean: Vec<f64> = (0..c).map(|j| shift[j].to_f64() + s[j] / rf).collect();
-        let var: Vec<f64> = (0..c)
-            .map(|j| (ss[j] / rf - (s[j] / rf).powi(2)).max(0.0))
-            .collect();
-        let scale: Vec<f64> = (0..c)
-            .map(|j| gamma[j].to_f64() / (var[j] + self.eps).sqrt())
-            .collect();
-        // y = (x − μ)·scale + β, with x − μ formed in T: exact enough even when |μ| ≫ σ.
-        let (mu, sc, be): (Vec<T>, Vec<T>, Vec<T>) = (
-            cast(mean.iter().copied()),
-            cast(scale.iter().copied()),
-            beta.to_vec(),
-        );
-        let fill = |i: usize, dst: &mut [MaybeUninit<T>]| {
-            let src = &x[i * CHUNK_ROWS * c..];
-            for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                let coef = mu.iter().zip(sc.iter().zip(&be));
-                for ((d, &v), (&m, (&k, &b))) in d.iter_mut().zip(s).zip(coef) {
-                    d.write((v - m) * k + b);
-                }
-            }
+        let st = BatchStats {
+            mean: (0..c).map(|j| shift[j].to_f64() + s[j] / rf).collect(),
+            var: (0..c)
+                .map(|j| (ss[j] / rf - (s[j] / rf).powi(2)).max(0.0))
+                .collect(),
         };
-        // SAFETY: every row of every chunk is written above.
-        let y = unsafe { par_fill(x.len(), CHUNK_ROWS * c, fill) };
-        let st = BatchStats { mean, var };
+        let y = if self.relu {
+            Self::normalised::<T, true>(x, gamma, beta, &st, self.eps)
+        } else {
+            Self::normalised::<T, false>(x, gamma, beta, &st, self.eps)
+        };
         *self.report.lock().expect("batch-norm statistics lock") = st.clone();
         *self.own.lock().expect("batch-norm statistics lock") = st;
         Ok(y)
     }
 
-    /// `(dx, dγ, dβ)` from `x`, `dy`, `γ` and the forward pass's statistics.
+    /// `y = (x − μ)·scale + β` (ReLU'd where `RELU`), with `x − μ` formed in T: exact enough
+    /// even when |μ| ≫ σ.
+    fn normalised<T: WithDType, const RELU: bool>(
+        x: &[T],
+        gamma: &[T],
+        be: &[T],
+        st: &BatchStats,
+        eps: f64,
+    ) -> Vec<T> {
+        let c = gamma.len();
+        let (mu, sc) = coefficients(st, gamma, eps);
+        let fill = |i: usize, dst: &mut [MaybeUninit<T>]| {
+            let src = &x[i * CHUNK_ROWS * c..];
+            for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                let coef = mu.iter().zip(sc.iter().zip(be));
+                for ((d, &v), (&m, (&k, &b))) in d.iter_mut().zip(s).zip(coef) {
+                    d.write(gate::<T, RELU>((v - m) * k + b));
+                }
+            }
+        };
+        // SAFETY: every row of every chunk is written above.
+        unsafe { par_fill(x.len(), CHUNK_ROWS * c, fill) }
+    }
+
+    /// `(dx, dγ, dβ)` from `x`, `dy`, `γ`, `β` and the forward pass's statistics.
     fn backward<T: WithDType>(
         &self,
         x: &[T],
         dy: &[T],
         gamma: &[T],
+        beta: &[T],
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let c = gamma.len();
         let st = self.own.lock().expect("batch-norm statistics lock").clone();
-        if dy.len() != x.len() || st.mean.len() != c {
+        if dy.len() != x.len() || st.mean.len() != c || beta.len() != c {
             candle_core::bail!("batch_norm backward: shapes do not match the forward pass");
         }
-        let r = x.len() / c;
-        let rf = r as f64;
-        let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let mu: Vec<T> = cast(st.mean.iter().copied());
+        Ok(if self.relu {
+            Self::gradients::<T, true>(x, dy, gamma, beta, &st, self.eps)
+        } else {
+            Self::gradients::<T, false>(x, dy, gamma, beta, &st, self.eps)
+        })
+    }
+
+    /// The backward pass proper; where `RELU`, `dy` counts only where the forward's `y > 0`.
+    fn gradients<T: WithDType, const RELU: bool>(
+        x: &[T],
+        dy: &[T],
+        gamma: &[T],
+        beta: &[T],
+        st: &BatchStats,
+        eps: f64,
+    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let c = gamma.len();
+        let rf = (x.len() / c) as f64;
+        let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let (mu, sc) = coefficients(st, gamma, eps);
+        // The gradient reaching y: dy, or 0 where the fused ReLU cut y off.
+        let through = |v: T, g: T, m: T, k: T, b: T| {
+            if RELU && (v - m) * k + b <= T::zero() {
+                T::zero()
+            } else {
+                g
+            }
+        };
         // dβ = Σ dy and Σ dy·(x − μ) (= dγ·σ).
         let (dbeta, dyxc) = channel_sums(x, dy, c, |xr, gr, sb, sg| {
             let terms = sb
                 .iter_mut()
                 .zip(sg.iter_mut())
-                .zip(xr.iter().zip(gr).zip(&mu));
-            for ((b, g), ((&v, &dy), &m)) in terms {
+                .zip(xr.iter().zip(gr).zip(mu.iter().zip(sc.iter().zip(beta))));
+            for ((b, g), ((&v, &dy), (&m, (&k, &be)))) in terms {
+                let dy = through(v, dy, m, k, be);
                 *b += dy;
                 *g += dy * (v - m);
             }
@@ -244,16 +331,17 @@ impl BatchNormTrain {
                 .zip(x[at..].chunks_exact(c).zip(dy[at..].chunks_exact(c)));
             for (d, (xr, gr)) in rows {
                 let coef = kd.iter().zip(&kx).zip(k0.iter().zip(&mu));
-                for ((d, (&v, &dy)), ((&a, &b), (&c0, &m))) in
-                    d.iter_mut().zip(xr.iter().zip(gr)).zip(coef)
+                let fwd = sc.iter().zip(beta);
+                for (((d, (&v, &dy)), ((&a, &b), (&c0, &m))), (&ks, &be)) in
+                    d.iter_mut().zip(xr.iter().zip(gr)).zip(coef).zip(fwd)
                 {
-                    d.write(a * dy + b * (v - m) + c0);
+                    d.write(a * through(v, dy, m, ks, be) + b * (v - m) + c0);
                 }
             }
         };
         // SAFETY: every row of every chunk is written above.
         let dx = unsafe { par_fill(x.len(), CHUNK_ROWS * c, fill) };
-        Ok((dx, cast(dgamma.into_iter()), cast(dbeta.into_iter())))
+        (dx, cast(dgamma.into_iter()), cast(dbeta.into_iter()))
     }
 }
 
@@ -292,7 +380,7 @@ impl CustomOp3 for BatchNormTrain {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -300,20 +388,26 @@ impl CustomOp3 for BatchNormTrain {
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
         let (cs, cl) = gamma.storage_and_layout();
-        let (xs, gs, cs) = match (&*xs, &*gs, &*cs) {
+        let (bs, bl) = beta.storage_and_layout();
+        let (xs, gs, cs, bs) = match (&*xs, &*gs, &*cs, &*bs) {
             (
                 candle_core::Storage::Cpu(a),
                 candle_core::Storage::Cpu(b),
                 candle_core::Storage::Cpu(c),
-            ) => (a, b, c),
+                candle_core::Storage::Cpu(d),
+            ) => (a, b, c, d),
             _ => candle_core::bail!("batch_norm backward: CPU tensors only"),
         };
         let dev = x.device();
         let c = gamma.elem_count();
         macro_rules! run {
             ($t:ty) => {{
-                let (dx, dg, db) =
-                    self.backward::<$t>(slice(xs, xl)?, slice(gs, gl)?, slice(cs, cl)?)?;
+                let (dx, dg, db) = self.backward::<$t>(
+                    slice(xs, xl)?,
+                    slice(gs, gl)?,
+                    slice(cs, cl)?,
+                    slice(bs, bl)?,
+                )?;
                 (
                     Tensor::from_vec(dx, x.shape(), dev)?,
                     Tensor::from_vec(dg, c, dev)?,
@@ -361,6 +455,7 @@ mod tests {
             gamma.as_tensor(),
             beta.as_tensor(),
             1e-5,
+            false,
             &stats,
         )?;
         let theirs = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
@@ -391,6 +486,7 @@ mod tests {
             &gamma.to_dtype(DType::F32)?,
             &beta.to_dtype(DType::F32)?,
             1e-5,
+            false,
             &stats,
         )?;
         let want = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
@@ -406,6 +502,7 @@ mod tests {
             vars32[1].as_tensor(),
             vars32[2].as_tensor(),
             1e-5,
+            false,
             &stats,
         )?;
         let g32 = (y32 * w.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
@@ -418,6 +515,41 @@ mod tests {
                 "f32 gradient of a {:?} input",
                 v.shape()
             );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_fused_relu_is_relu_of_the_output_with_its_gradients() -> Result<()> {
+        // relu(reference) in candle's ops is the oracle; β shifted so that about a third of the
+        // outputs are cut off.
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(0f64, 2.0, (700, 5), &dev)? + 3.0)?)?;
+        let gamma = Var::from_tensor(&Tensor::randn(1f64, 0.3, 5, &dev)?)?;
+        let beta = Var::from_tensor(&(Tensor::randn(0f64, 0.3, 5, &dev)? - 0.4)?)?;
+        let w = Tensor::randn(0f64, 1.0, (700, 5), &dev)?;
+        let (ours, m) = batch_norm_relu(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?;
+        let theirs = reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5)?.relu()?;
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f64> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
+        };
+        assert!(diff(&ours, &theirs)? < 1e-12);
+        let cut = theirs
+            .eq(0f64)?
+            .to_dtype(DType::F64)?
+            .mean_all()?
+            .to_scalar::<f64>()?;
+        assert!(cut > 0.1 && cut < 0.9, "{cut} of the outputs cut off");
+        let mean = x.as_tensor().mean(0)?;
+        assert!(diff(&m.mean, &mean)? < 1e-12);
+        let g1 = (ours * &w)?.sum_all()?.backward()?;
+        let g2 = (theirs * &w)?.sum_all()?.backward()?;
+        for v in [&x, &gamma, &beta] {
+            let (a, b) = (
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
+            assert!(diff(a, b)? < 1e-10, "gradient of a {:?} input", v.shape());
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ mod maxpool;
 mod relu;
 mod shifted;
 
-pub use batchnorm::{batch_norm, Moments};
+pub use batchnorm::{batch_norm, batch_norm_relu, Moments};
 pub use conv::{conv2d_tiled, tiling_pays};
 pub use gemm_isa::{gemm_isa, GemmIsa};
 pub use geometry::Window;
