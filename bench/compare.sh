@@ -2,7 +2,8 @@
 # Side-by-side training-step throughput, candle (`skfac bench-step`) vs PyTorch
 # (bench/pytorch_step.py), as a markdown table on stdout after a header naming the CPU and each
 # side's instruction set; the benchmarks' own output goes to stderr. Run from anywhere;
-# override THREADS, MODELS, BATCHES, REPEAT and SKFAC_BIN via the environment. With REPEAT=n
+# override THREADS, MODELS, BATCHES, REPEAT and SKFAC_BIN via the environment, and PYTHON to
+# use an interpreter that already has torch (the GPU machine's) instead of bench/.venv. With REPEAT=n
 # each pair is measured n times, alternating candle and PyTorch, and the table gives the
 # medians: on a shared machine one pair can be off by 30%.
 set -euo pipefail
@@ -12,10 +13,14 @@ MODELS=${MODELS:-resnet8 resnet20 vgg11}
 BATCHES=${BATCHES:-32 128}
 REPEAT=${REPEAT:-1}
 SKFAC_BIN=${SKFAC_BIN:-target/release/skfac}
+PYTHON=${PYTHON:-}
 # Both runtimes size their pools from these, so each side gets the same cores.
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 
-bash bench/setup_pytorch.sh
+if [[ -z $PYTHON ]]; then
+    bash bench/setup_pytorch.sh
+    PYTHON=bench/.venv/bin/python
+fi
 [[ -x $SKFAC_BIN ]] || { echo "compare.sh: $SKFAC_BIN missing; run 'just build'" >&2; exit 1; }
 
 # Runs a benchmark, echoes its output to stderr, and prints N from its last line `N img/s`.
@@ -31,8 +36,8 @@ img_per_s() {
 # The median of its arguments (numbers).
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' REPEAT=$REPEAT SKFAC_BIN=$SKFAC_BIN bench/compare.sh"
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $(bench/.venv/bin/python -c 'import torch; print("torch", torch.__version__, "with", torch.backends.cpu.get_cpu_capability(), "kernels")')"
+echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' REPEAT=$REPEAT SKFAC_BIN=$SKFAC_BIN PYTHON=$PYTHON bench/compare.sh"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "with", torch.backends.cpu.get_cpu_capability(), "kernels")')"
 # The CPU and the kernels candle's matrix products run on (AVX-512 or AVX2, chosen at run time).
 "$SKFAC_BIN" bench-step mlp 1 1 --steps 1 --warmup 0 | grep '^CPU: '
 echo
@@ -44,7 +49,7 @@ for model in $MODELS; do
         for ((r = 0; r < REPEAT; r++)); do
             # One after the other, never concurrently: they would share the cores.
             c=$(img_per_s "$SKFAC_BIN" bench-step "$model" "$batch" "$THREADS")
-            t=$(img_per_s bench/.venv/bin/python bench/pytorch_step.py "$model" "$batch" "$THREADS")
+            t=$(img_per_s "$PYTHON" bench/pytorch_step.py "$model" "$batch" "$THREADS")
             cs+=("$c") ts+=("$t") rs+=("$(awk -v a="$c" -v b="$t" 'BEGIN { print a / b }')")
         done
         candle=$(median "${cs[@]}") torch=$(median "${ts[@]}")
