@@ -1,35 +1,33 @@
-//! Convolution as im2col + GEMM, one cache-sized tile of output pixels at a time.
+//! Convolution without materialising im2col, in cache-sized pieces of work.
 //!
 //! Materialising the whole im2col matrix writes `kh·kw` copies of the input to memory and
 //! reads them back for the GEMM (19 MB per 3×3, 16-channel ResNet layer at batch 32, 75 MB at
 //! batch 128), and its gradient as large again before col2im folds it up: the small-channel
-//! layers ran at memory speed. Here each task builds the patches of a few hundred pixels in a
-//! buffer that stays in cache, multiplies it at once, and the backward pass does the same
-//! (`dX` per image: the patch gradients of a tile are folded into the image straight away;
-//! `dW`: per-task partial sums of `Gᵀ·cols`). Nothing of im2col's size is ever stored.
-//! Stride-1 windows build no patches at all: they run as GEMMs over shifted views of the
-//! padded input (`shifted.rs`), with the same bands of work and the same results.
+//! layers ran at memory speed. Here the forward pass and the weight gradient are GEMMs over
+//! shifted views of a padded copy of a few input rows (`shifted.rs`), with no patches at all;
+//! so is the input gradient of stride-1 windows. A strided window's input gradient (whose
+//! shifted form would mostly multiply zeros) multiplies a tile of a few hundred pixels'
+//! output gradient by the weight into patch gradients that stay in cache and folds them into
+//! the image straight away. Nothing of im2col's size is ever stored.
 //!
 //! Layout: input `[N, H, W, C]`, weight `[c_out, kh·kw·C]` (columns in im2col order), output
 //! `[N·Ho·Wo, c_out]` (NHWC rows).
 
-use std::mem::MaybeUninit;
-
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::cpu::{flat, float_dispatch, matmul_into, par_fill};
+use super::cpu::{flat, float_dispatch, matmul_into};
 use super::geometry::Window;
-use super::im2col::{add_patch, im2col, write_patches};
+use super::im2col::{add_patch, im2col};
 use super::native;
 use super::shifted;
 
-/// Bytes of patches one task builds at a time: half a Zen 3 / Skylake L2.
+/// Bytes of patch gradients one task holds at a time: half a Zen 3 / Skylake L2.
 const TILE_BYTES: usize = 256 * 1024;
 
-/// Whether the tiled op beats materialising im2col for this layer (f32): every tile multiplies
-/// the whole weight, so the weight must be at most half a tile (the tile has at least twice
-/// `c_out` rows), and there must be tiles enough for every thread.
+/// Whether [`conv2d_tiled`] beats materialising im2col for this layer (f32): every band of
+/// work multiplies the whole weight, so the weight must be at most half a tile of
+/// [`TILE_BYTES`], and there must be tiles enough for every thread.
 /// That holds for the small-channel layers whose im2col is largest (ResNet's 16- and
 /// 32-channel stages); the wide layers (VGG's 512 channels: 9 MB of weight for 2×2 images)
 /// are GEMM-bound and run faster as one large matmul.
@@ -125,54 +123,6 @@ impl Geom {
     fn tile<T>(&self) -> usize {
         (TILE_BYTES / (self.k * std::mem::size_of::<T>())).clamp(16, 4096)
     }
-
-    /// Patches of output pixels `first..first + rows` (any images) into `cols`.
-    fn patches<T: WithDType>(&self, x: &[T], first: usize, cols: &mut [MaybeUninit<T>]) {
-        let (hwc, howo) = ((self.h, self.w, self.c), (self.ho, self.wo));
-        write_patches(x, self.win, hwc, howo, first, cols);
-    }
-}
-
-/// A scratch buffer of `len` values for [`Geom::patches`] to fill.
-fn scratch<T>(len: usize) -> Vec<MaybeUninit<T>> {
-    let mut v = Vec::with_capacity(len);
-    // SAFETY: MaybeUninit needs no initialisation.
-    unsafe { v.set_len(len) };
-    v
-}
-
-/// # Safety
-/// `cols` must be fully initialised.
-unsafe fn assume_init<T>(cols: &[MaybeUninit<T>]) -> &[T] {
-    // SAFETY: the caller says every element is initialised; the layouts are identical.
-    unsafe { std::slice::from_raw_parts(cols.as_ptr().cast::<T>(), cols.len()) }
-}
-
-fn forward<T: WithDType>(x: &[T], wt: &[T], g: Geom) -> Vec<T> {
-    let tile = g.tile::<T>();
-    let fill = |t: usize, out: &mut [MaybeUninit<T>]| {
-        let rows = out.len() / g.c_out;
-        let mut cols = scratch::<T>(rows * g.k);
-        g.patches(x, t * tile, &mut cols);
-        // SAFETY: `patches` wrote every patch entry.
-        let cols = unsafe { assume_init(&cols) };
-        // SAFETY (of the cast): gemm with accumulate = false only writes `out`.
-        let out =
-            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<T>(), out.len()) };
-        // out = cols · wᵀ: cols is [rows, k] row-major, wᵀ[l][j] = w[j·k + l].
-        matmul_into(
-            out,
-            (g.c_out, 1),
-            (rows, g.c_out, g.k),
-            false,
-            cols,
-            (g.k, 1),
-            wt,
-            (1, g.k),
-        );
-    };
-    // SAFETY: each tile's gemm writes all of its rows × c_out outputs.
-    unsafe { par_fill(g.pixels() * g.c_out, tile * g.c_out, fill) }
 }
 
 /// `dX`: per image, each tile's patch gradients `dy_tile · w` folded into the image.
@@ -207,48 +157,6 @@ fn input_grad<T: WithDType>(dy: &[T], wt: &[T], g: Geom) -> Vec<T> {
     dx
 }
 
-/// `dW = dyᵀ · cols`, summed per group of consecutive tiles, then over the groups in order.
-/// The groups are fixed by the tile and thread counts, not by which thread stole what, so the
-/// sum (its rounding included) is the same on every run with the same thread count.
-fn weight_grad<T: WithDType>(x: &[T], dy: &[T], g: Geom) -> Vec<T> {
-    let tile = g.tile::<T>();
-    let tiles = g.pixels().div_ceil(tile);
-    let len = g.c_out * g.k;
-    // A few groups per thread: each one zeroes and returns a c_out × k partial sum.
-    let per_group = tiles.div_ceil(4 * rayon::current_num_threads()).max(1);
-    let partials: Vec<Vec<T>> = (0..tiles.div_ceil(per_group))
-        .into_par_iter()
-        .map(|group| {
-            let (mut acc, mut cols) = (vec![T::zero(); len], scratch::<T>(tile * g.k));
-            for t in group * per_group..((group + 1) * per_group).min(tiles) {
-                let first = t * tile;
-                let rows = tile.min(g.pixels() - first);
-                g.patches(x, first, &mut cols[..rows * g.k]);
-                // SAFETY: `patches` wrote these rows.
-                let c = unsafe { assume_init(&cols[..rows * g.k]) };
-                let dy_t = &dy[first * g.c_out..(first + rows) * g.c_out];
-                // acc += dy_tᵀ · cols: dy_tᵀ[i][l] = dy_t[l·c_out + i].
-                matmul_into(
-                    &mut acc,
-                    (g.k, 1),
-                    (g.c_out, g.k, rows),
-                    true,
-                    dy_t,
-                    (1, g.c_out),
-                    c,
-                    (g.k, 1),
-                );
-            }
-            acc
-        })
-        .collect();
-    let mut total = vec![T::zero(); len];
-    for p in &partials {
-        total.iter_mut().zip(p).for_each(|(x, y)| *x += *y);
-    }
-    total
-}
-
 fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     match *l.shape().dims() {
         [a, b, c, d] => Ok((a, b, c, d)),
@@ -271,11 +179,7 @@ impl CustomOp2 for TiledConv {
         let g = Geom::new(self.win, dims4(l1)?, l2.shape().dims())?;
         let out = float_dispatch!("conv2d", s1, |T| {
             let (x, w) = (flat(s1, l1, "conv2d")?, flat(s2, l2, "conv2d")?);
-            if shifted::fits(g.win) {
-                shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out)
-            } else {
-                forward::<T>(x, w, g)
-            }
+            shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out)
         });
         Ok((out, Shape::from((g.pixels(), g.c_out))))
     }
@@ -331,7 +235,7 @@ impl CustomOp2 for Grad {
             Grad::Input(_, dims) => (
                 float_dispatch!(OP, a, |T| {
                     let (dy, w) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
-                    if shifted::fits(g.win) {
+                    if shifted::fits_input_grad(g.win) {
                         shifted::input_grad::<T>(dy, w, g.win, g.dims(), g.c_out)
                     } else {
                         input_grad::<T>(dy, w, g)
@@ -342,11 +246,7 @@ impl CustomOp2 for Grad {
             Grad::Weight(..) => (
                 float_dispatch!(OP, a, |T| {
                     let (x, dy) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
-                    if shifted::fits(g.win) {
-                        shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
-                    } else {
-                        weight_grad::<T>(x, dy, g)
-                    }
+                    shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
                 }),
                 Shape::from((g.c_out, g.k)),
             ),
@@ -375,6 +275,8 @@ mod tests {
             (3, 2, 1),
             (1, 2, 0),
             (7, 2, 3),
+            (2, 2, 0),
+            (3, 3, 1),
         ];
         for (kk, stride, padding) in wins {
             let win = Window {

@@ -12,6 +12,8 @@
 //! with the weight flipped; the weight gradient reads the same views against the output
 //! gradient laid out at padded width (zeros at the dropped positions). Work is split into bands
 //! of output rows of one image, whose padded input rows are copied into a small buffer first.
+//! With stride `s` each kernel row gets its own buffer of every `s`-th padded input row, and
+//! a window's kernel row starts `s·C` values after its neighbour's.
 
 use candle_core::WithDType;
 use rayon::prelude::*;
@@ -23,14 +25,21 @@ use super::geometry::Window;
 /// band's padded input and output stay in L2.
 const BAND_POSITIONS: usize = 512;
 
-/// Whether [`forward`], [`input_grad`] and [`weight_grad`] take this window: stride 1 and
-/// padding less than the kernel (so the input gradient's padding `k − 1 − p` is not negative).
-pub(crate) fn fits(win: Window) -> bool {
+/// Whether [`input_grad`] takes this window: stride 1 and padding less than the kernel (so
+/// its padding `k − 1 − p` is not negative). [`forward`] and [`weight_grad`] take any window;
+/// a strided layer's input gradient would correlate an output gradient dilated with zeros,
+/// mostly multiplying zeros, so it stays with the patch tiles.
+pub(crate) fn fits_input_grad(win: Window) -> bool {
     win.stride == 1 && win.padding < win.kh && win.padding < win.kw
 }
 
-/// A stride-1 correlation of `[h, w, c_in]` images, padded by `ph` rows and `pw` columns on
-/// each side, with a `kh × kw` kernel into `c_out` channels.
+/// A correlation with stride `s` of `[h, w, c_in]` images, padded by `ph` rows and `pw`
+/// columns on each side, with a `kh × kw` kernel into `c_out` channels.
+///
+/// With stride `s` the windows of one output row start `s` pixels apart; the padded rows are
+/// widened with zero columns to a multiple of `s` (`wp`), so that the positions of successive
+/// output rows continue that stride: `wp / s` positions a row, of which the first `wo` are
+/// kept.
 #[derive(Clone, Copy, Debug)]
 struct Corr {
     h: usize,
@@ -40,68 +49,104 @@ struct Corr {
     pw: usize,
     kh: usize,
     kw: usize,
+    s: usize,
     c_out: usize,
 }
 
 impl Corr {
-    /// Padded width.
+    fn new(win: Window, (h, w, c_in): (usize, usize, usize), c_out: usize) -> Self {
+        Corr {
+            h,
+            w,
+            c_in,
+            ph: win.padding,
+            pw: win.padding,
+            kh: win.kh,
+            kw: win.kw,
+            s: win.stride,
+            c_out,
+        }
+    }
+
+    /// Padded width, rounded up to a multiple of the stride.
     fn wp(&self) -> usize {
-        self.w + 2 * self.pw
+        (self.w + 2 * self.pw).next_multiple_of(self.s)
+    }
+
+    /// Positions per output row.
+    fn per_row(&self) -> usize {
+        self.wp() / self.s
     }
 
     fn ho(&self) -> usize {
-        self.h + 2 * self.ph + 1 - self.kh
+        (self.h + 2 * self.ph - self.kh) / self.s + 1
     }
 
     fn wo(&self) -> usize {
-        self.wp() + 1 - self.kw
+        (self.w + 2 * self.pw - self.kw) / self.s + 1
     }
 
     /// Output rows per band: the largest divisor of `ho` whose positions fit
     /// [`BAND_POSITIONS`] (one row if none does), so that bands never straddle images.
     fn band(&self) -> usize {
-        let fit = (BAND_POSITIONS / self.wp()).max(1);
+        let fit = (BAND_POSITIONS / self.per_row()).max(1);
         (1..=self.ho().min(fit))
             .rev()
             .find(|d| self.ho().is_multiple_of(*d))
             .unwrap_or(1)
     }
 
-    /// GEMM rows of a band of `rows` output rows: every padded position of its rows but the
-    /// last row's tail, whose windows would run past the band's input.
+    /// GEMM rows of a band of `rows` output rows: every position of its rows but the last
+    /// row's tail, whose windows would run past the band's input.
     fn positions(&self, rows: usize) -> usize {
-        (rows - 1) * self.wp() + self.wo()
+        (rows - 1) * self.per_row() + self.wo()
     }
 
-    /// The padded input rows `first..first + rows` of output rows `first..` (padded
-    /// coordinates) of one image, zeros where they cover padding.
-    fn slab<T: WithDType>(&self, img: &[T], first: usize, rows: usize) -> Vec<T> {
+    /// Writes padded input rows `first, first + step, …` (padded coordinates) of one image
+    /// into `slab` (zeros), each `wp` wide, as many as it holds; padding stays zero.
+    fn slab<T: WithDType>(&self, img: &[T], first: usize, step: usize, slab: &mut [T]) {
         let (wp, c) = (self.wp(), self.c_in);
-        let mut slab = vec![T::zero(); rows * wp * c];
         for (r, dst) in slab.chunks_exact_mut(wp * c).enumerate() {
-            let py = first + r;
+            let py = first + r * step;
             if py >= self.ph && py - self.ph < self.h {
                 let src = &img[(py - self.ph) * self.w * c..][..self.w * c];
                 dst[self.pw * c..][..self.w * c].copy_from_slice(src);
             }
         }
-        slab
     }
 
-    /// Output rows `first..first + rows` of one image at padded width:
-    /// `Σ_ky view_ky · wk[ky]`, with `wk` the weight as `[kh][kw·c_in][c_out]`.
+    /// The windows of output rows `first..first + rows` of one image, by kernel row: for each
+    /// `ky` an offset into the returned buffer where row `i` (stride `s·c_in`, `kw·c_in` long)
+    /// is position `i`'s kernel row `ky`. At stride 1 every kernel row reads one slab, shifted
+    /// by `ky` rows; otherwise each has its own slab of every `s`-th input row.
+    fn views<T: WithDType>(&self, img: &[T], first: usize, rows: usize) -> (Vec<T>, Vec<usize>) {
+        let row_len = self.wp() * self.c_in;
+        if self.s == 1 {
+            let mut slab = vec![T::zero(); (rows + self.kh - 1) * row_len];
+            self.slab(img, first, 1, &mut slab);
+            return (slab, (0..self.kh).map(|ky| ky * row_len).collect());
+        }
+        let mut buf = vec![T::zero(); self.kh * rows * row_len];
+        for (ky, slab) in buf.chunks_exact_mut(rows * row_len).enumerate() {
+            self.slab(img, self.s * first + ky, self.s, slab);
+        }
+        (buf, (0..self.kh).map(|ky| ky * rows * row_len).collect())
+    }
+
+    /// Output rows `first..first + rows` of one image, every position of each row
+    /// (`per_row`): `Σ_ky view_ky · wk[ky]`, with `wk` the weight as `[kh][kw·c_in][c_out]`.
     fn band_product<T: WithDType>(&self, img: &[T], wk: &[T], first: usize, rows: usize) -> Vec<T> {
         let (m, kc) = (self.positions(rows), self.kw * self.c_in);
-        let slab = self.slab(img, first, rows + self.kh - 1);
+        let (buf, at) = self.views(img, first, rows);
         let mut out = vec![T::zero(); m * self.c_out];
-        for ky in 0..self.kh {
+        for (ky, &at) in at.iter().enumerate() {
             matmul_into(
                 &mut out,
                 (self.c_out, 1),
                 (m, self.c_out, kc),
                 true,
-                &slab[ky * self.wp() * self.c_in..],
-                (self.c_in, 1),
+                &buf[at..],
+                (self.s * self.c_in, 1),
                 &wk[ky * kc * self.c_out..],
                 (self.c_out, 1),
             );
@@ -118,9 +163,12 @@ impl Corr {
             let (b, first) = (t / bands, (t % bands) * band);
             let img = &x[b * img_len..][..img_len];
             let wide = self.band_product(img, wk, first, band);
-            // Keep the first `wo` positions of each padded-width row.
+            // Keep the first `wo` positions of each row.
             for (r, dst) in out.chunks_exact_mut(wo * self.c_out).enumerate() {
-                write_copy(dst, &wide[r * self.wp() * self.c_out..][..wo * self.c_out]);
+                write_copy(
+                    dst,
+                    &wide[r * self.per_row() * self.c_out..][..wo * self.c_out],
+                );
             }
         };
         // SAFETY: each band writes all of its `band · wo · c_out` outputs.
@@ -145,21 +193,11 @@ pub(crate) fn forward<T: WithDType>(
             wk[l * c_out + o] = *v;
         }
     }
-    let corr = Corr {
-        h,
-        w: wd,
-        c_in: c,
-        ph: win.padding,
-        pw: win.padding,
-        kh: win.kh,
-        kw: win.kw,
-        c_out,
-    };
-    corr.run(x, &wk, n)
+    Corr::new(win, (h, wd, c), c_out).run(x, &wk, n)
 }
 
 /// `dX` for `dy: [n·ho·wo, c_out]`: `dy` padded by `k − 1 − p` correlated with the flipped
-/// weight, as `[n, h, w, c]` values.
+/// weight, as `[n, h, w, c]` values. `win` must [`fits_input_grad`].
 pub(crate) fn input_grad<T: WithDType>(
     dy: &[T],
     w: &[T],
@@ -186,6 +224,7 @@ pub(crate) fn input_grad<T: WithDType>(
         pw: kw - 1 - win.padding,
         kh,
         kw,
+        s: 1,
         c_out: c,
     };
     corr.run(dy, &wf, n)
@@ -201,17 +240,8 @@ pub(crate) fn weight_grad<T: WithDType>(
     (n, h, wd, c): (usize, usize, usize, usize),
     c_out: usize,
 ) -> Vec<T> {
-    let corr = Corr {
-        h,
-        w: wd,
-        c_in: c,
-        ph: win.padding,
-        pw: win.padding,
-        kh: win.kh,
-        kw: win.kw,
-        c_out,
-    };
-    let (band, ho, wo, wp) = (corr.band(), corr.ho(), corr.wo(), corr.wp());
+    let corr = Corr::new(win, (h, wd, c), c_out);
+    let (band, ho, wo, per_row) = (corr.band(), corr.ho(), corr.wo(), corr.per_row());
     let bands = ho / band;
     let (k, kc) = (win.kh * win.kw * c, win.kw * c);
     let img_len = h * wd * c;
@@ -222,24 +252,24 @@ pub(crate) fn weight_grad<T: WithDType>(
         .map(|group| {
             let mut acc = vec![T::zero(); c_out * k];
             let m = corr.positions(band);
-            // dy at padded width: zeros at the positions the forward pass dropped.
+            // dy at every position of a row: zeros at those the forward pass dropped.
             let mut dyw = vec![T::zero(); m * c_out];
             for t in group * per_group..((group + 1) * per_group).min(tasks) {
                 let (b, first) = (t / bands, (t % bands) * band);
-                let slab = corr.slab(&x[b * img_len..][..img_len], first, band + win.kh - 1);
+                let (buf, at) = corr.views(&x[b * img_len..][..img_len], first, band);
                 let rows = &dy[((b * ho + first) * wo) * c_out..][..band * wo * c_out];
                 for (r, src) in rows.chunks_exact(wo * c_out).enumerate() {
-                    dyw[r * wp * c_out..][..wo * c_out].copy_from_slice(src);
+                    dyw[r * per_row * c_out..][..wo * c_out].copy_from_slice(src);
                 }
                 // acc[o, ky, ·] += view_kyᵀ · dyw, written through acc's transpose.
-                for ky in 0..win.kh {
+                for (ky, &at) in at.iter().enumerate() {
                     matmul_into(
                         &mut acc[ky * kc..],
                         (1, k),
                         (kc, c_out, m),
                         true,
-                        &slab[ky * wp * c..],
-                        (1, c),
+                        &buf[at..],
+                        (1, win.stride * c),
                         &dyw,
                         (c_out, 1),
                     );
