@@ -26,8 +26,8 @@ use super::shifted;
 const TILE_BYTES: usize = 256 * 1024;
 
 /// Whether [`conv2d_tiled`] beats materialising im2col for this layer (f32): every band of
-/// work multiplies the whole weight, so the weight must be at most half a tile of
-/// [`TILE_BYTES`], and there must be tiles enough for every thread.
+/// work multiplies the whole weight, so the weight must be at most half a cache tile (half an
+/// L2), and there must be tiles enough for every thread.
 /// That holds for the small-channel layers whose im2col is largest (ResNet's 16- and
 /// 32-channel stages); the wide layers (VGG's 512 channels: 9 MB of weight for 2×2 images)
 /// are GEMM-bound and run faster as one large matmul.
