@@ -440,6 +440,27 @@ mod tests {
             .broadcast_add(&beta.unsqueeze(0)?)
     }
 
+    /// Asserts that `⟨w, ours⟩` and `⟨w, theirs⟩` have the same gradient (to 1e-10) with
+    /// respect to each of `vars`; returns the oracle's gradients.
+    fn same_gradients(
+        ours: &Tensor,
+        theirs: &Tensor,
+        w: &Tensor,
+        vars: &[&Var],
+    ) -> Result<candle_core::backprop::GradStore> {
+        let g1 = (ours * w)?.sum_all()?.backward()?;
+        let g2 = (theirs * w)?.sum_all()?.backward()?;
+        for v in vars {
+            let (a, b) = (
+                g1.get(v.as_tensor()).unwrap(),
+                g2.get(v.as_tensor()).unwrap(),
+            );
+            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            assert!(d < 1e-10, "gradient of a {:?} input", v.shape());
+        }
+        Ok(g2)
+    }
+
     #[test]
     fn values_and_gradients_match_the_composed_ops() -> Result<()> {
         let dev = Device::Cpu;
@@ -463,15 +484,7 @@ mod tests {
             (a - b)?.abs()?.max_all()?.to_scalar::<f64>()
         };
         assert!(diff(&ours, &theirs)? < 1e-12);
-        let g1 = (ours * &w)?.sum_all()?.backward()?;
-        let g2 = (theirs * &w)?.sum_all()?.backward()?;
-        for v in [&x, &gamma, &beta] {
-            let (a, b) = (
-                g1.get(v.as_tensor()).unwrap(),
-                g2.get(v.as_tensor()).unwrap(),
-            );
-            assert!(diff(a, b)? < 1e-10, "gradient of a {:?} input", v.shape());
-        }
+        let g2 = same_gradients(&ours, &theirs, &w, &[&x, &gamma, &beta])?;
         let st = stats.lock().unwrap().clone();
         let mean = x.as_tensor().mean(0)?.to_vec1::<f64>()?;
         assert!(st
@@ -542,15 +555,7 @@ mod tests {
         assert!(cut > 0.1 && cut < 0.9, "{cut} of the outputs cut off");
         let mean = x.as_tensor().mean(0)?;
         assert!(diff(&m.mean, &mean)? < 1e-12);
-        let g1 = (ours * &w)?.sum_all()?.backward()?;
-        let g2 = (theirs * &w)?.sum_all()?.backward()?;
-        for v in [&x, &gamma, &beta] {
-            let (a, b) = (
-                g1.get(v.as_tensor()).unwrap(),
-                g2.get(v.as_tensor()).unwrap(),
-            );
-            assert!(diff(a, b)? < 1e-10, "gradient of a {:?} input", v.shape());
-        }
+        same_gradients(&ours, &theirs, &w, &[&x, &gamma, &beta])?;
         Ok(())
     }
 }

@@ -177,7 +177,7 @@ impl Corr {
 }
 
 /// `x ⊛ w` for NHWC `x: [n, h, w, c]` and `w: [c_out, kh·kw·c]` (im2col column order), as rows
-/// `[n·ho·wo, c_out]`. `win` must [`fits`].
+/// `[n·ho·wo, c_out]`, for any window.
 pub(crate) fn forward<T: WithDType>(
     x: &[T],
     w: &[T],
