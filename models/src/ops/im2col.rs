@@ -89,7 +89,7 @@ fn write_patch<T: WithDType>(
 
 /// The patches of consecutive output pixels of NHWC `x`, from pixel `first` (counted over the
 /// whole batch, so a run may cross images), as many as `cols` holds.
-pub(crate) fn write_patches<T: WithDType>(
+fn write_patches<T: WithDType>(
     x: &[T],
     win: Window,
     (h, w, c): (usize, usize, usize),

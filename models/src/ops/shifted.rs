@@ -1,4 +1,4 @@
-//! Stride-1 convolution with no patches at all: GEMMs over shifted views of a padded image.
+//! Convolution with no patches at all: GEMMs over shifted views of a padded image.
 //!
 //! In an NHWC image padded to width `Wp`, the `kw` pixels under one kernel row of the window at
 //! padded position `r` are `kw·C` consecutive values, and those of position `r + 1` start `C`
@@ -215,10 +215,10 @@ pub(crate) fn input_grad<T: WithDType>(
             wf[((ky * kw + kx) * c_out + o) * c..][..c].copy_from_slice(src);
         }
     }
-    let (ho, wo) = (h + 2 * win.padding + 1 - kh, wd + 2 * win.padding + 1 - kw);
+    let fwd = Corr::new(win, (h, wd, c), c_out);
     let corr = Corr {
-        h: ho,
-        w: wo,
+        h: fwd.ho(),
+        w: fwd.wo(),
         c_in: c_out,
         ph: kh - 1 - win.padding,
         pw: kw - 1 - win.padding,
