@@ -46,7 +46,7 @@ fn dims2(l: &Layout) -> Result<(usize, usize)> {
 /// around first, and then packs all of `w` into panels. With few rows against a wide weight
 /// (VGG-11's 512-channel layers on 2×2 images at batch 32: 128 rows against 512 × 4608) the
 /// packing costs as much as the product. There the product is written column-major instead,
-/// where gemm reads `wᵀ` in place, and the small result is transposed (1.9× on that layer).
+/// where gemm reads `wᵀ` in place, and the small result is transposed.
 fn forward<T: WithDType>(a: &[T], w: &[T], (m, n, k): (usize, usize, usize)) -> Vec<T> {
     if k == 0 {
         return vec![T::zero(); m * n];
