@@ -7,7 +7,9 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use gemm::{gemm, Parallelism};
 
-use super::cpu::{flat, float_dispatch};
+use rayon::prelude::*;
+
+use super::cpu::{flat, float_dispatch, matmul_into};
 use super::native;
 
 /// `a · wᵀ` for `a: [m, k]` and `w: [n, k]`, as `[m, n]`; differentiable in both (in `a` only
@@ -47,28 +49,53 @@ fn dims2(l: &Layout) -> Result<(usize, usize)> {
 /// (VGG-11's 512-channel layers on 2×2 images at batch 32: 128 rows against 512 × 4608) the
 /// packing costs as much as the product. There the product is written column-major instead,
 /// where gemm reads `wᵀ` in place, and the small result is transposed.
+///
+/// Unless the rows far outnumber the weight's, each thread multiplies its own block of the
+/// weight's rows (the product's columns) on one thread: gemm's own split of such products
+/// between threads packs and reads the whole weight on each (VGG-11's 4×4 layers: 512 rows
+/// against 512 × 4608).
 fn forward<T: WithDType>(a: &[T], w: &[T], (m, n, k): (usize, usize, usize)) -> Vec<T> {
     if k == 0 {
         return vec![T::zero(); m * n];
     }
+    assert!(
+        a.len() >= m * k && w.len() >= n * k,
+        "matmul-t: operands too small"
+    );
     let threads = candle_core::utils::get_num_threads();
+    let column_major = m < n;
+    let dst = if threads > 1 && m <= 16 * n && n >= 64 * threads {
+        by_weight_rows(a, w, (m, n, k), threads, column_major)
+    } else {
+        whole(a, w, (m, n, k), threads, column_major)
+    };
+    if column_major {
+        transpose(&dst, n, m)
+    } else {
+        dst
+    }
+}
+
+/// `a · wᵀ` in one gemm call on `threads`, column-major or row-major.
+fn whole<T: WithDType>(
+    a: &[T],
+    w: &[T],
+    (m, n, k): (usize, usize, usize),
+    threads: usize,
+    column_major: bool,
+) -> Vec<T> {
     let parallelism = if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     };
-    assert!(
-        a.len() >= m * k && w.len() >= n * k,
-        "matmul-t: operands too small"
-    );
-    let column_major = m < n;
     // Destination strides (column, row).
     let (dcs, drs) = if column_major { (m, 1) } else { (1, n) };
     let mut dst: Vec<T> = Vec::with_capacity(m * n);
     // SAFETY: dst has room for the m×n values, which gemm writes without reading them
     // (read_dst false) through strides that cover exactly those; a is m×k row-major and
-    // wᵀ[l][j] = w[j·k + l] reads n×k row-major w: the assert and the shapes keep every index
-    // in bounds.
+    // wᵀ[l][j] = w[j·k + l] reads n×k row-major w: the caller's assert and the shapes keep
+    // every index in bounds.
     unsafe {
         gemm(
             m,
@@ -93,11 +120,50 @@ fn forward<T: WithDType>(a: &[T], w: &[T], (m, n, k): (usize, usize, usize)) -> 
         );
         dst.set_len(m * n);
     }
+    dst
+}
+
+/// `a · wᵀ` as `parts` blocks of the weight's rows, each block's product on one thread,
+/// column-major or row-major.
+fn by_weight_rows<T: WithDType>(
+    a: &[T],
+    w: &[T],
+    (m, n, k): (usize, usize, usize),
+    parts: usize,
+    column_major: bool,
+) -> Vec<T> {
+    let cols = n.div_ceil(parts);
+    // Block p: columns p·cols.. of the product, rows p·cols.. of w (wᵀ[l][j] = w[j·k + l]).
+    let block = |p: usize, dst: &mut [T], width: usize, strides: (usize, usize)| {
+        let rhs = &w[p * cols * k..];
+        matmul_into(dst, strides, (m, width, k), false, a, (k, 1), rhs, (1, k));
+    };
     if column_major {
-        transpose(&dst, n, m)
-    } else {
-        dst
+        // Each block's columns are one run of the column-major product.
+        let mut dst = vec![T::zero(); m * n];
+        dst.par_chunks_mut(cols * m)
+            .enumerate()
+            .for_each(|(p, run)| block(p, run, run.len() / m, (1, m)));
+        return dst;
     }
+    let blocks: Vec<Vec<T>> = (0..n.div_ceil(cols))
+        .into_par_iter()
+        .map(|p| {
+            let width = cols.min(n - p * cols);
+            let mut b = vec![T::zero(); m * width];
+            block(p, &mut b, width, (width, 1));
+            b
+        })
+        .collect();
+    // Interleave the blocks' rows into the row-major product.
+    let mut dst = Vec::with_capacity(m * n);
+    for i in 0..m {
+        for b in &blocks {
+            let width = b.len() / m;
+            dst.extend_from_slice(&b[i * width..][..width]);
+        }
+    }
+    dst
 }
 
 /// The transpose of the `rows × cols` row-major `src`, in square blocks that stay in cache.
@@ -178,6 +244,38 @@ mod tests {
         // More rows than columns, and fewer (written column-major, then transposed).
         for (m, n, k) in [(37, 11, 23), (5, 40, 23)] {
             check(m, n, k)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn blocks_of_the_weights_rows_make_the_whole_product() -> Result<()> {
+        // Each layout, blocks that divide the columns and blocks that do not, against candle's
+        // matmul of the transpose.
+        for (m, n, k, column_major, parts) in [
+            (20, 300, 7, true, 2),
+            (300, 200, 5, false, 3),
+            (17, 130, 9, false, 2),
+            (9, 131, 4, true, 4),
+        ] {
+            let (a, w) = (rand((m, k), 5)?, rand((n, k), 6)?);
+            let want = a.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f64>()?;
+            let (av, wv) = (
+                a.flatten_all()?.to_vec1::<f64>()?,
+                w.flatten_all()?.to_vec1::<f64>()?,
+            );
+            let got = by_weight_rows(&av, &wv, (m, n, k), parts, column_major);
+            let got = if column_major {
+                transpose(&got, n, m)
+            } else {
+                got
+            };
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f64::max);
+            assert!(err < 1e-12, "{m}x{n}x{k} in {parts} blocks: {err}");
         }
         Ok(())
     }
