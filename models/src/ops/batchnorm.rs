@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::composed;
 use super::cpu::par_fill;
 use super::native;
+use super::relu;
 
 /// Rows per parallel chunk: large enough to amortise the per-chunk channel sums.
 const CHUNK_ROWS: usize = 256;
@@ -57,7 +58,7 @@ pub fn batch_norm(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Moments)> {
-    normalise(x, gamma, beta, eps, false)
+    batch_norm_with(x, gamma, beta, eps, false)
 }
 
 /// `max(y, 0)` of [`batch_norm`]'s `y`, in its passes (gradient 0 where `y ≤ 0`, PyTorch's
@@ -72,10 +73,11 @@ pub fn batch_norm_relu(
     beta: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Moments)> {
-    normalise(x, gamma, beta, eps, true)
+    batch_norm_with(x, gamma, beta, eps, true)
 }
 
-fn normalise(
+/// [`batch_norm`], followed by ReLU if `relu`.
+fn batch_norm_with(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -187,8 +189,8 @@ fn cast<T: WithDType>(v: impl Iterator<Item = f64>) -> Vec<T> {
 /// `max(v, 0)` where `RELU`, `v` otherwise.
 #[inline(always)]
 fn gate<T: WithDType, const RELU: bool>(v: T) -> T {
-    if RELU && v <= T::zero() {
-        T::zero()
+    if RELU {
+        relu::pos(v)
     } else {
         v
     }
@@ -295,10 +297,11 @@ impl BatchNormTrain {
         let rf = (x.len() / c) as f64;
         let inv_std: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
         let (mu, sc) = coefficients(st, gamma, eps);
-        // The gradient reaching y: dy, or 0 where the fused ReLU cut y off.
+        // The gradient reaching y: dy, or ReLU's where the fused ReLU follows, from y
+        // recomputed exactly as the forward pass formed it.
         let through = |v: T, g: T, m: T, k: T, b: T| {
-            if RELU && (v - m) * k + b <= T::zero() {
-                T::zero()
+            if RELU {
+                relu::through(g, (v - m) * k + b)
             } else {
                 g
             }

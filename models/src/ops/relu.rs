@@ -56,7 +56,8 @@ fn build<T: WithDType>(len: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     unsafe { par_fill(len, CHUNK, fill) }
 }
 
-fn pos<T: WithDType>(v: T) -> T {
+/// `max(v, 0)`.
+pub(super) fn pos<T: WithDType>(v: T) -> T {
     if v > T::zero() {
         v
     } else {
@@ -65,7 +66,7 @@ fn pos<T: WithDType>(v: T) -> T {
 }
 
 /// The gradient `g` where the output `y` is positive.
-fn through<T: WithDType>(g: T, y: T) -> T {
+pub(super) fn through<T: WithDType>(g: T, y: T) -> T {
     if y > T::zero() {
         g
     } else {
