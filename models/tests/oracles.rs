@@ -201,10 +201,12 @@ fn statistics_are_only_captured_when_asked() -> Result<()> {
         net.take_stats(&grads).is_err(),
         "no capture without Ctx::CAPTURE"
     );
-    // Capturing does not change the output.
+    // Capturing does not change the output, up to rounding: capture multiplies the whole
+    // im2col matrix, training may sum the same products in another order (here over the
+    // classes of valid taps).
     let a = net.forward(&x, &Ctx::TRAIN)?;
     let b = net.forward(&x, &Ctx::CAPTURE)?;
-    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    assert!(max_abs_diff(&a, &b) <= 1e-5 * max_abs(&a));
     net.clear_stats();
     Ok(())
 }

@@ -4,7 +4,9 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::capture::Capture;
 use crate::module::{Ctx, Module};
-use crate::ops::{conv2d_tiled, im2col, matmul_t, tiling_pays, Window};
+use crate::ops::{
+    conv2d_tiled, conv2d_valid_taps, im2col, matmul_t, tiling_pays, valid_taps_pay, Window,
+};
 
 /// 2-d convolution as im2col + matmul: NHWC input `[N, H, W, c_in]` to output
 /// `[N, Ho, Wo, c_out]`. The weight is `[c_out, kh, kw, c_in]`, the bias (if any) `[c_out]`.
@@ -12,9 +14,10 @@ use crate::ops::{conv2d_tiled, im2col, matmul_t, tiling_pays, Window};
 ///
 /// The im2col rows (columns ordered kernel row, kernel column, channel) are K-FAC's `A`, and
 /// the matmul output rows `[N*Ho*Wo, c_out]` are its pre-activations, already in NHWC order.
-/// On steps that capture statistics the im2col matrix is built whole (it is `A`); otherwise,
-/// for the layers where that pays ([`tiling_pays`]), the tiled op (`ops/conv.rs`) never stores
-/// it.
+/// On steps that capture statistics the im2col matrix is built whole (it is `A`); otherwise
+/// small images, where a tenth or more of it would be padding, skip the padding
+/// ([`valid_taps_pay`]), and the layers where that pays ([`tiling_pays`]) never store it
+/// (`ops/conv.rs`).
 pub struct Conv2d {
     /// `[c_out, kh, kw, c_in]`, i.e. `[c_out, kh*kw*c_in]` as a matrix.
     weight: Var,
@@ -51,6 +54,9 @@ impl Module for Conv2d {
         let (mut s, a) = if pointwise {
             let a = x.reshape((rows, k))?;
             (matmul_t(&a, &w2)?, Some(a))
+        } else if !ctx.capture && valid_taps_pay(self.win, h, w) {
+            // Small images: a tenth or more of im2col would be padding.
+            (conv2d_valid_taps(x, &w2, self.win)?, None)
         } else if ctx.capture || !tiling_pays(rows, k, c_out) {
             // Statistics steps need the im2col rows themselves (they are K-FAC's `A`), and wide
             // layers run faster as one large matmul.

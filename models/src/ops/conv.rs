@@ -8,7 +8,8 @@
 //! so is the input gradient of stride-1 windows. A strided window's input gradient (whose
 //! shifted form would mostly multiply zeros) multiplies a tile of a few hundred pixels'
 //! output gradient by the weight into patch gradients that stay in cache and folds them into
-//! the image straight away. Nothing of im2col's size is ever stored.
+//! the image straight away. Nothing of im2col's size is ever stored. On small images, where
+//! much of im2col is padding, the products skip the padding instead (`valid_taps.rs`).
 //!
 //! Layout: input `[N, H, W, C]`, weight `[c_out, kh·kw·C]` (columns in im2col order), output
 //! `[N·Ho·Wo, c_out]` (NHWC rows).
@@ -17,10 +18,11 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDTyp
 use rayon::prelude::*;
 
 use super::cpu::{flat, float_dispatch, matmul_into};
-use super::geometry::Window;
+use super::geometry::{ConvGeom, Window};
 use super::im2col::{add_patch, im2col};
 use super::native;
 use super::shifted;
+use super::valid_taps;
 
 /// Bytes of patch gradients one task holds at a time: half a Zen 3 / Skylake L2.
 const TILE_BYTES: usize = 256 * 1024;
@@ -39,13 +41,35 @@ pub fn tiling_pays(pixels: usize, patch_len: usize, c_out: usize) -> bool {
 
 /// `x ⊛ w` for NHWC `x: [N, H, W, C]` and `w: [c_out, kh·kw·C]` (columns in im2col order:
 /// kernel row, kernel column, channel), as rows `[N·Ho·Wo, c_out]`; differentiable in both
-/// (in `x` only if `x` itself needs a gradient).
+/// (in `x` only if `x` itself needs a gradient). Over shifted views of padded input rows.
 ///
 /// # Errors
 ///
 /// When `x` is not 4-d, `w` does not match its channels and `win`, `win` does not fit the
 /// input or the dtype is not f32/f64.
 pub fn conv2d_tiled(x: &Tensor, w: &Tensor, win: Window) -> Result<Tensor> {
+    apply(x, w, win, Method::Shifted)
+}
+
+/// The same convolution as [`conv2d_tiled`], multiplying none of the zeros a window covers at
+/// the border (`valid_taps.rs`): for small images, where [`valid_taps_pay`].
+///
+/// # Errors
+///
+/// As [`conv2d_tiled`].
+pub fn conv2d_valid_taps(x: &Tensor, w: &Tensor, win: Window) -> Result<Tensor> {
+    apply(x, w, win, Method::ValidTaps)
+}
+
+/// Whether [`conv2d_valid_taps`] beats one matmul over im2col for `win` over an `h × w`
+/// input: when a tenth or more of im2col is padding (3×3 windows with padding 1 on images of
+/// 8×8 or smaller). Below that, the gathering and the many smaller products cost more than
+/// the zeros.
+pub fn valid_taps_pay(win: Window, h: usize, w: usize) -> bool {
+    valid_taps::padding_share(win, h, w) >= 0.1
+}
+
+fn apply(x: &Tensor, w: &Tensor, win: Window, method: Method) -> Result<Tensor> {
     if !native(x) {
         // Off the CPU kernels: im2col and one matmul (cuBLAS on a GPU).
         let cols = im2col(x, win)?;
@@ -56,78 +80,32 @@ pub fn conv2d_tiled(x: &Tensor, w: &Tensor, win: Window) -> Result<Tensor> {
         &w.contiguous()?,
         TiledConv {
             win,
+            method,
             input_grad: x.track_op(),
         },
     )
 }
 
+/// How [`TiledConv`] computes its products.
+#[derive(Clone, Copy)]
+enum Method {
+    /// GEMMs over shifted views of padded input rows (`shifted.rs`).
+    Shifted,
+    /// GEMMs per class of positions sharing the taps inside the input (`valid_taps.rs`).
+    ValidTaps,
+}
+
 struct TiledConv {
     win: Window,
+    method: Method,
     /// Whether the input needs a gradient (not the network's input images).
     input_grad: bool,
 }
 
-/// The geometry of one convolution call.
-#[derive(Clone, Copy)]
-struct Geom {
-    win: Window,
-    n: usize,
-    h: usize,
-    w: usize,
-    c: usize,
-    ho: usize,
-    wo: usize,
-    /// Patch length `kh·kw·C`.
-    k: usize,
-    c_out: usize,
-}
-
-impl Geom {
-    fn new(
-        win: Window,
-        (n, h, w, c): (usize, usize, usize, usize),
-        wdims: &[usize],
-    ) -> Result<Self> {
-        let Some((ho, wo)) = win.output(h, w) else {
-            candle_core::bail!("conv2d: window {win:?} does not fit a {h}x{w} input");
-        };
-        let k = win.kh * win.kw * c;
-        match *wdims {
-            [c_out, kk] if kk == k && k > 0 && c_out > 0 => Ok(Geom {
-                win,
-                n,
-                h,
-                w,
-                c,
-                ho,
-                wo,
-                k,
-                c_out,
-            }),
-            _ => candle_core::bail!(
-                "conv2d: weight {wdims:?} does not match {c}-channel input with {win:?}"
-            ),
-        }
-    }
-
-    /// The input's dims `(n, h, w, c)`.
-    fn dims(&self) -> (usize, usize, usize, usize) {
-        (self.n, self.h, self.w, self.c)
-    }
-
-    fn pixels(&self) -> usize {
-        self.n * self.ho * self.wo
-    }
-
-    /// Output pixels per tile: a tile's patches fill about [`TILE_BYTES`].
-    fn tile<T>(&self) -> usize {
-        (TILE_BYTES / (self.k * std::mem::size_of::<T>())).clamp(16, 4096)
-    }
-}
-
 /// `dX`: per image, each tile's patch gradients `dy_tile · w` folded into the image.
-fn input_grad<T: WithDType>(dy: &[T], wt: &[T], g: Geom) -> Vec<T> {
-    let tile = g.tile::<T>();
+fn input_grad<T: WithDType>(dy: &[T], wt: &[T], g: ConvGeom) -> Vec<T> {
+    // Output pixels per tile: a tile's patches fill about TILE_BYTES.
+    let tile = (TILE_BYTES / (g.k * std::mem::size_of::<T>())).clamp(16, 4096);
     let per_img = g.ho * g.wo;
     let mut dx = vec![T::zero(); g.n * g.h * g.w * g.c];
     dx.par_chunks_mut(g.h * g.w * g.c)
@@ -176,10 +154,13 @@ impl CustomOp2 for TiledConv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = Geom::new(self.win, dims4(l1)?, l2.shape().dims())?;
+        let g = ConvGeom::new(self.win, dims4(l1)?, l2.shape().dims())?;
         let out = float_dispatch!("conv2d", s1, |T| {
             let (x, w) = (flat(s1, l1, "conv2d")?, flat(s2, l2, "conv2d")?);
-            shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out)
+            match self.method {
+                Method::Shifted => shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out),
+                Method::ValidTaps => valid_taps::forward::<T>(x, w, g),
+            }
         });
         Ok((out, Shape::from((g.pixels(), g.c_out))))
     }
@@ -192,9 +173,10 @@ impl CustomOp2 for TiledConv {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dw = x.apply_op2_no_bwd(&grad, &Grad::Weight(self.win, w.dims2()?.into()))?;
+        let (win, m) = (self.win, self.method);
+        let dw = x.apply_op2_no_bwd(&grad, &Grad::Weight(win, w.dims2()?.into(), m))?;
         let dx = if self.input_grad {
-            Some(grad.apply_op2_no_bwd(w, &Grad::Input(self.win, x.dims4()?.into()))?)
+            Some(grad.apply_op2_no_bwd(w, &Grad::Input(win, x.dims4()?.into(), m))?)
         } else {
             None
         };
@@ -205,9 +187,9 @@ impl CustomOp2 for TiledConv {
 /// One half of the backward pass as an op on two tensors.
 enum Grad {
     /// `(dy, w) → dX` for an input of these dims.
-    Input(Window, [usize; 4]),
+    Input(Window, [usize; 4], Method),
     /// `(x, dy) → dW` for a weight of these dims.
-    Weight(Window, [usize; 2]),
+    Weight(Window, [usize; 2], Method),
 }
 
 impl CustomOp2 for Grad {
@@ -224,29 +206,36 @@ impl CustomOp2 for Grad {
     ) -> Result<(CpuStorage, Shape)> {
         const OP: &str = "conv2d backward";
         let (g, dy) = match *self {
-            Grad::Input(win, [n, h, w, c]) => (Geom::new(win, (n, h, w, c), l2.dims())?, l1),
-            Grad::Weight(win, wd) => (Geom::new(win, dims4(l1)?, &wd)?, l2),
+            Grad::Input(win, [n, h, w, c], _) => (ConvGeom::new(win, (n, h, w, c), l2.dims())?, l1),
+            Grad::Weight(win, wd, _) => (ConvGeom::new(win, dims4(l1)?, &wd)?, l2),
         };
         if dy.dims() != [g.pixels(), g.c_out] {
             candle_core::bail!("{OP}: gradient {:?} does not match the layer", dy.shape());
         }
         let (a, b) = (s1, s2);
         Ok(match self {
-            Grad::Input(_, dims) => (
+            Grad::Input(_, dims, method) => (
                 float_dispatch!(OP, a, |T| {
                     let (dy, w) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
-                    if shifted::fits_input_grad(g.win) {
-                        shifted::input_grad::<T>(dy, w, g.win, g.dims(), g.c_out)
-                    } else {
-                        input_grad::<T>(dy, w, g)
+                    match method {
+                        Method::ValidTaps => valid_taps::input_grad::<T>(dy, w, g),
+                        Method::Shifted if shifted::fits_input_grad(g.win) => {
+                            shifted::input_grad::<T>(dy, w, g.win, g.dims(), g.c_out)
+                        }
+                        Method::Shifted => input_grad::<T>(dy, w, g),
                     }
                 }),
                 Shape::from(dims.to_vec()),
             ),
-            Grad::Weight(..) => (
+            Grad::Weight(_, _, method) => (
                 float_dispatch!(OP, a, |T| {
                     let (x, dy) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
-                    shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
+                    match method {
+                        Method::Shifted => {
+                            shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
+                        }
+                        Method::ValidTaps => valid_taps::weight_grad::<T>(x, dy, g),
+                    }
                 }),
                 Shape::from((g.c_out, g.k)),
             ),
@@ -277,8 +266,20 @@ mod tests {
             (7, 2, 3),
             (2, 2, 0),
             (3, 3, 1),
+            (1, 1, 1),
         ];
-        for (kk, stride, padding) in wins {
+        // Both methods; small images have mostly border classes for the valid-tap one.
+        type Conv = fn(&Tensor, &Tensor, Window) -> Result<Tensor>;
+        let methods: [(&str, Conv); 2] =
+            [("shifted", conv2d_tiled), ("valid taps", conv2d_valid_taps)];
+        let sizes = [(23, 21), (2, 3), (4, 4)];
+        let mut all = Vec::new();
+        for win in wins {
+            for m in methods {
+                all.extend(sizes.map(|size| (win, m, size)));
+            }
+        }
+        for ((kk, stride, padding), (name, conv), (h, w)) in all {
             let win = Window {
                 kh: kk,
                 kw: kk,
@@ -292,14 +293,17 @@ mod tests {
                 (candle_core::DType::F64, 40),
             ];
             for (dtype, c) in cases {
-                let (n, h, w, c_out) = (3, 23, 21, 6);
+                let (n, c_out) = (3, 6);
+                if win.output(h, w).is_none() {
+                    continue;
+                }
                 let x = Var::from_tensor(
                     &Tensor::randn(0f64, 1., (n, h, w, c), &dev)?.to_dtype(dtype)?,
                 )?;
                 let wt = Var::from_tensor(
                     &Tensor::randn(0f64, 1., (c_out, kk * kk * c), &dev)?.to_dtype(dtype)?,
                 )?;
-                let ours = conv2d_tiled(x.as_tensor(), wt.as_tensor(), win)?;
+                let ours = conv(x.as_tensor(), wt.as_tensor(), win)?;
                 let cols = im2col(x.as_tensor(), win)?;
                 let rows = cols.elem_count() / (kk * kk * c);
                 let theirs = cols
@@ -319,7 +323,10 @@ mod tests {
                 } else {
                     1e-12
                 };
-                assert!(diff(&ours, &theirs)? < tol, "forward {win:?} {dtype:?}");
+                assert!(
+                    diff(&ours, &theirs)? < tol,
+                    "{name} forward {win:?} {h}x{w} {dtype:?}"
+                );
                 let g1 = (ours * &up)?.sum_all()?.backward()?;
                 let g2 = (theirs * &up)?.sum_all()?.backward()?;
                 for v in [&x, &wt] {
@@ -329,7 +336,7 @@ mod tests {
                     );
                     assert!(
                         diff(a, b)? < tol,
-                        "gradient {:?} {win:?} {dtype:?}",
+                        "{name} gradient {:?} {win:?} {h}x{w} {dtype:?}",
                         v.shape()
                     );
                 }

@@ -79,11 +79,36 @@ pub(crate) unsafe fn par_fill<T: Send>(
     v
 }
 
-/// Single-threaded `dst (m×n) = [dst +] lhs · rhs`, every operand through its strides
-/// (`dst[i][j] = dst[i·drs + j·dcs]`, `lhs[i][l] = lhs[i·lrs + l·lcs]`,
-/// `rhs[l][j] = rhs[l·rrs + j·rcs]`); the tasks around it are the parallelism.
+/// Single-threaded [`matmul_par`]: the tasks around it are the parallelism.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_into<T: WithDType>(
+    dst: &mut [T],
+    strides: (usize, usize),
+    mnk: (usize, usize, usize),
+    accumulate: bool,
+    lhs: &[T],
+    lstrides: (usize, usize),
+    rhs: &[T],
+    rstrides: (usize, usize),
+) {
+    matmul_par(
+        dst,
+        strides,
+        mnk,
+        accumulate,
+        lhs,
+        lstrides,
+        rhs,
+        rstrides,
+        Parallelism::None,
+    )
+}
+
+/// `dst (m×n) = [dst +] lhs · rhs`, every operand through its strides
+/// (`dst[i][j] = dst[i·drs + j·dcs]`, `lhs[i][l] = lhs[i·lrs + l·lcs]`,
+/// `rhs[l][j] = rhs[l·rrs + j·rcs]`), on gemm's own threads as `par` says.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_par<T: WithDType>(
     dst: &mut [T],
     (drs, dcs): (usize, usize),
     (m, n, k): (usize, usize, usize),
@@ -92,6 +117,7 @@ pub(crate) fn matmul_into<T: WithDType>(
     (lrs, lcs): (usize, usize),
     rhs: &[T],
     (rrs, rcs): (usize, usize),
+    par: Parallelism,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -123,7 +149,7 @@ pub(crate) fn matmul_into<T: WithDType>(
             false,
             false,
             false,
-            Parallelism::None,
+            par,
         )
     }
 }

@@ -14,9 +14,10 @@ mod matmul_t;
 mod maxpool;
 mod relu;
 mod shifted;
+mod valid_taps;
 
 pub use batchnorm::{batch_norm, batch_norm_relu, Moments};
-pub use conv::{conv2d_tiled, tiling_pays};
+pub use conv::{conv2d_tiled, conv2d_valid_taps, tiling_pays, valid_taps_pay};
 pub use gemm_isa::{gemm_isa, GemmIsa};
 pub use geometry::Window;
 pub use im2col::{col2im, im2col};
