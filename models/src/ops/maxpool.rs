@@ -129,27 +129,33 @@ impl Kernel for MaxPoolBackward {
         dx.par_chunks_mut(h * w * c)
             .enumerate()
             .for_each(|(b, img)| {
-                // Per channel, the window's first maximum so far: its value and flat index.
-                let (mut best, mut at) = (vec![T::zero(); c], vec![0usize; c]);
+                // Per channel, the window's first maximum so far: its value and which of the
+                // window's pixels holds it. Selects instead of branches, so the channel loops
+                // vectorise.
+                let (mut best, mut at) = (vec![T::zero(); c], vec![0u32; c]);
+                let mut pixels = Vec::with_capacity(win.kh * win.kw);
                 for oy in 0..ho {
                     for ox in 0..wo {
-                        let mut pixels = window_pixels(win, (h, w, c), b, oy, ox);
-                        let first = pixels.next().expect("window inside input");
+                        pixels.clear();
+                        pixels.extend(window_pixels(win, (h, w, c), b, oy, ox));
+                        let first = pixels[0];
                         best.copy_from_slice(&x[first..first + c]);
-                        at.iter_mut()
-                            .enumerate()
-                            .for_each(|(ch, a)| *a = first + ch);
-                        for p in pixels {
-                            for (ch, (bv, a)) in best.iter_mut().zip(at.iter_mut()).enumerate() {
-                                if x[p + ch] > *bv {
-                                    *bv = x[p + ch];
-                                    *a = p + ch;
-                                }
+                        at.fill(0);
+                        for (j, &p) in (1u32..).zip(&pixels[1..]) {
+                            let xs = &x[p..p + c];
+                            for ((bv, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(xs) {
+                                let later = v > *bv;
+                                *bv = if later { v } else { *bv };
+                                *a = if later { j } else { *a };
                             }
                         }
                         let go = ((b * ho + oy) * wo + ox) * c;
-                        for (a, &gv) in at.iter().zip(&g[go..go + c]) {
-                            img[a - b * h * w * c] += gv;
+                        let g = &g[go..go + c];
+                        for (j, &p) in (0u32..).zip(&pixels) {
+                            let d = &mut img[p - b * h * w * c..][..c];
+                            for ((d, &a), &gv) in d.iter_mut().zip(&at).zip(g) {
+                                *d += if a == j { gv } else { T::zero() };
+                            }
                         }
                     }
                 }
