@@ -69,6 +69,8 @@ struct Class<'a> {
     oys: &'a [usize],
     oxs: &'a [usize],
     row0: usize,
+    /// `n·per_img`.
+    rows: usize,
 }
 
 impl Class<'_> {
@@ -118,6 +120,7 @@ impl<'a> Plan<'a> {
                     oys: &y.outs,
                     oxs: &x.outs,
                     row0,
+                    rows: s.n * y.outs.len() * x.outs.len(),
                 };
                 let mut r = row0;
                 for b in 0..s.n {
@@ -178,7 +181,7 @@ impl<'a> Plan<'a> {
             }
         };
         // SAFETY: every row of the image's block is one patch, and every tap of it is copied.
-        unsafe { par_fill(s.n * cl.per_img() * k, cl.per_img() * k, fill) }
+        unsafe { par_fill(cl.rows * k, cl.per_img() * k, fill) }
     }
 
     /// The same patches transposed, `[k, n·per_img]`: as the left operand of a column-major
@@ -186,7 +189,7 @@ impl<'a> Plan<'a> {
     /// transposed into its panels on every thread.
     fn patches_t<T: WithDType>(&self, x: &[T], cl: &Class) -> Vec<T> {
         let s = self.s;
-        let (k, run, m) = (cl.k(s.c), cl.kx.len() * s.c, s.n * cl.per_img());
+        let (k, run, m) = (cl.k(s.c), cl.kx.len() * s.c, cl.rows);
         if k == 0 {
             return Vec::new();
         }
@@ -264,7 +267,7 @@ pub(crate) fn forward<T: WithDType>(x: &[T], w: &[T], s: ConvGeom) -> Vec<T> {
     let mut by_block: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
     let mut rest = z.as_mut_slice();
     for (cl, a) in plan.classes.iter().zip(&patches) {
-        let m = s.n * cl.per_img();
+        let m = cl.rows;
         let (region, tail) = rest.split_at_mut(m * s.c_out);
         rest = tail;
         if row_major(cl, s) {
@@ -289,7 +292,7 @@ pub(crate) fn forward<T: WithDType>(x: &[T], w: &[T], s: ConvGeom) -> Vec<T> {
     }
     by_block.into_par_iter().enumerate().for_each(|(b, parts)| {
         for (cl, a, part) in parts {
-            let (m, o0) = (s.n * cl.per_img(), b * block);
+            let (m, o0) = (cl.rows, b * block);
             for (at, w_at, len) in cl.runs(s) {
                 matmul_into(
                     part,
@@ -309,7 +312,7 @@ pub(crate) fn forward<T: WithDType>(x: &[T], w: &[T], s: ConvGeom) -> Vec<T> {
         for (q, out) in dst.chunks_exact_mut(s.c_out).enumerate() {
             let r = plan.row[t * s.wo + q];
             let cl = plan.class_of(r);
-            let (m, i) = (s.n * cl.per_img(), r - cl.row0);
+            let (m, i) = (cl.rows, r - cl.row0);
             let region = &z[cl.row0 * s.c_out..][..m * s.c_out];
             if row_major(cl, s) {
                 write_copy(out, &region[i * s.c_out..][..s.c_out]);
@@ -326,7 +329,7 @@ pub(crate) fn forward<T: WithDType>(x: &[T], w: &[T], s: ConvGeom) -> Vec<T> {
 
 /// Whether [`forward`] writes this class's region row-major: it has more rows than channels.
 fn row_major(cl: &Class, s: ConvGeom) -> bool {
-    s.n * cl.per_img() > s.c_out
+    cl.rows > s.c_out
 }
 
 /// `dW = Σ dyᵀ · patches` as `[c_out, kh·kw·c]`, for `dy: [n·ho·wo, c_out]`.
@@ -348,7 +351,7 @@ pub(crate) fn weight_grad<T: WithDType>(x: &[T], dy: &[T], s: ConvGeom) -> Vec<T
                     matmul_into(
                         &mut dwb[w_at..],
                         (k, 1),
-                        (nb, len, s.n * cl.per_img()),
+                        (nb, len, cl.rows),
                         true,
                         &dyc[cl.row0 * s.c_out + o0..],
                         (1, s.c_out),
