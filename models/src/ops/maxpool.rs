@@ -43,6 +43,33 @@ fn window_pixels(
         })
 }
 
+/// `best = max(best, xs)` channel by channel, a later value winning only when strictly larger
+/// (the first maximum), and `at = j` where it wins. In blocks of lanes copied into locals:
+/// updated in place, the selects became conditional stores, which do not vectorise.
+#[inline]
+fn keep_max<T: WithDType>(best: &mut [T], mut at: Option<&mut [u32]>, xs: &[T], j: u32) {
+    const LANES: usize = 16;
+    for (i, (bb, xb)) in best.chunks_mut(LANES).zip(xs.chunks(LANES)).enumerate() {
+        let mut b = [T::zero(); LANES];
+        let mut later = [false; LANES];
+        b[..bb.len()].copy_from_slice(bb);
+        for ((b, l), &v) in b.iter_mut().zip(&mut later).zip(xb) {
+            *l = v > *b;
+            *b = if *l { v } else { *b };
+        }
+        bb.copy_from_slice(&b[..bb.len()]);
+        if let Some(at) = at.as_deref_mut() {
+            let ab = &mut at[i * LANES..][..bb.len()];
+            let mut a = [0u32; LANES];
+            a[..ab.len()].copy_from_slice(ab);
+            for (a, &l) in a.iter_mut().zip(&later) {
+                *a = if l { j } else { *a };
+            }
+            ab.copy_from_slice(&a[..ab.len()]);
+        }
+    }
+}
+
 struct MaxPool(Window);
 
 impl Kernel for MaxPool {
@@ -73,11 +100,7 @@ impl Kernel for MaxPool {
                 // A later pixel wins only when strictly larger: the first maximum, as the
                 // backward pass routes it.
                 for p in pixels {
-                    for (o, &v) in out.iter_mut().zip(&x[p..p + c]) {
-                        if v > *o {
-                            *o = v;
-                        }
-                    }
+                    keep_max(out, None, &x[p..p + c], 0);
                 }
             }
         };
@@ -142,12 +165,7 @@ impl Kernel for MaxPoolBackward {
                         best.copy_from_slice(&x[first..first + c]);
                         at.fill(0);
                         for (j, &p) in (1u32..).zip(&pixels[1..]) {
-                            let xs = &x[p..p + c];
-                            for ((bv, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(xs) {
-                                let later = v > *bv;
-                                *bv = if later { v } else { *bv };
-                                *a = if later { j } else { *a };
-                            }
+                            keep_max(&mut best, Some(&mut at), &x[p..p + c], j);
                         }
                         let go = ((b * ho + oy) * wo + ox) * c;
                         let g = &g[go..go + c];
@@ -191,38 +209,41 @@ mod tests {
     #[test]
     fn forward_matches_candle_and_gradient_matches_finite_differences() -> Result<()> {
         let dev = Device::Cpu;
-        let x0 = Tensor::randn(0f64, 1., (2, 6, 8, 3), &dev)?;
-        let x = Var::from_tensor(&x0)?;
-        let w = Tensor::randn(0f64, 1., (2, 3, 4, 3), &dev)?;
-        let win = Window {
-            kh: 2,
-            kw: 2,
-            stride: 2,
-            padding: 0,
-        };
-        let ours = max_pool2d(x.as_tensor(), win)?;
-        let theirs = x0
-            .permute((0, 3, 1, 2))?
-            .max_pool2d(2)?
-            .permute((0, 2, 3, 1))?;
-        assert!((&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
-        let g = (ours * &w)?.sum_all()?.backward()?;
-        let g = g
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()?
-            .to_vec1::<f64>()?;
-        let v0 = x0.flatten_all()?.to_vec1::<f64>()?;
-        let f = |v: &[f64]| -> Result<f64> {
-            let t = Tensor::from_slice(v, (2, 6, 8, 3), &dev)?;
-            (max_pool2d(&t, win)? * &w)?.sum_all()?.to_scalar::<f64>()
-        };
-        for i in (0..v0.len()).step_by(7) {
-            let (mut up, mut down) = (v0.clone(), v0.clone());
-            up[i] += 1e-6;
-            down[i] -= 1e-6;
-            let fd = (f(&up)? - f(&down)?) / 2e-6;
-            assert!((fd - g[i]).abs() < 1e-6, "element {i}: fd {fd} vs {}", g[i]);
+        // 37 channels: two whole blocks of the kernels' lanes and a partial one.
+        for c in [3, 37] {
+            let x0 = Tensor::randn(0f64, 1., (2, 6, 8, c), &dev)?;
+            let x = Var::from_tensor(&x0)?;
+            let w = Tensor::randn(0f64, 1., (2, 3, 4, c), &dev)?;
+            let win = Window {
+                kh: 2,
+                kw: 2,
+                stride: 2,
+                padding: 0,
+            };
+            let ours = max_pool2d(x.as_tensor(), win)?;
+            let theirs = x0
+                .permute((0, 3, 1, 2))?
+                .max_pool2d(2)?
+                .permute((0, 2, 3, 1))?;
+            assert!((&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
+            let g = (ours * &w)?.sum_all()?.backward()?;
+            let g = g
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()?
+                .to_vec1::<f64>()?;
+            let v0 = x0.flatten_all()?.to_vec1::<f64>()?;
+            let f = |v: &[f64]| -> Result<f64> {
+                let t = Tensor::from_slice(v, (2, 6, 8, c), &dev)?;
+                (max_pool2d(&t, win)? * &w)?.sum_all()?.to_scalar::<f64>()
+            };
+            for i in (0..v0.len()).step_by(7) {
+                let (mut up, mut down) = (v0.clone(), v0.clone());
+                up[i] += 1e-6;
+                down[i] -= 1e-6;
+                let fd = (f(&up)? - f(&down)?) / 2e-6;
+                assert!((fd - g[i]).abs() < 1e-6, "element {i}: fd {fd} vs {}", g[i]);
+            }
         }
         Ok(())
     }
