@@ -63,17 +63,17 @@ fn axis_classes(len: usize, out: usize, k: usize, win: Window) -> Vec<AxisClass>
 
 /// Output positions sharing one rectangle of taps; their rows come `row0..row0 + n·per_img`
 /// in the class-ordered matrices, image by image, then `oy`, then `ox`.
-struct Class<'a> {
+struct Class {
     ky: Range<usize>,
     kx: Range<usize>,
-    oys: &'a [usize],
-    oxs: &'a [usize],
+    oys: Vec<usize>,
+    oxs: Vec<usize>,
     row0: usize,
     /// `n·per_img`.
     rows: usize,
 }
 
-impl Class<'_> {
+impl Class {
     fn per_img(&self) -> usize {
         self.oys.len() * self.oxs.len()
     }
@@ -100,32 +100,34 @@ impl Class<'_> {
 }
 
 /// The classes of a convolution and the class-ordered row of every output pixel.
-struct Plan<'a> {
+struct Plan {
     s: ConvGeom,
-    classes: Vec<Class<'a>>,
+    classes: Vec<Class>,
     /// `row[pixel]`: the pixel's row in class order.
     row: Vec<usize>,
 }
 
-impl<'a> Plan<'a> {
-    fn new(s: ConvGeom, ys: &'a [AxisClass], xs: &'a [AxisClass]) -> Self {
+impl Plan {
+    fn new(s: ConvGeom) -> Self {
+        let ys = axis_classes(s.h, s.ho, s.win.kh, s.win);
+        let xs = axis_classes(s.w, s.wo, s.win.kw, s.win);
         let mut classes = Vec::new();
         let mut row = vec![0; s.n * s.ho * s.wo];
         let mut row0 = 0;
-        for y in ys {
-            for x in xs {
+        for y in &ys {
+            for x in &xs {
                 let class = Class {
                     ky: y.taps.clone(),
                     kx: x.taps.clone(),
-                    oys: &y.outs,
-                    oxs: &x.outs,
+                    oys: y.outs.clone(),
+                    oxs: x.outs.clone(),
                     row0,
                     rows: s.n * y.outs.len() * x.outs.len(),
                 };
                 let mut r = row0;
                 for b in 0..s.n {
-                    for &oy in class.oys {
-                        for &ox in class.oxs {
+                    for &oy in &class.oys {
+                        for &ox in &class.oxs {
                             row[(b * s.ho + oy) * s.wo + ox] = r;
                             r += 1;
                         }
@@ -139,7 +141,7 @@ impl<'a> Plan<'a> {
     }
 
     /// The class whose rows include class-ordered row `r`.
-    fn class_of(&self, r: usize) -> &Class<'a> {
+    fn class_of(&self, r: usize) -> &Class {
         let after = self.classes.partition_point(|c| c.row0 <= r);
         &self.classes[after - 1]
     }
@@ -170,8 +172,8 @@ impl<'a> Plan<'a> {
         let fill = |b: usize, dst: &mut [std::mem::MaybeUninit<T>]| {
             let img = &x[b * img_len..][..img_len];
             let mut rows = dst.chunks_exact_mut(k);
-            for &oy in cl.oys {
-                for &ox in cl.oxs {
+            for &oy in &cl.oys {
+                for &ox in &cl.oxs {
                     let patch = rows.next().expect("per_img rows");
                     for (j, ky) in cl.ky.clone().enumerate() {
                         let at = self.tap_at(cl, oy, ox, ky);
@@ -251,8 +253,7 @@ fn channel_block(c_out: usize) -> usize {
 /// one with fewer is written column-major from transposed patches, which gemm packs by
 /// copying, each thread against its own block of channels with the weight read in place.
 pub(crate) fn forward<T: WithDType>(x: &[T], w: &[T], s: ConvGeom) -> Vec<T> {
-    let (ys, xs) = classes(s);
-    let plan = Plan::new(s, &ys, &xs);
+    let plan = Plan::new(s);
     let patches: Vec<Vec<T>> = (plan.classes.iter())
         .map(|cl| match row_major(cl, s) {
             true => plan.patches(x, cl),
@@ -334,8 +335,7 @@ fn row_major(cl: &Class, s: ConvGeom) -> bool {
 
 /// `dW = Σ dyᵀ · patches` as `[c_out, kh·kw·c]`, for `dy: [n·ho·wo, c_out]`.
 pub(crate) fn weight_grad<T: WithDType>(x: &[T], dy: &[T], s: ConvGeom) -> Vec<T> {
-    let (ys, xs) = classes(s);
-    let plan = Plan::new(s, &ys, &xs);
+    let plan = Plan::new(s);
     let patches: Vec<Vec<T>> = plan.classes.iter().map(|cl| plan.patches(x, cl)).collect();
     let dyc = plan.to_class_order(dy);
     let k = s.win.kh * s.win.kw * s.c;
@@ -367,8 +367,7 @@ pub(crate) fn weight_grad<T: WithDType>(x: &[T], dy: &[T], s: ConvGeom) -> Vec<T
 /// `dX` as `[n, h, w, c]` values: per image, each class's patch gradients `dy · w` (over its
 /// taps only) added onto the pixels they came from.
 pub(crate) fn input_grad<T: WithDType>(dy: &[T], w: &[T], s: ConvGeom) -> Vec<T> {
-    let (ys, xs) = classes(s);
-    let plan = Plan::new(s, &ys, &xs);
+    let plan = Plan::new(s);
     let dyc = plan.to_class_order(dy);
     let k = s.win.kh * s.win.kw * s.c;
     let img_len = s.h * s.w * s.c;
@@ -400,8 +399,8 @@ pub(crate) fn input_grad<T: WithDType>(dy: &[T], w: &[T], s: ConvGeom) -> Vec<T>
                 }
                 let mut patches = da.chunks_exact(kc);
                 for img in block.chunks_exact_mut(img_len) {
-                    for &oy in cl.oys {
-                        for &ox in cl.oxs {
+                    for &oy in &cl.oys {
+                        for &ox in &cl.oxs {
                             let patch = patches.next().expect("per_img rows an image");
                             for (j, ky) in cl.ky.clone().enumerate() {
                                 let at = plan.tap_at(cl, oy, ox, ky);
@@ -416,14 +415,6 @@ pub(crate) fn input_grad<T: WithDType>(dy: &[T], w: &[T], s: ConvGeom) -> Vec<T>
             }
         });
     dx
-}
-
-/// The axis classes of rows and of columns.
-fn classes(s: ConvGeom) -> (Vec<AxisClass>, Vec<AxisClass>) {
-    (
-        axis_classes(s.h, s.ho, s.win.kh, s.win),
-        axis_classes(s.w, s.wo, s.win.kw, s.win),
-    )
 }
 
 #[cfg(test)]
