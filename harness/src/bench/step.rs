@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use models::ops::OpTime;
 use models::ModelConfig;
 use optimizers::{Hyper, OptimizerKind};
 
@@ -16,6 +17,8 @@ pub struct StepBench {
     pub median: StepTimes,
     pub median_total: f64,
     pub images_per_second: f64,
+    /// With `op_times`: each CPU kernel's wall-clock over the timed steps, largest first.
+    pub ops: Vec<OpTime>,
 }
 
 /// Input shape and classes the benchmark feeds `model`.
@@ -68,14 +71,14 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Times `steps` training steps of `model` with `optimizer` at `batch` on `device` after
-/// `warmup` untimed ones. The thread count must have been configured already.
+/// `warmup` untimed ones, and with `op_times` each CPU kernel over the timed steps. The
+/// thread count must have been configured already.
 pub fn run(
     device: &Device,
     model: &str,
     optimizer: OptimizerKind,
-    batch: usize,
-    steps: usize,
-    warmup: usize,
+    (batch, steps, warmup): (usize, usize, usize),
+    op_times: bool,
 ) -> Result<StepBench> {
     anyhow::ensure!(
         batch >= 1 && steps >= 1,
@@ -90,12 +93,21 @@ pub fn run(
     let b = random_batch(model, batch, device)?;
     let mut runs: Vec<StepTimes> = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
+        if op_times && i == warmup {
+            models::ops::take_op_times();
+            models::ops::record_op_times(true);
+        }
         match train_step(&net, opt.as_mut(), &b, i as u64, StepJob::ALONE)? {
             StepOutcome::Done { times, .. } if i >= warmup => runs.push(times),
             StepOutcome::Done { .. } => {}
             StepOutcome::Diverged { loss } => anyhow::bail!("the benchmark diverged (loss {loss})"),
         }
     }
+    models::ops::record_op_times(false);
+    let ops = match op_times {
+        true => models::ops::take_op_times(),
+        false => Vec::new(),
+    };
     let median_times = StepTimes::from_values(std::array::from_fn(|k| {
         median(runs.iter().map(|t| t.values()[k]).collect())
     }));
@@ -104,5 +116,6 @@ pub fn run(
         median: median_times,
         median_total: total,
         images_per_second: batch as f64 / total,
+        ops,
     })
 }

@@ -37,6 +37,10 @@ pub struct BenchStepArgs {
     /// cpu, cuda or cuda:N; CUDA needs `just build-cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Also list the time per step of each CPU kernel (convolution passes, batch norm, ReLU,
+    /// pooling...) by shape, largest first: where the step goes, without a profiler.
+    #[arg(long)]
+    pub op_times: bool,
 }
 
 #[derive(clap::Args)]
@@ -122,7 +126,8 @@ pub fn step(a: &BenchStepArgs) -> Result<()> {
     // An unknown model is refused by models::build, with the valid choices.
     let threads = threads::configure(a.threads)?;
     let device = a.device.open()?;
-    let r = bench_step::run(&device, &a.model, a.optimizer, a.batch, a.steps, a.warmup)?;
+    let sizes = (a.batch, a.steps, a.warmup);
+    let r = bench_step::run(&device, &a.model, a.optimizer, sizes, a.op_times)?;
     say!(
         "{}, {}, batch {}, {}, {threads} thread(s), median of {} steps after {} warm-up",
         a.model,
@@ -142,8 +147,50 @@ pub fn step(a: &BenchStepArgs) -> Result<()> {
         r.median.describe(false),
         r.median_total * 1e3
     );
+    if a.op_times {
+        op_table(&r, a.steps);
+    }
     say!("{:.1} img/s", r.images_per_second);
     Ok(())
+}
+
+/// The kernels' mean time per step against the median step (the rest is candle's own ops, the
+/// autograd bookkeeping and the update), with the products' rate (GF/s, from their im2col
+/// operation counts) to set against the machine's peak.
+fn op_table(r: &bench_step::StepBench, steps: usize) {
+    let step_ms = r.median_total * 1e3;
+    say!("mean time per step by CPU kernel, over the {steps} timed steps:");
+    say!(
+        "{:>9}  {:>6}  {:>5}  {:>6}  {:<24}  shape",
+        "ms/step",
+        "share",
+        "calls",
+        "GF/s",
+        "kernel"
+    );
+    let mut counted = 0.0;
+    for o in &r.ops {
+        let ms = o.seconds * 1e3 / steps as f64;
+        counted += ms;
+        let rate = match o.flops > 0.0 {
+            true => format!("{:.0}", o.flops * o.calls as f64 / o.seconds / 1e9),
+            false => String::new(),
+        };
+        say!(
+            "{ms:>9.2}  {:>5.1}%  {:>5}  {rate:>6}  {:<24}  {}",
+            100.0 * ms / step_ms,
+            o.calls as f64 / steps as f64,
+            o.op,
+            o.shape
+        );
+    }
+    say!(
+        "{:>9.2}  {:>5.1}%  {:>5}  {:>6}  the rest: candle's own ops, autograd, the update",
+        step_ms - counted,
+        100.0 * (step_ms - counted) / step_ms,
+        "",
+        ""
+    );
 }
 
 pub fn inverse(a: &BenchInverseArgs) -> Result<()> {

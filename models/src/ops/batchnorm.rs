@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use super::composed;
 use super::cpu::par_fill;
 use super::native;
+use super::op_times::{dims_text, timed};
 use super::relu;
 
 /// Rows per parallel chunk: large enough to amortise the per-chunk channel sums.
@@ -204,6 +205,16 @@ fn coefficients<T: WithDType>(st: &BatchStats, gamma: &[T], eps: f64) -> (Vec<T>
 }
 
 impl BatchNormTrain {
+    /// The pass's name in `op_times`.
+    fn op_name(&self, backward: bool) -> &'static str {
+        match (self.relu, backward) {
+            (false, false) => "batch_norm",
+            (false, true) => "batch_norm backward",
+            (true, false) => "batch_norm+relu",
+            (true, true) => "batch_norm+relu backward",
+        }
+    }
+
     fn forward<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T]) -> Result<Vec<T>> {
         let c = gamma.len();
         if c == 0 || !x.len().is_multiple_of(c) || beta.len() != c {
@@ -363,19 +374,25 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let shape = l1.shape().clone();
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-            )?),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                slice(s1, l1)?,
-                slice(s2, l2)?,
-                slice(s3, l3)?,
-            )?),
-            _ => candle_core::bail!("batch_norm: only f32 and f64 are supported"),
-        };
+        let out = timed(
+            self.op_name(false),
+            (|| dims_text(shape.dims()), 0.0),
+            || {
+                Ok(match s1 {
+                    CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
+                        slice(s1, l1)?,
+                        slice(s2, l2)?,
+                        slice(s3, l3)?,
+                    )?),
+                    CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
+                        slice(s1, l1)?,
+                        slice(s2, l2)?,
+                        slice(s3, l3)?,
+                    )?),
+                    _ => candle_core::bail!("batch_norm: only f32 and f64 are supported"),
+                })
+            },
+        )?;
         Ok((out, shape))
     }
 
@@ -418,11 +435,13 @@ impl CustomOp3 for BatchNormTrain {
                 )
             }};
         }
-        let (dx, dg, db) = match xs {
-            CpuStorage::F32(_) => run!(f32),
-            CpuStorage::F64(_) => run!(f64),
-            _ => candle_core::bail!("batch_norm backward: only f32 and f64 are supported"),
-        };
+        let (dx, dg, db) = timed(self.op_name(true), (|| dims_text(x.dims()), 0.0), || {
+            Ok(match xs {
+                CpuStorage::F32(_) => run!(f32),
+                CpuStorage::F64(_) => run!(f64),
+                _ => candle_core::bail!("batch_norm backward: only f32 and f64 are supported"),
+            })
+        })?;
         Ok((Some(dx), Some(dg), Some(db)))
     }
 }

@@ -21,6 +21,7 @@ use super::cpu::{flat, float_dispatch, matmul_into};
 use super::geometry::{ConvGeom, Window};
 use super::im2col::{add_patch, im2col};
 use super::native;
+use super::op_times::{dims_text, timed};
 use super::shifted;
 use super::valid_taps;
 
@@ -155,13 +156,15 @@ impl CustomOp2 for TiledConv {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = ConvGeom::new(self.win, dims4(l1)?, l2.shape().dims())?;
-        let out = float_dispatch!("conv2d", s1, |T| {
-            let (x, w) = (flat(s1, l1, "conv2d")?, flat(s2, l2, "conv2d")?);
-            match self.method {
-                Method::Shifted => shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out),
-                Method::ValidTaps => valid_taps::forward::<T>(x, w, g),
-            }
-        });
+        let out = timed("conv2d forward", (|| shape_text(g), flops(g)), || {
+            Ok(float_dispatch!("conv2d", s1, |T| {
+                let (x, w) = (flat(s1, l1, "conv2d")?, flat(s2, l2, "conv2d")?);
+                match self.method {
+                    Method::Shifted => shifted::forward::<T>(x, w, g.win, g.dims(), g.c_out),
+                    Method::ValidTaps => valid_taps::forward::<T>(x, w, g),
+                }
+            }))
+        })?;
         Ok((out, Shape::from((g.pixels(), g.c_out))))
     }
 
@@ -213,34 +216,52 @@ impl CustomOp2 for Grad {
             candle_core::bail!("{OP}: gradient {:?} does not match the layer", dy.shape());
         }
         let (a, b) = (s1, s2);
-        Ok(match self {
-            Grad::Input(_, dims, method) => (
-                float_dispatch!(OP, a, |T| {
-                    let (dy, w) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
-                    match method {
-                        Method::ValidTaps => valid_taps::input_grad::<T>(dy, w, g),
-                        Method::Shifted if shifted::fits_input_grad(g.win) => {
-                            shifted::input_grad::<T>(dy, w, g.win, g.dims(), g.c_out)
+        let op = match self {
+            Grad::Input(..) => "conv2d dX",
+            Grad::Weight(..) => "conv2d dW",
+        };
+        timed(op, (|| shape_text(g), flops(g)), || {
+            Ok(match self {
+                Grad::Input(_, dims, method) => (
+                    float_dispatch!(OP, a, |T| {
+                        let (dy, w) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
+                        match method {
+                            Method::ValidTaps => valid_taps::input_grad::<T>(dy, w, g),
+                            Method::Shifted if shifted::fits_input_grad(g.win) => {
+                                shifted::input_grad::<T>(dy, w, g.win, g.dims(), g.c_out)
+                            }
+                            Method::Shifted => input_grad::<T>(dy, w, g),
                         }
-                        Method::Shifted => input_grad::<T>(dy, w, g),
-                    }
-                }),
-                Shape::from(dims.to_vec()),
-            ),
-            Grad::Weight(_, _, method) => (
-                float_dispatch!(OP, a, |T| {
-                    let (x, dy) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
-                    match method {
-                        Method::Shifted => {
-                            shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
+                    }),
+                    Shape::from(dims.to_vec()),
+                ),
+                Grad::Weight(_, _, method) => (
+                    float_dispatch!(OP, a, |T| {
+                        let (x, dy) = (flat(a, l1, OP)?, flat(b, l2, OP)?);
+                        match method {
+                            Method::Shifted => {
+                                shifted::weight_grad::<T>(x, dy, g.win, g.dims(), g.c_out)
+                            }
+                            Method::ValidTaps => valid_taps::weight_grad::<T>(x, dy, g),
                         }
-                        Method::ValidTaps => valid_taps::weight_grad::<T>(x, dy, g),
-                    }
-                }),
-                Shape::from((g.c_out, g.k)),
-            ),
+                    }),
+                    Shape::from((g.c_out, g.k)),
+                ),
+            })
         })
     }
+}
+
+/// Operations of the layer's im2col product, `2·pixels·c_out·k`, the same for each pass.
+fn flops(g: ConvGeom) -> f64 {
+    2.0 * (g.pixels() * g.c_out * g.k) as f64
+}
+
+/// A layer as `op_times` lists it: `n×h×w×c → c_out, kh×kw/stride`.
+fn shape_text(g: ConvGeom) -> String {
+    let (n, h, w, c) = g.dims();
+    let (win, hw) = (g.win, dims_text(&[n, h, w, c]));
+    format!("{hw} → {}, {}×{}/{}", g.c_out, win.kh, win.kw, win.stride)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use candle_core::{CpuStorage, Layout, Result, Shape, WithDType};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::op_times::{dims_text, timed};
+
 /// A kernel over contiguous inputs of one float type; the first input's shape is `dims`.
 pub(crate) trait Kernel {
     const NAME: &'static str;
@@ -33,29 +35,34 @@ pub(crate) fn flat<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) ->
     }
 }
 
-/// Runs `k` on `inputs` in their float type.
+/// Runs `k` on `inputs` in their float type, timed under its name (`op_times`).
 pub(crate) fn run_float<K: Kernel>(
     k: &K,
     inputs: &[(&CpuStorage, &Layout)],
 ) -> Result<(CpuStorage, Shape)> {
-    let dims = dims4(inputs[0].1, K::NAME)?;
     fn slices<'a, T: WithDType>(
         inputs: &[(&'a CpuStorage, &Layout)],
         op: &str,
     ) -> Result<Vec<&'a [T]>> {
         inputs.iter().map(|(s, l)| flat::<T>(s, l, op)).collect()
     }
-    match inputs[0].0 {
-        CpuStorage::F32(_) => {
-            let (v, sh) = k.run(&slices::<f32>(inputs, K::NAME)?, dims)?;
-            Ok((CpuStorage::F32(v), sh))
-        }
-        CpuStorage::F64(_) => {
-            let (v, sh) = k.run(&slices::<f64>(inputs, K::NAME)?, dims)?;
-            Ok((CpuStorage::F64(v), sh))
-        }
-        _ => candle_core::bail!("{}: only f32 and f64 are supported", K::NAME),
-    }
+    let dims = dims4(inputs[0].1, K::NAME)?;
+    let (a, b, c, d) = dims;
+    timed(
+        K::NAME,
+        (|| dims_text(&[a, b, c, d]), 0.0),
+        || match inputs[0].0 {
+            CpuStorage::F32(_) => {
+                let (v, sh) = k.run(&slices::<f32>(inputs, K::NAME)?, dims)?;
+                Ok((CpuStorage::F32(v), sh))
+            }
+            CpuStorage::F64(_) => {
+                let (v, sh) = k.run(&slices::<f64>(inputs, K::NAME)?, dims)?;
+                Ok((CpuStorage::F64(v), sh))
+            }
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", K::NAME),
+        },
+    )
 }
 
 /// A `len`-long vector built in parallel: `fill(i, chunk)` writes the `i`-th run of `chunk`

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::cpu::{flat, float_dispatch, matmul_into};
 use super::native;
+use super::op_times::{dims_text, timed};
 
 /// `a · wᵀ` for `a: [m, k]` and `w: [n, k]`, as `[m, n]`; differentiable in both (in `a` only
 /// if `a` itself needs a gradient). Off the CPU kernels, candle's `a.matmul(&w.t())`.
@@ -198,11 +199,15 @@ impl CustomOp2 for MatmulT {
         if k != kw {
             candle_core::bail!("matmul-t: rows of length {k} against a weight [{n}, {kw}]");
         }
-        let out = float_dispatch!("matmul-t", s1, |T| forward::<T>(
-            flat(s1, l1, "matmul-t")?,
-            flat(s2, l2, "matmul-t")?,
-            (m, n, k)
-        ));
+        let shape = || format!("{} · ({})ᵀ", dims_text(&[m, k]), dims_text(&[n, k]));
+        let flops = 2.0 * (m * n * k) as f64;
+        let out = timed("matmul_t", (shape, flops), || {
+            Ok(float_dispatch!("matmul-t", s1, |T| forward::<T>(
+                flat(s1, l1, "matmul-t")?,
+                flat(s2, l2, "matmul-t")?,
+                (m, n, k)
+            )))
+        })?;
         Ok((out, Shape::from((m, n))))
     }
 

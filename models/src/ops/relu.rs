@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use super::composed;
 use super::cpu::{flat, float_dispatch, par_fill};
 use super::native;
+use super::op_times::{dims_text, timed};
 
 /// Elements per parallel task.
 const CHUNK: usize = 16 * 1024;
@@ -82,10 +83,12 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = float_dispatch!("relu", s, |T| {
-            let x = flat::<T>(s, l, "relu")?;
-            build(x.len(), |i| pos(x[i]))
-        });
+        let out = timed("relu", (|| dims_text(l.dims()), 0.0), || {
+            Ok(float_dispatch!("relu", s, |T| {
+                let x = flat::<T>(s, l, "relu")?;
+                build(x.len(), |i| pos(x[i]))
+            }))
+        })?;
         Ok((out, l.shape().clone()))
     }
 
@@ -182,10 +185,12 @@ fn zip_fwd<Z: Zip>(
             l2.shape()
         );
     }
-    let out = float_dispatch!(Z::NAME, s1, |T| {
-        let (a, b) = (flat::<T>(s1, l1, Z::NAME)?, flat::<T>(s2, l2, Z::NAME)?);
-        build(a.len(), |i| Z::f(a[i], b[i]))
-    });
+    let out = timed(Z::NAME, (|| dims_text(l1.dims()), 0.0), || {
+        Ok(float_dispatch!(Z::NAME, s1, |T| {
+            let (a, b) = (flat::<T>(s1, l1, Z::NAME)?, flat::<T>(s2, l2, Z::NAME)?);
+            build(a.len(), |i| Z::f(a[i], b[i]))
+        }))
+    })?;
     Ok((out, l1.shape().clone()))
 }
 
