@@ -5,7 +5,9 @@
 # override THREADS, MODELS, BATCHES, REPEAT and SKFAC_BIN via the environment, and PYTHON to
 # use an interpreter that already has torch (the GPU machine's) instead of bench/.venv. With REPEAT=n
 # each pair is measured n times, alternating candle and PyTorch, and the table gives the
-# medians: on a shared machine one pair can be off by 30%.
+# medians: on a shared machine one pair can be off by 30%. With OP_TIMES=1 it then lists, for
+# each model and batch, the time per step of each of candle's kernels (`bench-step --op-times`):
+# where the step goes on a machine without a profiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
@@ -36,7 +38,7 @@ img_per_s() {
 # The median of its arguments (numbers).
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' REPEAT=$REPEAT SKFAC_BIN=$SKFAC_BIN PYTHON=$PYTHON bench/compare.sh"
+echo "THREADS=$THREADS MODELS='$MODELS' BATCHES='$BATCHES' REPEAT=$REPEAT OP_TIMES=${OP_TIMES:-0} SKFAC_BIN=$SKFAC_BIN PYTHON=$PYTHON bench/compare.sh"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc --all) cores, $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "with", torch.backends.cpu.get_cpu_capability(), "kernels")')"
 # The CPU and the kernels candle's matrix products run on (AVX-512 or AVX2, chosen at run time).
 "$SKFAC_BIN" bench-step mlp 1 1 --steps 1 --warmup 0 | grep '^CPU: '
@@ -57,3 +59,14 @@ for model in $MODELS; do
         echo "| $model | $batch | $THREADS | $candle | $torch | $ratio |"
     done
 done
+
+if [[ ${OP_TIMES:-0} == 1 ]]; then
+    for model in $MODELS; do
+        for batch in $BATCHES; do
+            printf '\n%s, batch %s, candle by kernel:\n\n```\n' "$model" "$batch"
+            "$SKFAC_BIN" bench-step "$model" "$batch" "$THREADS" --op-times |
+                sed -n '/^mean time per step/,/the rest/p'
+            echo '```'
+        done
+    done
+fi
