@@ -103,7 +103,8 @@ impl Corr {
     }
 
     /// Writes padded input rows `first, first + step, …` (padded coordinates) of one image
-    /// into `slab` (zeros), each `wp` wide, as many as it holds; padding stays zero.
+    /// into `slab`, each `wp` wide, as many as it holds: the image's pixels, zeros for rows
+    /// outside it. The padding columns are never written: zero since the slab was made.
     fn slab<T: WithDType>(&self, img: &[T], first: usize, step: usize, slab: &mut [T]) {
         let (wp, c) = (self.wp(), self.c_in);
         for (r, dst) in slab.chunks_exact_mut(wp * c).enumerate() {
@@ -111,69 +112,102 @@ impl Corr {
             if py >= self.ph && py - self.ph < self.h {
                 let src = &img[(py - self.ph) * self.w * c..][..self.w * c];
                 dst[self.pw * c..][..self.w * c].copy_from_slice(src);
+            } else {
+                dst.fill(T::zero());
             }
         }
     }
 
-    /// The windows of output rows `first..first + rows` of one image, by kernel row: for each
-    /// `ky` an offset into the returned buffer where row `i` (stride `s·c_in`, `kw·c_in` long)
-    /// is position `i`'s kernel row `ky`. At stride 1 every kernel row reads one slab, shifted
-    /// by `ky` rows; otherwise each has its own slab of every `s`-th input row.
-    fn views<T: WithDType>(&self, img: &[T], first: usize, rows: usize) -> (Vec<T>, Vec<usize>) {
+    /// The windows of output rows `first..first + rows` of one image, by kernel row, in
+    /// `buf` (reused from band to band): for each `ky` an offset into `buf` where row `i`
+    /// (stride `s·c_in`, `kw·c_in` long) is position `i`'s kernel row `ky`. At stride 1 every
+    /// kernel row reads one slab, shifted by `ky` rows; otherwise each has its own slab of
+    /// every `s`-th input row.
+    fn views<T: WithDType>(
+        &self,
+        img: &[T],
+        first: usize,
+        rows: usize,
+        buf: &mut Vec<T>,
+    ) -> Vec<usize> {
         let row_len = self.wp() * self.c_in;
-        if self.s == 1 {
-            let mut slab = vec![T::zero(); (rows + self.kh - 1) * row_len];
-            self.slab(img, first, 1, &mut slab);
-            return (slab, (0..self.kh).map(|ky| ky * row_len).collect());
+        let (slabs, slab_rows) = match self.s {
+            1 => (1, rows + self.kh - 1),
+            _ => (self.kh, rows),
+        };
+        if buf.len() != slabs * slab_rows * row_len {
+            *buf = vec![T::zero(); slabs * slab_rows * row_len];
         }
-        let mut buf = vec![T::zero(); self.kh * rows * row_len];
+        if self.s == 1 {
+            self.slab(img, first, 1, buf);
+            return (0..self.kh).map(|ky| ky * row_len).collect();
+        }
         for (ky, slab) in buf.chunks_exact_mut(rows * row_len).enumerate() {
             self.slab(img, self.s * first + ky, self.s, slab);
         }
-        (buf, (0..self.kh).map(|ky| ky * rows * row_len).collect())
+        (0..self.kh).map(|ky| ky * rows * row_len).collect()
     }
 
     /// Output rows `first..first + rows` of one image, every position of each row
-    /// (`per_row`): `Σ_ky view_ky · wk[ky]`, with `wk` the weight as `[kh][kw·c_in][c_out]`.
-    fn band_product<T: WithDType>(&self, img: &[T], wk: &[T], first: usize, rows: usize) -> Vec<T> {
+    /// (`per_row`), into `wide`: `Σ_ky view_ky · wk[ky]`, with `wk` the weight as
+    /// `[kh][kw·c_in][c_out]`. The first product overwrites `wide`, so it needs no zeroing.
+    fn band_product<T: WithDType>(
+        &self,
+        (img, wk): (&[T], &[T]),
+        first: usize,
+        rows: usize,
+        (buf, wide): (&mut Vec<T>, &mut [T]),
+    ) {
         let (m, kc) = (self.positions(rows), self.kw * self.c_in);
-        let (buf, at) = self.views(img, first, rows);
-        let mut out = vec![T::zero(); m * self.c_out];
+        let at = self.views(img, first, rows, buf);
         for (ky, &at) in at.iter().enumerate() {
             matmul_into(
-                &mut out,
+                wide,
                 (self.c_out, 1),
                 (m, self.c_out, kc),
-                true,
+                ky > 0,
                 &buf[at..],
                 (self.s * self.c_in, 1),
                 &wk[ky * kc * self.c_out..],
                 (self.c_out, 1),
             );
         }
-        out
     }
 
     /// The correlation of every image of `x` (`n` of them), as `[n, ho, wo, c_out]` values.
+    /// Each task computes a run of bands with one set of buffers.
     fn run<T: WithDType>(&self, x: &[T], wk: &[T], n: usize) -> Vec<T> {
         let (band, ho, wo) = (self.band(), self.ho(), self.wo());
         let bands = ho / band;
         let img_len = self.h * self.w * self.c_in;
-        let fill = |t: usize, out: &mut [std::mem::MaybeUninit<T>]| {
-            let (b, first) = (t / bands, (t % bands) * band);
-            let img = &x[b * img_len..][..img_len];
-            let wide = self.band_product(img, wk, first, band);
-            // Keep the first `wo` positions of each row.
-            for (r, dst) in out.chunks_exact_mut(wo * self.c_out).enumerate() {
-                write_copy(
-                    dst,
-                    &wide[r * self.per_row() * self.c_out..][..wo * self.c_out],
-                );
+        let band_len = band * wo * self.c_out;
+        let per_task = tasks_per_group(n * bands);
+        let fill = |g: usize, out: &mut [std::mem::MaybeUninit<T>]| {
+            let mut buf = Vec::new();
+            let mut wide = vec![T::zero(); self.per_row() * band * self.c_out];
+            for (j, dst) in out.chunks_exact_mut(band_len).enumerate() {
+                let t = g * per_task + j;
+                let (b, first) = (t / bands, (t % bands) * band);
+                let img = &x[b * img_len..][..img_len];
+                self.band_product((img, wk), first, band, (&mut buf, &mut wide));
+                // Keep the first `wo` positions of each row.
+                for (r, dst) in dst.chunks_exact_mut(wo * self.c_out).enumerate() {
+                    write_copy(
+                        dst,
+                        &wide[r * self.per_row() * self.c_out..][..wo * self.c_out],
+                    );
+                }
             }
         };
-        // SAFETY: each band writes all of its `band · wo · c_out` outputs.
-        unsafe { par_fill(n * ho * wo * self.c_out, band * wo * self.c_out, fill) }
+        // SAFETY: each task writes all `band · wo · c_out` outputs of each of its bands.
+        unsafe { par_fill(n * ho * wo * self.c_out, per_task * band_len, fill) }
     }
+}
+
+/// Bands per task, for `tasks` bands: four tasks a thread, so that they balance, each
+/// keeping its buffers over its run of bands.
+fn tasks_per_group(tasks: usize) -> usize {
+    tasks.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
 /// `x ⊛ w` for NHWC `x: [n, h, w, c]` and `w: [c_out, kh·kw·c]` (im2col column order), as rows
@@ -246,7 +280,7 @@ pub(crate) fn weight_grad<T: WithDType>(
     let (k, kc) = (win.kh * win.kw * c, win.kw * c);
     let img_len = h * wd * c;
     let tasks = n * bands;
-    let per_group = tasks.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let per_group = tasks_per_group(tasks);
     let partials: Vec<Vec<T>> = (0..tasks.div_ceil(per_group))
         .into_par_iter()
         .map(|group| {
@@ -254,9 +288,10 @@ pub(crate) fn weight_grad<T: WithDType>(
             let m = corr.positions(band);
             // dy at every position of a row: zeros at those the forward pass dropped.
             let mut dyw = vec![T::zero(); m * c_out];
+            let mut buf = Vec::new();
             for t in group * per_group..((group + 1) * per_group).min(tasks) {
                 let (b, first) = (t / bands, (t % bands) * band);
-                let (buf, at) = corr.views(&x[b * img_len..][..img_len], first, band);
+                let at = corr.views(&x[b * img_len..][..img_len], first, band, &mut buf);
                 let rows = &dy[((b * ho + first) * wo) * c_out..][..band * wo * c_out];
                 for (r, src) in rows.chunks_exact(wo * c_out).enumerate() {
                     dyw[r * per_row * c_out..][..wo * c_out].copy_from_slice(src);
