@@ -24,6 +24,7 @@ fn op_times_lists_each_layer_of_the_mlp_once_a_step() {
         ("matmul_t", "4×784 · (512×784)ᵀ"),
         ("matmul_t", "4×512 · (256×512)ᵀ"),
         ("matmul_t", "4×256 · (10×256)ᵀ"),
+        ("matmul_t backward", "4×784 · (512×784)ᵀ"),
         ("relu", "4×512"),
         ("relu backward", "4×256"),
     ] {

@@ -218,14 +218,19 @@ impl CustomOp2 for MatmulT {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // dW = dyᵀ · a: candle's matmul reads dyᵀ through its strides and writes [n, k].
-        let dw = grad.t()?.matmul(a)?;
-        let da = if self.input_grad {
-            Some(grad.matmul(w)?)
-        } else {
-            None
-        };
-        Ok((da, Some(dw)))
+        let ((m, k), n) = (a.dims2()?, w.dim(0)?);
+        let shape = || format!("{} · ({})ᵀ", dims_text(&[m, k]), dims_text(&[n, k]));
+        let flops = 2.0 * (m * n * k) as f64 * if self.input_grad { 2.0 } else { 1.0 };
+        timed("matmul_t backward", (shape, flops), || {
+            // dW = dyᵀ · a: candle's matmul reads dyᵀ through its strides and writes [n, k].
+            let dw = grad.t()?.matmul(a)?;
+            let da = if self.input_grad {
+                Some(grad.matmul(w)?)
+            } else {
+                None
+            };
+            Ok((da, Some(dw)))
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 //! relaxed atomic load; on, a clock read and a lock per call. Candle runs CPU ops one after
 //! another on the calling thread (the kernels parallelise inside), so the times add up to the
 //! part of a step these kernels take; candle's own ops (matmul, reductions, the element-wise
-//! ones) are not counted.
+//! ones) are not counted, except the matmuls of `matmul_t`'s backward pass, timed as one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
