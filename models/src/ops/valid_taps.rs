@@ -151,12 +151,19 @@ impl Plan {
         self.row.len()
     }
 
-    /// Where in an NHWC image the taps of kernel row `ky` of the class's window at `(oy, ox)`
-    /// start: its input pixels under the class's kernel columns, `kx.len()·c` values on.
-    fn tap_at(&self, cl: &Class, oy: usize, ox: usize, ky: usize) -> usize {
+    /// For each of the class's windows in one image, in row order, where in the NHWC image its
+    /// taps start: the input pixels under its first tap row and its kernel columns,
+    /// `kx.len()·c` consecutive values. Tap row `j` starts `j` image rows (`w·c` values) on.
+    fn windows(&self, cl: &Class) -> Vec<usize> {
         let (s, win) = (self.s, self.s.win);
-        let (iy, ix) = (oy * win.stride + ky, ox * win.stride + cl.kx.start);
-        ((iy - win.padding) * s.w + ix - win.padding) * s.c
+        let mut at = Vec::with_capacity(cl.per_img());
+        for &oy in &cl.oys {
+            for &ox in &cl.oxs {
+                let (iy, ix) = (oy * win.stride + cl.ky.start, ox * win.stride + cl.kx.start);
+                at.push(((iy - win.padding) * s.w + ix - win.padding) * s.c);
+            }
+        }
+        at
     }
 
     /// The windows of one class as `[n·per_img, k]` patches: of each tap row `ky`, the input
@@ -168,17 +175,13 @@ impl Plan {
             // Windows wholly over padding: no taps, outputs zero.
             return Vec::new();
         }
-        let img_len = s.h * s.w * s.c;
+        let (img_len, img_row) = (s.h * s.w * s.c, s.w * s.c);
+        let windows = self.windows(cl);
         let fill = |b: usize, dst: &mut [std::mem::MaybeUninit<T>]| {
             let img = &x[b * img_len..][..img_len];
-            let mut rows = dst.chunks_exact_mut(k);
-            for &oy in &cl.oys {
-                for &ox in &cl.oxs {
-                    let patch = rows.next().expect("per_img rows");
-                    for (j, ky) in cl.ky.clone().enumerate() {
-                        let at = self.tap_at(cl, oy, ox, ky);
-                        write_copy(&mut patch[j * run..][..run], &img[at..][..run]);
-                    }
+            for (patch, &at) in dst.chunks_exact_mut(k).zip(&windows) {
+                for (j, taps) in patch.chunks_exact_mut(run).enumerate() {
+                    write_copy(taps, &img[at + j * img_row..][..run]);
                 }
             }
         };
@@ -197,14 +200,9 @@ impl Plan {
         }
         let img_len = s.h * s.w * s.c;
         // Where each row's first kernel row starts in `x`; kernel row j is j input rows on.
+        let windows = self.windows(cl);
         let starts: Vec<usize> = (0..s.n)
-            .flat_map(|b| {
-                cl.oys.iter().flat_map(move |&oy| {
-                    cl.oxs
-                        .iter()
-                        .map(move |&ox| b * img_len + self.tap_at(cl, oy, ox, cl.ky.start))
-                })
-            })
+            .flat_map(|b| windows.iter().map(move |at| b * img_len + at))
             .collect();
         // One kernel row's `run` rows of the result per task, written eight columns at a time.
         let fill = |j: usize, dst: &mut [std::mem::MaybeUninit<T>]| {
@@ -397,18 +395,16 @@ pub(crate) fn input_grad<T: WithDType>(dy: &[T], w: &[T], s: ConvGeom) -> Vec<T>
                         (k, 1),
                     );
                 }
+                let windows = plan.windows(cl);
                 let mut patches = da.chunks_exact(kc);
                 for img in block.chunks_exact_mut(img_len) {
-                    for &oy in &cl.oys {
-                        for &ox in &cl.oxs {
-                            let patch = patches.next().expect("per_img rows an image");
-                            for (j, ky) in cl.ky.clone().enumerate() {
-                                let at = plan.tap_at(cl, oy, ox, ky);
-                                img[at..][..run]
-                                    .iter_mut()
-                                    .zip(&patch[j * run..][..run])
-                                    .for_each(|(d, g)| *d += *g);
-                            }
+                    // Windows first: zip stops on them without taking a patch of the next image.
+                    for (&at, patch) in windows.iter().zip(patches.by_ref()) {
+                        for (j, taps) in patch.chunks_exact(run).enumerate() {
+                            img[at + j * s.w * s.c..][..run]
+                                .iter_mut()
+                                .zip(taps)
+                                .for_each(|(d, g)| *d += *g);
                         }
                     }
                 }
