@@ -99,12 +99,7 @@ const WINDOWS: [Window; 5] = [
         stride: 2,
         padding: 3,
     },
-    Window {
-        kh: 2,
-        kw: 2,
-        stride: 2,
-        padding: 0,
-    },
+    Window::POOL_2X2,
 ];
 
 #[test]

@@ -32,15 +32,7 @@ fn lists_each_kernel_called_with_its_shape_and_calls() -> Result<()> {
     let y = conv2d_tiled(x.as_tensor(), w.as_tensor(), win)?;
     let y = conv2d_tiled(x.as_tensor(), w.as_tensor(), win)?.add(&y)?;
     let (z, _) = batch_norm(&y, &gamma, &beta, 1e-5)?;
-    let pooled = max_pool2d(
-        &z.reshape((2, 6, 5, 4))?,
-        Window {
-            kh: 2,
-            kw: 2,
-            stride: 2,
-            padding: 0,
-        },
-    )?;
+    let pooled = max_pool2d(&z.reshape((2, 6, 5, 4))?, Window::POOL_2X2)?;
     pooled.sum_all()?.backward()?;
     let wall = start.elapsed().as_secs_f64();
     record_op_times(false);

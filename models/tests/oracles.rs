@@ -222,15 +222,7 @@ struct Tiny {
 impl Module for Tiny {
     fn forward(&self, x: &Tensor, ctx: &Ctx) -> Result<Tensor> {
         let h = self.bn.forward(&self.conv.forward(x, ctx)?, ctx)?.tanh()?;
-        let h = max_pool2d(
-            &h,
-            Window {
-                kh: 2,
-                kw: 2,
-                stride: 2,
-                padding: 0,
-            },
-        )?;
+        let h = max_pool2d(&h, Window::POOL_2X2)?;
         self.fc.forward(&h.flatten_from(1)?, ctx)
     }
 }

@@ -51,15 +51,7 @@ impl Module for Vgg {
         for s in &self.stages {
             h = match s {
                 Stage::Conv(conv, bn) => bn.forward_relu(&conv.forward(&h, ctx)?, ctx)?,
-                Stage::Pool => max_pool2d(
-                    &h,
-                    Window {
-                        kh: 2,
-                        kw: 2,
-                        stride: 2,
-                        padding: 0,
-                    },
-                )?,
+                Stage::Pool => max_pool2d(&h, Window::POOL_2X2)?,
             };
         }
         self.fc.forward(&h.flatten_from(1)?, ctx)

@@ -14,6 +14,14 @@ pub struct Window {
 }
 
 impl Window {
+    /// The usual max-pooling window: 2×2, stride 2 (VGG's).
+    pub const POOL_2X2: Window = Window {
+        kh: 2,
+        kw: 2,
+        stride: 2,
+        padding: 0,
+    };
+
     /// Output height and width, or `None` when the window does not fit the padded input.
     pub fn output(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let (hp, wp) = (h + 2 * self.padding, w + 2 * self.padding);

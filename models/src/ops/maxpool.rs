@@ -203,14 +203,6 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    /// VGG's pooling: 2×2 windows, stride 2.
-    const POOL_2X2: Window = Window {
-        kh: 2,
-        kw: 2,
-        stride: 2,
-        padding: 0,
-    };
-
     /// Forward against candle's own NCHW max_pool2d; gradient against central finite
     /// differences. (Candle 0.11's max_pool2d backward is not an oracle: it scales the
     /// gradient by the fraction of maxima in the window, 1/4 for a 2x2 window.)
@@ -222,7 +214,7 @@ mod tests {
             let x0 = Tensor::randn(0f64, 1., (2, 6, 8, c), &dev)?;
             let x = Var::from_tensor(&x0)?;
             let w = Tensor::randn(0f64, 1., (2, 3, 4, c), &dev)?;
-            let win = POOL_2X2;
+            let win = Window::POOL_2X2;
             let ours = max_pool2d(x.as_tensor(), win)?;
             let theirs = x0
                 .permute((0, 3, 1, 2))?
@@ -261,7 +253,7 @@ mod tests {
             &Device::Cpu,
         )?;
         let x = Var::from_tensor(&x)?;
-        let win = POOL_2X2;
+        let win = Window::POOL_2X2;
         let y = max_pool2d(x.as_tensor(), win)?;
         assert_eq!(y.flatten_all()?.to_vec1::<f64>()?, [1., 2.]);
         let g = y.sum_all()?.backward()?;
