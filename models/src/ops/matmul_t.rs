@@ -167,6 +167,11 @@ fn by_weight_rows<T: WithDType>(
     dst
 }
 
+/// The product as `op_times` lists it: `m×k · (n×k)ᵀ`.
+fn shape_text(m: usize, n: usize, k: usize) -> String {
+    format!("{} · ({})ᵀ", dims_text(&[m, k]), dims_text(&[n, k]))
+}
+
 /// The transpose of the `rows × cols` row-major `src`, in square blocks that stay in cache.
 fn transpose<T: WithDType>(src: &[T], rows: usize, cols: usize) -> Vec<T> {
     const B: usize = 32;
@@ -199,9 +204,8 @@ impl CustomOp2 for MatmulT {
         if k != kw {
             candle_core::bail!("matmul-t: rows of length {k} against a weight [{n}, {kw}]");
         }
-        let shape = || format!("{} · ({})ᵀ", dims_text(&[m, k]), dims_text(&[n, k]));
         let flops = 2.0 * (m * n * k) as f64;
-        let out = timed("matmul_t", (shape, flops), || {
+        let out = timed("matmul_t", (|| shape_text(m, n, k), flops), || {
             Ok(float_dispatch!("matmul-t", s1, |T| forward::<T>(
                 flat(s1, l1, "matmul-t")?,
                 flat(s2, l2, "matmul-t")?,
@@ -219,9 +223,8 @@ impl CustomOp2 for MatmulT {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let ((m, k), n) = (a.dims2()?, w.dim(0)?);
-        let shape = || format!("{} · ({})ᵀ", dims_text(&[m, k]), dims_text(&[n, k]));
         let flops = 2.0 * (m * n * k) as f64 * if self.input_grad { 2.0 } else { 1.0 };
-        timed("matmul_t backward", (shape, flops), || {
+        timed("matmul_t backward", (|| shape_text(m, n, k), flops), || {
             // dW = dyᵀ · a: candle's matmul reads dyᵀ through its strides and writes [n, k].
             let dw = grad.t()?.matmul(a)?;
             let da = if self.input_grad {
