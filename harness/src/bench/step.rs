@@ -92,18 +92,26 @@ pub fn run(
     let mut opt = optimizers::build(optimizer, &net.param_set(), &h)?;
     let b = random_batch(model, batch, device)?;
     let mut runs: Vec<StepTimes> = Vec::with_capacity(steps);
-    for i in 0..warmup + steps {
-        if op_times && i == warmup {
-            models::ops::take_op_times();
-            models::ops::record_op_times(true);
+    let mut steps_run = || -> Result<()> {
+        for i in 0..warmup + steps {
+            if op_times && i == warmup {
+                models::ops::take_op_times();
+                models::ops::record_op_times(true);
+            }
+            match train_step(&net, opt.as_mut(), &b, i as u64, StepJob::ALONE)? {
+                StepOutcome::Done { times, .. } if i >= warmup => runs.push(times),
+                StepOutcome::Done { .. } => {}
+                StepOutcome::Diverged { loss } => {
+                    anyhow::bail!("the benchmark diverged (loss {loss})")
+                }
+            }
         }
-        match train_step(&net, opt.as_mut(), &b, i as u64, StepJob::ALONE)? {
-            StepOutcome::Done { times, .. } if i >= warmup => runs.push(times),
-            StepOutcome::Done { .. } => {}
-            StepOutcome::Diverged { loss } => anyhow::bail!("the benchmark diverged (loss {loss})"),
-        }
-    }
+        Ok(())
+    };
+    let outcome = steps_run();
+    // Off on every path: recording is process-wide.
     models::ops::record_op_times(false);
+    outcome?;
     let ops = match op_times {
         true => models::ops::take_op_times(),
         false => Vec::new(),
